@@ -1,0 +1,46 @@
+"""Names the API shim, the operator and the worker must agree on, in one place.
+
+Who writes what:
+- the API shim creates the AvatarSession and its token Secret (`token_secret_name`), owned by it;
+- the operator creates the worker Pod (and its per-session ServiceAccount/Role), owned by it;
+- the worker reads its AvatarSession and Avatar, and patches only `status.worker`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Labels on every object Facecast creates for a session (pods, secrets, RBAC objects).
+LABEL_SESSION: Final = "facecast.io/session"
+LABEL_TENANT: Final = "facecast.io/tenant"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "facecast"
+
+# The worker token Secret.
+TOKEN_SECRET_KEY: Final = "token"
+TOKEN_MOUNT_DIR: Final = "/var/run/facecast/transport"
+
+# Where avatar images live, for the API (writes) and the worker (reads).
+AVATAR_STORE_DIR: Final = "/var/lib/facecast/avatars"
+
+# The worker's environment, set by the operator on the pod.
+ENV_SESSION_NAME: Final = "FACECAST_SESSION_NAME"
+ENV_SESSION_NAMESPACE: Final = "FACECAST_SESSION_NAMESPACE"
+ENV_TOKEN_FILE: Final = "FACECAST_TOKEN_FILE"
+ENV_AVATAR_STORE: Final = "FACECAST_AVATAR_STORE"
+
+# The worker reports a heartbeat this often; the operator declares it lost after a few misses.
+WORKER_HEARTBEAT_SECONDS: Final = 5
+
+
+def token_secret_name(session_name: str) -> str:
+    return f"{session_name}-token"
+
+
+def worker_pod_name(session_name: str) -> str:
+    return f"{session_name}-worker"
+
+
+def token_file(key: str = TOKEN_SECRET_KEY) -> str:
+    return f"{TOKEN_MOUNT_DIR}/{key}"

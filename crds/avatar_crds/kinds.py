@@ -1,0 +1,91 @@
+"""The three Facecast kinds and how each is presented as a CustomResourceDefinition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from avatar_crds.avatar import AvatarSpec
+from avatar_crds.meta import GROUP
+from avatar_crds.session import AvatarSessionSpec, AvatarSessionStatus
+from avatar_crds.tenant import TenantSpec, TenantStatus
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    type: str
+    json_path: str
+    description: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    description: str
+    spec: type[BaseModel]
+    status: type[BaseModel] | None
+    printer_columns: tuple[PrinterColumn, ...]
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+_AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
+
+AVATAR_SESSION = ResourceKind(
+    kind="AvatarSession",
+    plural="avatarsessions",
+    singular="avatarsession",
+    short_names=("avs",),
+    description="A real-time talking-avatar session: one GPU worker in the customer's room.",
+    spec=AvatarSessionSpec,
+    status=AvatarSessionStatus,
+    printer_columns=(
+        PrinterColumn("Phase", "string", ".status.phase", "Where the session is in its life"),
+        PrinterColumn("Avatar", "string", ".spec.avatarRef", "The Avatar it animates"),
+        PrinterColumn("Quality", "string", ".spec.quality", "Renderer tier"),
+        _AGE,
+        PrinterColumn("First Frame", "date", ".status.worker.firstFrameAt", "First frame sent"),
+        PrinterColumn("Reason", "string", ".status.reason", "Why it ended or failed", 1),
+        PrinterColumn("Tenant", "string", ".spec.tenant", "Owning tenant", 1),
+    ),
+)
+
+AVATAR = ResourceKind(
+    kind="Avatar",
+    plural="avatars",
+    singular="avatar",
+    short_names=("av",),
+    description="A validated, aligned portrait that sessions animate.",
+    spec=AvatarSpec,
+    status=None,
+    printer_columns=(
+        PrinterColumn("Tenant", "string", ".spec.tenant", "Owning tenant"),
+        PrinterColumn("Visibility", "string", ".spec.visibility", "public or tenant"),
+        _AGE,
+    ),
+)
+
+TENANT = ResourceKind(
+    kind="Tenant",
+    plural="tenants",
+    singular="tenant",
+    short_names=("fct",),
+    description="A customer account: plan limits, hashed API keys and usage.",
+    spec=TenantSpec,
+    status=TenantStatus,
+    printer_columns=(
+        PrinterColumn("Max Sessions", "integer", ".spec.plan.maxConcurrentSessions"),
+        PrinterColumn("Active", "integer", ".status.usage.activeSessions"),
+        _AGE,
+    ),
+)
+
+ALL_KINDS: tuple[ResourceKind, ...] = (AVATAR_SESSION, AVATAR, TENANT)

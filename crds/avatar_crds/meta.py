@@ -1,0 +1,67 @@
+"""API group, version and the shared base model of every Facecast resource."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic.alias_generators import to_camel
+
+GROUP = "facecast.io"
+VERSION = "v1alpha1"
+API_VERSION: Final[Literal["facecast.io/v1alpha1"]] = "facecast.io/v1alpha1"
+CATEGORY = "facecast"
+
+
+class CamelModel(BaseModel):
+    """Python names in snake_case, Kubernetes names in camelCase; unknown fields are an error."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Absent and None mean the same, except on fields marked nullable, where None is a value
+        (an explicit `null` that the API server keeps instead of applying the default)."""
+        data: dict[str, Any] = handler(self)
+        keep = _nullable_names(type(self))
+        return {key: value for key, value in data.items() if value is not None or key in keep}
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The JSON-ready body Kubernetes expects: camelCase, enums as strings."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def nullable() -> dict[str, Any]:
+    """`json_schema_extra` for a field whose None is meaningful and must survive the API server."""
+    return {"nullable": True}
+
+
+def _nullable_names(model: type[BaseModel]) -> frozenset[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("nullable"):
+            names.update({name, field.alias or name})
+    return frozenset(names)
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes object metadata Facecast reads; the API server owns the rest."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    resource_version: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+    finalizers: list[str] = []

@@ -1,0 +1,283 @@
+"""AvatarSession: one customer session, one worker pod. `spec` is written by the API shim only;
+`status` by the operator, except `status.worker`, which only the worker writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from avatar_crds.cel import Rule, rules
+from avatar_crds.enums import (
+    REASONS_BY_PHASE,
+    AspectRatio,
+    AudioSource,
+    CancelReason,
+    EndReason,
+    FailureReason,
+    Phase,
+    Quality,
+    TransportType,
+    VideoCodec,
+)
+from avatar_crds.ids import AVATAR_PREFIX, name_pattern
+from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta, nullable
+
+RESERVED_METADATA_PREFIX = "_avatar."
+METADATA_MAX_BYTES = 8 * 1024
+METADATA_MAX_KEYS = 64
+DEFAULT_IDLE_TIMEOUT_SECONDS = 30
+DEFAULT_MAX_DURATION_SECONDS = 600
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+TransportUrl = Annotated[str, Field(max_length=2048, pattern=r"^wss?://[^\s/?#]+[^\s]*$")]
+HttpsUrl = Annotated[str, Field(max_length=2048, pattern=r"^https://[^\s/?#]+[^\s]*$")]
+Identity = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class LiveKitTransport(CamelModel):
+    """The customer's own LiveKit room. The worker token is never here: see `tokenSecretRef`."""
+
+    url: TransportUrl
+    room_name: Annotated[str, Field(min_length=1, max_length=256)]
+    worker_identity: Identity = "facecast-worker"
+    audio_source: AudioSource = AudioSource.DATA_STREAM
+    subscribe_to_identity: Identity | None = None
+    synthetic_audio_if_no_input: bool = False
+
+
+class DailyTransport(CamelModel):
+    url: HttpsUrl
+
+
+_TRANSPORT_MATCHES_TYPE = Rule(
+    "self.type == 'livekit' ? (has(self.livekit) && !has(self.daily))"
+    " : (has(self.daily) && !has(self.livekit))",
+    "exactly the transport named by type must be set",
+)
+
+
+class Transport(CamelModel):
+    """Tagged union: `type` names the one sub-object that is set."""
+
+    model_config = ConfigDict(json_schema_extra=rules(_TRANSPORT_MATCHES_TYPE))
+
+    type: TransportType
+    livekit: LiveKitTransport | None = None
+    daily: DailyTransport | None = None
+
+    @model_validator(mode="after")
+    def _matches_type(self) -> Transport:
+        chosen = {TransportType.LIVEKIT: self.livekit, TransportType.DAILY: self.daily}
+        others = [value for kind, value in chosen.items() if kind != self.type]
+        if chosen[self.type] is None or any(value is not None for value in others):
+            raise ValueError(_TRANSPORT_MATCHES_TYPE.message)
+        return self
+
+
+_SIZE_BOTH_OR_NEITHER = Rule(
+    "has(self.width) == has(self.height)", "width and height must be set together"
+)
+
+
+class VideoSettings(CamelModel):
+    """Codec, and resolution/bitrate when not derived from quality and aspect ratio."""
+
+    model_config = ConfigDict(json_schema_extra=rules(_SIZE_BOTH_OR_NEITHER))
+
+    codec: VideoCodec = VideoCodec.VP8
+    width: Annotated[int, Field(ge=128, le=1920, multiple_of=2)] | None = None
+    height: Annotated[int, Field(ge=128, le=1920, multiple_of=2)] | None = None
+    bitrate_kbps: Annotated[int, Field(ge=100, le=20000)] | None = None
+
+    @model_validator(mode="after")
+    def _size_together(self) -> VideoSettings:
+        if (self.width is None) != (self.height is None):
+            raise ValueError(_SIZE_BOTH_OR_NEITHER.message)
+        return self
+
+
+class Voice(CamelModel):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    speed: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+
+
+class SecretKeyRef(CamelModel):
+    """Where the worker token lives: a Secret owned by the session, mounted into the pod."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = "token"
+
+
+_NO_RESERVED_KEYS = Rule(
+    f"self.all(k, !k.startsWith('{RESERVED_METADATA_PREFIX}'))",
+    f"metadata keys starting with '{RESERVED_METADATA_PREFIX}' are reserved",
+)
+
+
+def validate_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """The customer's opaque JSON object, echoed in webhooks: bounded and without reserved keys."""
+    if any(key.startswith(RESERVED_METADATA_PREFIX) for key in value):
+        raise ValueError(_NO_RESERVED_KEYS.message)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}")
+    return value
+
+
+_SPEC_IDENTITY_FIXED = Rule(
+    "self.avatarRef == oldSelf.avatarRef && self.quality == oldSelf.quality"
+    " && self.transport == oldSelf.transport && self.tokenSecretRef == oldSelf.tokenSecretRef"
+    " && self.tenant == oldSelf.tenant",
+    "avatarRef, quality, transport, tokenSecretRef and tenant are immutable",
+)
+_END_REQUEST_STAYS = Rule(
+    "!has(oldSelf.endRequestedAt) || (has(self.endRequestedAt)"
+    " && self.endRequestedAt == oldSelf.endRequestedAt)",
+    "endRequestedAt cannot be changed or removed once set",
+)
+
+
+class AvatarSessionSpec(CamelModel):
+    """What the customer asked for. Written once by the API shim, then only to end or keep alive."""
+
+    model_config = ConfigDict(json_schema_extra=rules(_SPEC_IDENTITY_FIXED, _END_REQUEST_STAYS))
+
+    tenant: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    avatar_ref: Annotated[str, Field(max_length=64, pattern=name_pattern(AVATAR_PREFIX))]
+    quality: Quality
+    aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    voice: Voice | None = None
+    idle_timeout_seconds: Annotated[int, Field(ge=1, le=600)] | None = Field(
+        default=DEFAULT_IDLE_TIMEOUT_SECONDS,
+        description="Seconds without received audio before the session ends; null disables it.",
+        json_schema_extra=nullable(),
+    )
+    max_duration_seconds: Annotated[int, Field(ge=1, le=3600)] = DEFAULT_MAX_DURATION_SECONDS
+    transport: Transport
+    token_secret_ref: SecretKeyRef
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Customer JSON object echoed in webhooks, at most {METADATA_MAX_BYTES} bytes.",
+        json_schema_extra=rules(_NO_RESERVED_KEYS, maxProperties=METADATA_MAX_KEYS),
+    )
+    end_requested_at: datetime | None = Field(
+        default=None, description="Set once when the customer asks to end the session."
+    )
+    keep_alive_at: datetime | None = Field(
+        default=None, description="Last keep-alive from the customer; restarts the idle timer."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > METADATA_MAX_KEYS:
+            raise ValueError(f"metadata has {len(value)} keys; the limit is {METADATA_MAX_KEYS}")
+        return validate_metadata(value)
+
+
+class Condition(CamelModel):
+    """A standard Kubernetes condition (`Ready`, `Scheduled`, ...)."""
+
+    type: Annotated[str, Field(min_length=1, max_length=64)]
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, Field(max_length=64)] | None = None
+    message: Annotated[str, Field(max_length=1024)] | None = None
+    last_transition_time: datetime | None = None
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+
+
+class WorkerFailure(CamelModel):
+    """Why the worker gave up (bad token, unreachable room, unreadable avatar); the operator
+    turns it into a failed phase with the same reason."""
+
+    reason: FailureReason
+    message: Annotated[str, Field(max_length=1024)] = ""
+
+
+class WorkerStatus(CamelModel):
+    """What the worker reports about itself; nobody else writes these fields."""
+
+    heartbeat_at: datetime | None = None
+    first_frame_at: datetime | None = None
+    last_audio_at: datetime | None = None
+    frames: Annotated[int, Field(ge=0)] = 0
+    billable_seconds: Annotated[float, Field(ge=0)] = 0.0
+    failure: WorkerFailure | None = None
+
+
+class Deadlines(CamelModel):
+    """Absolute times, so an operator restart re-arms timers without resetting them."""
+
+    start_by: datetime | None = None
+    idle_at: datetime | None = None
+    max_duration_at: datetime | None = None
+
+
+class Usage(CamelModel):
+    billable_seconds: Annotated[float, Field(ge=0)] = 0.0
+
+
+_TERMINAL_HAS_REASON = [
+    Rule(
+        f"!has(self.phase) || self.phase != '{phase}'"
+        f" || (has(self.reason) && self.reason in {sorted(allowed)!r})",
+        f"a {phase} session needs a reason from: {', '.join(sorted(allowed))}",
+    )
+    for phase, allowed in REASONS_BY_PHASE.items()
+]
+
+SessionReason = EndReason | FailureReason | CancelReason
+
+
+class AvatarSessionStatus(CamelModel):
+    """Written by the operator (phase, reason, timestamps, deadlines) and the worker (`worker`)."""
+
+    model_config = ConfigDict(json_schema_extra=rules(*_TERMINAL_HAS_REASON))
+
+    phase: Phase | None = None
+    reason: SessionReason | None = None
+    message: Annotated[str, Field(max_length=1024)] | None = None
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    queued_at: datetime | None = None
+    starting_at: datetime | None = None
+    running_at: datetime | None = None
+    ending_at: datetime | None = None
+    finished_at: datetime | None = Field(
+        default=None, description="When a terminal phase was reached; starts the TTL."
+    )
+    deadlines: Deadlines | None = None
+    pod_name: Annotated[str, Field(max_length=253)] | None = None
+    usage: Usage | None = None
+    worker: WorkerStatus | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+    @model_validator(mode="after")
+    def _terminal_has_reason(self) -> AvatarSessionStatus:
+        if self.phase is not None and self.phase in REASONS_BY_PHASE:
+            allowed = REASONS_BY_PHASE[self.phase]
+            if self.reason is None or self.reason not in allowed:
+                raise ValueError(
+                    f"a {self.phase} session needs a reason from: {', '.join(sorted(allowed))}"
+                )
+        return self
+
+
+class AvatarSession(CamelModel):
+    """The whole resource as the API server stores it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["facecast.io/v1alpha1"] = API_VERSION
+    kind: Literal["AvatarSession"] = "AvatarSession"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AvatarSessionSpec
+    status: AvatarSessionStatus = Field(default_factory=AvatarSessionStatus)

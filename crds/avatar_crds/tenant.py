@@ -1,0 +1,78 @@
+"""Tenant: a customer account, its plan limits, its hashed API keys and its usage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from avatar_crds.enums import Quality
+from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta
+
+
+class Plan(CamelModel):
+    max_concurrent_sessions: Annotated[int, Field(ge=0, le=10000)] = 1
+    minutes: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
+        default=60, description="Session minutes included per billing period."
+    )
+    max_session_duration_seconds: Annotated[int, Field(ge=1, le=3600)] = 600
+    allowed_qualities: list[Quality] = Field(
+        default_factory=lambda: [Quality.MOCK, Quality.LITE],
+        min_length=1,
+        max_length=4,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    allow_url_avatars: bool = False
+    allow_base64_avatars: bool = False
+    requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
+
+    @field_validator("allowed_qualities")
+    @classmethod
+    def _unique(cls, value: list[Quality]) -> list[Quality]:
+        if len(set(value)) != len(value):
+            raise ValueError("allowed_qualities must not repeat a quality")
+        return value
+
+
+class ApiKey(CamelModel):
+    """An API key as stored: only its SHA-256. Keys carry 256 random bits, so a plain hash
+    cannot be brute-forced, and a lookup by hash needs no per-key salt."""
+
+    id: Annotated[str, Field(pattern=r"^key_[0-9A-HJKMNP-TV-Z]{26}$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    hint: Annotated[str, Field(max_length=16)] = Field(
+        default="", description="The key's last characters, to tell keys apart in a listing."
+    )
+    created_at: datetime | None = None
+    description: Annotated[str, Field(max_length=256)] | None = None
+
+
+class TenantSpec(CamelModel):
+    display_name: Annotated[str, Field(max_length=128)] | None = None
+    plan: Plan = Field(default_factory=Plan)
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    )
+
+
+class TenantUsage(CamelModel):
+    active_sessions: Annotated[int, Field(ge=0)] = 0
+    seconds_used: Annotated[float, Field(ge=0)] = 0.0
+    period_start: datetime | None = None
+
+
+class TenantStatus(CamelModel):
+    usage: TenantUsage = Field(default_factory=TenantUsage)
+
+
+class Tenant(CamelModel):
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["facecast.io/v1alpha1"] = API_VERSION
+    kind: Literal["Tenant"] = "Tenant"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: TenantSpec = Field(default_factory=TenantSpec)
+    status: TenantStatus = Field(default_factory=TenantStatus)

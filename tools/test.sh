@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs, then lint, types and tests.
+# Extra arguments go to pytest (e.g. tools/test.sh -k crd -x).
+source "$(dirname "$0")/bootstrap.sh"
+ensure_testenv_binaries
+cd "$FACECAST_ROOT"
+
+step "ruff"
+uv run --frozen --no-sync ruff check .
+uv run --frozen --no-sync ruff format --check .
+
+step "mypy (strict)"
+uv run --frozen --no-sync mypy -p avatar_crds -p api_shim -p avatar_operator -p avatar_worker
+# Tests are checked apart: as files under the repo root, not as the installed packages.
+test_dirs=()
+for dir in crds/tests api_shim/tests operator/tests worker_image/tests tests bench; do
+    [ -d "$dir" ] && test_dirs+=("$dir")
+done
+uv run --frozen --no-sync mypy "${test_dirs[@]}"
+
+step "generated CRDs are up to date"
+uv run --frozen --no-sync facecast-gen-crds --check
+
+step "pytest"
+# pytest exits 5 when it collected nothing: that is a failure here too.
+uv run --frozen --no-sync pytest "$@"
