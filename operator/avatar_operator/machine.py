@@ -1,0 +1,374 @@
+"""The session state machine: a pure function from (phase, observed facts, now) to a decision.
+
+No I/O. The handlers gather facts, call `step`, then carry out the actions and write the status
+it returns. Every call recomputes from what is observed (level-triggered), so calling it twice
+with the same facts gives the same decision, and a restart loses nothing: all the timers are
+absolute deadlines kept in the status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase
+from avatar_crds.session import (
+    AvatarSessionSpec,
+    AvatarSessionStatus,
+    Deadlines,
+    SessionReason,
+    Usage,
+)
+from avatar_operator.observe import PodFacts
+
+CREATED, QUEUED, STARTING, RUNNING = Phase.CREATED, Phase.QUEUED, Phase.STARTING, Phase.RUNNING
+ENDING, ENDED, FAILED, CANCELED = Phase.ENDING, Phase.ENDED, Phase.FAILED, Phase.CANCELED
+
+LEGAL_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    CREATED: frozenset({QUEUED, CANCELED}),
+    QUEUED: frozenset({STARTING, CANCELED, FAILED}),
+    STARTING: frozenset({RUNNING, CANCELED, FAILED}),
+    RUNNING: frozenset({ENDING, FAILED}),
+    ENDING: frozenset({ENDED}),
+    ENDED: frozenset(),
+    FAILED: frozenset(),
+    CANCELED: frozenset(),
+}
+
+
+class IllegalTransitionError(ValueError):
+    pass
+
+
+def check_transition(old: Phase, new: Phase) -> None:
+    if new != old and new not in LEGAL_TRANSITIONS[old]:
+        raise IllegalTransitionError(f"{old} -> {new} is not a legal session transition")
+
+
+@dataclass(frozen=True)
+class Limits:
+    start_timeout: timedelta
+    heartbeat_timeout: timedelta
+    finalize_timeout: timedelta
+    terminal_ttl: timedelta
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the machine may look at. `pod` is None only when its absence was confirmed."""
+
+    spec: AvatarSessionSpec
+    status: AvatarSessionStatus
+    limits: Limits
+    deleting: bool = False
+    pod: PodFacts | None = None
+    node_present: bool = True
+    admitted: bool = False
+    minutes_exhausted: bool = False
+
+
+# Actions: what the handlers must do besides writing the returned status.
+@dataclass(frozen=True)
+class CreateWorker:
+    """Create the worker pod (and its per-session RBAC); already existing is fine."""
+
+
+@dataclass(frozen=True)
+class DeleteWorker:
+    force: bool = False
+    """Delete with no grace period: the pod is stuck terminating."""
+
+
+@dataclass(frozen=True)
+class RemoveFinalizer:
+    pass
+
+
+@dataclass(frozen=True)
+class DeleteSession:
+    """The terminal session outlived its TTL."""
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Send the customer's webhook, e.g. `session.first_frame`."""
+
+    event: str
+
+
+@dataclass(frozen=True)
+class ChargeTenant:
+    """Add this session's billable seconds to its tenant's usage, once."""
+
+    seconds: float
+
+
+Action = CreateWorker | DeleteWorker | RemoveFinalizer | DeleteSession | Notify | ChargeTenant
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: AvatarSessionStatus
+    actions: tuple[Action, ...] = ()
+    wake_at: datetime | None = None
+    """When to look again even if nothing changes (a deadline); None: only on change."""
+    event: tuple[str, str, str] | None = None
+    """(type, reason, message) of the Kubernetes Event for a transition."""
+
+    @property
+    def phase(self) -> Phase:
+        return self.status.phase or CREATED
+
+
+@dataclass
+class _Draft:
+    """Mutable scratchpad for one step; frozen into a Decision at the end."""
+
+    facts: Facts
+    now: datetime
+    status: AvatarSessionStatus
+    actions: list[Action] = field(default_factory=list)
+    wake: list[datetime] = field(default_factory=list)
+    event: tuple[str, str, str] | None = None
+
+    def move(self, phase: Phase, note: str, *, warning: bool = False, **changes: object) -> None:
+        """Change phase; `note` becomes the Kubernetes Event's message."""
+        self.status = self.status.model_copy(update={"phase": phase, **changes})
+        kind = "Warning" if warning else "Normal"
+        self.event = (kind, phase.value.capitalize(), note)
+
+    def finish(self, phase: Phase, reason: SessionReason, message: str) -> None:
+        billable = _billable(self.status)
+        self.move(
+            phase,
+            f"{reason}: {message}" if message else str(reason),
+            warning=phase == FAILED,
+            reason=reason,
+            message=message or None,
+            finished_at=self.now,
+            usage=Usage(billable_seconds=billable),
+        )
+        self.actions += [Notify(_TERMINAL_EVENTS[phase]), ChargeTenant(billable)]
+        if self.facts.pod is not None:
+            self.actions.append(DeleteWorker())
+
+    def decision(self) -> Decision:
+        future = [moment for moment in self.wake if moment is not None]
+        return Decision(
+            status=self.status,
+            actions=tuple(self.actions),
+            wake_at=min(future) if future else None,
+            event=self.event,
+        )
+
+
+_TERMINAL_EVENTS = {ENDED: "session.ended", FAILED: "session.failed", CANCELED: "session.ended"}
+
+
+def step(phase: Phase | None, facts: Facts, now: datetime) -> Decision:
+    current = phase or CREATED
+    draft = _Draft(facts=facts, now=now, status=facts.status.model_copy(update={"phase": current}))
+    _STEPS[current](draft)
+    check_transition(current, draft.status.phase or CREATED)
+    return draft.decision()
+
+
+def _created(d: _Draft) -> None:
+    if _cancel_requested(d.facts):
+        d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled before it was queued")
+        return
+    d.move(QUEUED, "waiting for a GPU", queued_at=d.now)
+    d.actions.append(Notify("session.queued"))
+
+
+def _queued(d: _Draft) -> None:
+    if _cancel_requested(d.facts):
+        d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled while queued")
+        return
+    # A pod that already exists holds its GPU: a previous step created it but crashed before
+    # it could record `starting`. Admit it, or capacity would be counted twice.
+    if not (d.facts.admitted or d.facts.pod is not None):
+        return
+    start_by = d.now + d.facts.limits.start_timeout
+    d.move(
+        STARTING,
+        "GPU admitted, starting the worker",
+        starting_at=d.now,
+        deadlines=Deadlines(start_by=start_by),
+    )
+    d.actions += [CreateWorker(), Notify("session.started")]
+    d.wake.append(start_by)
+
+
+def _starting(d: _Draft) -> None:
+    facts, status = d.facts, d.status
+    if _cancel_requested(facts):
+        d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled before the first frame")
+        return
+    if _worker_broke(d):
+        return
+    if status.worker is not None and status.worker.first_frame_at is not None:
+        deadlines = Deadlines(
+            start_by=_deadline(status).start_by,
+            max_duration_at=d.now + timedelta(seconds=facts.spec.max_duration_seconds),
+        )
+        d.move(RUNNING, "first frame published", running_at=d.now, deadlines=deadlines)
+        d.status = d.status.model_copy(update={"deadlines": _with_idle(d.status, facts.spec)})
+        d.actions.append(Notify("session.first_frame"))
+        _arm_running_timers(d)
+        return
+    start_by = _deadline(status).start_by
+    if start_by is not None and d.now >= start_by:
+        pod = facts.pod
+        if pod is not None and pod.unschedulable:
+            d.finish(FAILED, FailureReason.UNSCHEDULABLE, pod.unschedulable)
+        else:
+            waiting = f" (worker {pod.waiting_reason})" if pod and pod.waiting_reason else ""
+            d.finish(FAILED, FailureReason.START_TIMEOUT, f"no first frame in time{waiting}")
+        return
+    if start_by is not None:
+        d.wake.append(start_by)
+
+
+def _running(d: _Draft) -> None:
+    facts, status = d.facts, d.status
+    if _worker_broke(d):
+        return
+    heartbeat = (status.worker.heartbeat_at if status.worker else None) or status.running_at
+    if heartbeat is not None and d.now >= heartbeat + facts.limits.heartbeat_timeout:
+        d.finish(FAILED, FailureReason.WORKER_LOST, f"no heartbeat since {heartbeat.isoformat()}")
+        return
+    deadlines = _with_idle(status, facts.spec)
+    usage = Usage(billable_seconds=_billable(status))
+    if deadlines != status.deadlines or usage != status.usage:
+        d.status = status.model_copy(update={"deadlines": deadlines, "usage": usage})
+    reason = _end_reason(facts, deadlines, d.now)
+    if reason is not None:
+        d.move(ENDING, f"{reason}: draining the worker", reason=reason, ending_at=d.now)
+        d.actions.append(DeleteWorker())
+        d.wake.append(d.now + facts.limits.finalize_timeout)
+        return
+    _arm_running_timers(d)
+
+
+def _ending(d: _Draft) -> None:
+    facts, status = d.facts, d.status
+    reason = status.reason if isinstance(status.reason, EndReason) else EndReason.USER_ENDED
+    if facts.pod is None:
+        d.finish(ENDED, reason, "")
+        return
+    force_at = (status.ending_at or d.now) + facts.limits.finalize_timeout
+    if d.now >= force_at:
+        d.actions.append(DeleteWorker(force=True))
+    else:
+        if not facts.pod.deleting:
+            d.actions.append(DeleteWorker())
+        d.wake.append(force_at)
+
+
+def _terminal(d: _Draft) -> None:
+    facts, status = d.facts, d.status
+    finished = status.finished_at or d.now
+    if status.finished_at is None:  # recorded by an older operator, or by hand
+        d.status = status.model_copy(update={"finished_at": finished})
+    if facts.deleting:
+        force_at = finished + facts.limits.finalize_timeout
+        if facts.pod is None or d.now >= force_at:
+            if facts.pod is not None:
+                d.actions.append(DeleteWorker(force=True))
+            d.actions.append(RemoveFinalizer())
+        else:
+            if not facts.pod.deleting:
+                d.actions.append(DeleteWorker())
+            d.wake.append(force_at)
+        return
+    if facts.pod is not None and not facts.pod.deleting:
+        d.actions.append(DeleteWorker())
+    expires = finished + facts.limits.terminal_ttl
+    if d.now >= expires:
+        d.actions.append(DeleteSession())
+    else:
+        d.wake.append(expires)
+
+
+_STEPS = {
+    CREATED: _created,
+    QUEUED: _queued,
+    STARTING: _starting,
+    RUNNING: _running,
+    ENDING: _ending,
+    ENDED: _terminal,
+    FAILED: _terminal,
+    CANCELED: _terminal,
+}
+
+
+def _cancel_requested(facts: Facts) -> bool:
+    return facts.deleting or facts.spec.end_requested_at is not None
+
+
+def _worker_broke(d: _Draft) -> bool:
+    """Fail the session if its pod or node is gone, the pod failed, or the worker gave up."""
+    facts, worker = d.facts, d.status.worker
+    pod = facts.pod
+    if worker is not None and worker.failure is not None:
+        d.finish(FAILED, worker.failure.reason, worker.failure.message)
+    elif pod is None:
+        d.finish(FAILED, FailureReason.POD_DELETED, "the worker pod disappeared")
+    elif pod.deleting:
+        d.finish(FAILED, FailureReason.POD_DELETED, f"pod {pod.name} was deleted")
+    elif not facts.node_present:
+        d.finish(FAILED, FailureReason.NODE_LOST, f"node {pod.node_name} is gone")
+    elif pod.finished:
+        detail = pod.exit_message or f"pod {pod.phase.lower()}"
+        d.finish(FAILED, FailureReason.POD_FAILED, f"worker exited: {detail}")
+    else:
+        return False
+    return True
+
+
+def _end_reason(facts: Facts, deadlines: Deadlines, now: datetime) -> EndReason | None:
+    if facts.deleting or facts.spec.end_requested_at is not None:
+        return EndReason.USER_ENDED
+    if deadlines.max_duration_at is not None and now >= deadlines.max_duration_at:
+        return EndReason.MAX_DURATION_REACHED
+    if deadlines.idle_at is not None and now >= deadlines.idle_at:
+        return EndReason.IDLE_TIMEOUT
+    if facts.minutes_exhausted:
+        return EndReason.MINUTES_EXHAUSTED
+    return None
+
+
+def _arm_running_timers(d: _Draft) -> None:
+    deadlines = _deadline(d.status)
+    heartbeat = (d.status.worker.heartbeat_at if d.status.worker else None) or d.status.running_at
+    d.wake += [m for m in (deadlines.max_duration_at, deadlines.idle_at) if m is not None]
+    if heartbeat is not None:
+        d.wake.append(heartbeat + d.facts.limits.heartbeat_timeout)
+
+
+def _with_idle(status: AvatarSessionStatus, spec: AvatarSessionSpec) -> Deadlines:
+    """The idle deadline moves with the last audio the worker heard and the last keep-alive."""
+    deadlines = _deadline(status)
+    if spec.idle_timeout_seconds is None:
+        return deadlines.model_copy(update={"idle_at": None})
+    worker = status.worker
+    activity = [
+        status.running_at,
+        worker.last_audio_at if worker else None,
+        spec.keep_alive_at,
+    ]
+    known = [moment for moment in activity if moment is not None]
+    if not known:
+        return deadlines
+    latest = max(known)
+    idle_at = latest + timedelta(seconds=spec.idle_timeout_seconds)
+    return deadlines.model_copy(update={"idle_at": idle_at})
+
+
+def _deadline(status: AvatarSessionStatus) -> Deadlines:
+    return status.deadlines or Deadlines()
+
+
+def _billable(status: AvatarSessionStatus) -> float:
+    return status.worker.billable_seconds if status.worker else 0.0

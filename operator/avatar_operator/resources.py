@@ -1,0 +1,198 @@
+"""Pure builders of the Kubernetes objects the operator owns. Deterministic names from the
+session name, owner references to the session, labels from the shared contract. No I/O.
+
+Like KubeSpawner's `objects.py`: everything the operator ever sends to the API server about a
+worker is built here, so tests can read exactly what a pod will look like.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avatar_crds import contract
+from avatar_crds.meta import API_VERSION, GROUP
+from avatar_crds.session import AvatarSession, AvatarSessionStatus
+from avatar_operator.settings import WorkerPodSettings
+
+WORKER_CONTAINER = "worker"
+WORKER_UID = 10001
+
+
+def session_labels(session: AvatarSession, component: str) -> dict[str, str]:
+    return {
+        contract.LABEL_SESSION: _name(session),
+        contract.LABEL_TENANT: session.spec.tenant,
+        contract.LABEL_COMPONENT: component,
+        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+    }
+
+
+def owner_reference(session: AvatarSession) -> dict[str, Any]:
+    """Makes the session the controller: deleting it garbage-collects everything built here."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AvatarSession",
+        "name": _name(session),
+        "uid": session.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def worker_service_account_name(session_name: str) -> str:
+    return f"{session_name}-worker"
+
+
+def _metadata(session: AvatarSession, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": session.metadata.namespace,
+        "labels": session_labels(session, component),
+        "ownerReferences": [owner_reference(session)],
+    }
+
+
+def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str, Any]:
+    name = _name(session)
+    secret = session.spec.token_secret_ref
+    resources: dict[str, dict[str, str]] = {
+        kind: dict(values) for kind, values in settings.resources.items()
+    }
+    if settings.gpu_count:
+        gpus = str(settings.gpu_count)
+        resources.setdefault("limits", {})[settings.gpu_resource_name] = gpus
+        resources.setdefault("requests", {})[settings.gpu_resource_name] = gpus
+    mounts: list[dict[str, Any]] = [
+        {"name": "transport-token", "mountPath": contract.TOKEN_MOUNT_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "transport-token",
+            "secret": {
+                "secretName": secret.name,
+                "items": [{"key": secret.key, "path": contract.TOKEN_SECRET_KEY}],
+                "defaultMode": 0o440,
+            },
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    for volume, claim, path in (
+        ("avatars", settings.avatar_store_claim, contract.AVATAR_STORE_DIR),
+        ("models", settings.model_volume_claim, "/models"),
+    ):
+        if claim:
+            mounts.append({"name": volume, "mountPath": path, "readOnly": True})
+            volumes.append(
+                {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            )
+    spec: dict[str, Any] = {
+        # A worker that dies mid-session fails the session; restarting it would replay nothing.
+        "restartPolicy": "Never",
+        "serviceAccountName": worker_service_account_name(name),
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "nodeSelector": dict(settings.node_selector),
+        "tolerations": [dict(t) for t in settings.tolerations],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "fsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": WORKER_CONTAINER,
+                "image": settings.image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "env": [
+                    {"name": contract.ENV_SESSION_NAME, "value": name},
+                    {"name": contract.ENV_SESSION_NAMESPACE, "value": session.metadata.namespace},
+                    {"name": contract.ENV_TOKEN_FILE, "value": contract.token_file()},
+                    {"name": contract.ENV_AVATAR_STORE, "value": contract.AVATAR_STORE_DIR},
+                ],
+                "resources": resources,
+                "volumeMounts": mounts,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+        "volumes": volumes,
+    }
+    if settings.runtime_class_name:
+        spec["runtimeClassName"] = settings.runtime_class_name
+    if settings.priority_class_name:
+        spec["priorityClassName"] = settings.priority_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(session, contract.worker_pod_name(name), "worker"),
+        "spec": spec,
+    }
+
+
+def worker_rbac(session: AvatarSession) -> list[dict[str, Any]]:
+    """A ServiceAccount per session whose Role reaches only this session and its avatar."""
+    name = _name(session)
+    account = worker_service_account_name(name)
+    rules = [
+        {"apiGroups": [GROUP], "resources": ["avatarsessions"], "verbs": ["get"],
+         "resourceNames": [name]},
+        {"apiGroups": [GROUP], "resources": ["avatarsessions/status"], "verbs": ["get", "patch"],
+         "resourceNames": [name]},
+        {"apiGroups": [GROUP], "resources": ["avatars"], "verbs": ["get"],
+         "resourceNames": [session.spec.avatar_ref]},
+    ]  # fmt: skip
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _metadata(session, account, "worker"),
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _metadata(session, account, "worker"),
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _metadata(session, account, "worker"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": account,
+                    "namespace": session.metadata.namespace,
+                }
+            ],
+        },
+    ]
+
+
+def status_patch(old: AvatarSessionStatus, new: AvatarSessionStatus) -> dict[str, Any] | None:
+    """A JSON merge patch of the operator's status fields; None when nothing changed.
+
+    `worker` belongs to the worker and is never written here, so the two writers cannot
+    overwrite each other.
+    """
+    before = old.to_k8s()
+    after = new.to_k8s()
+    before.pop("worker", None)
+    after.pop("worker", None)
+    patch: dict[str, Any] = {key: value for key, value in after.items() if before.get(key) != value}
+    patch.update({key: None for key in before if key not in after})
+    return {"status": patch} if patch else None
+
+
+def _name(session: AvatarSession) -> str:
+    if not session.metadata.name or not session.metadata.namespace:
+        raise ValueError("a session needs metadata.name and metadata.namespace to own objects")
+    return session.metadata.name

@@ -1,0 +1,107 @@
+"""Operator settings, read once from `FACECAST_*` environment variables (set by the chart)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "FACECAST_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class WorkerPodSettings(BaseModel):
+    """How worker pods are placed and shaped on the GPU cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str = "ghcr.io/facecast/worker:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    gpu_resource_name: str = "nvidia.com/gpu"
+    gpu_count: Annotated[int, Field(ge=0, le=8)] = 1
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    )
+    runtime_class_name: str | None = None
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "2", "memory": "4Gi"},
+            "limits": {"memory": "8Gi"},
+        }
+    )
+    priority_class_name: str | None = None
+    termination_grace_seconds: Annotated[int, Field(ge=1, le=600)] = 30
+    avatar_store_claim: str | None = Field(
+        default=None, description="PVC holding avatar images, mounted read-only in workers."
+    )
+    model_volume_claim: str | None = None
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = "facecast"
+    worker: WorkerPodSettings = Field(default_factory=WorkerPodSettings)
+    start_timeout_seconds: Annotated[float, Field(gt=0)] = 120.0
+    heartbeat_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    finalize_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    terminal_ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    sweep_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9090
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    webhook_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
+# Environment variable -> dotted settings path; JSON for structured values.
+_ENV_FIELDS = {
+    "NAMESPACE": "namespace",
+    "START_TIMEOUT_SECONDS": "start_timeout_seconds",
+    "HEARTBEAT_TIMEOUT_SECONDS": "heartbeat_timeout_seconds",
+    "FINALIZE_TIMEOUT_SECONDS": "finalize_timeout_seconds",
+    "TERMINAL_TTL_SECONDS": "terminal_ttl_seconds",
+    "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
+    "METRICS_PORT": "metrics_port",
+    "WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
+    "WORKER_IMAGE": "worker.image",
+    "WORKER_IMAGE_PULL_POLICY": "worker.image_pull_policy",
+    "WORKER_GPU_RESOURCE_NAME": "worker.gpu_resource_name",
+    "WORKER_GPU_COUNT": "worker.gpu_count",
+    "WORKER_NODE_SELECTOR": "worker.node_selector",
+    "WORKER_TOLERATIONS": "worker.tolerations",
+    "WORKER_RUNTIME_CLASS_NAME": "worker.runtime_class_name",
+    "WORKER_RESOURCES": "worker.resources",
+    "WORKER_PRIORITY_CLASS_NAME": "worker.priority_class_name",
+    "WORKER_TERMINATION_GRACE_SECONDS": "worker.termination_grace_seconds",
+    "WORKER_AVATAR_STORE_CLAIM": "worker.avatar_store_claim",
+    "WORKER_MODEL_VOLUME_CLAIM": "worker.model_volume_claim",
+}
+_JSON_FIELDS = {"worker.node_selector", "worker.tolerations", "worker.resources"}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    for suffix, path in _ENV_FIELDS.items():
+        name = ENV_PREFIX + suffix
+        if name not in env or env[name] == "":
+            continue
+        value: Any = env[name]
+        if path in _JSON_FIELDS:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"{name} is not valid JSON: {exc}") from exc
+        head, _, leaf = path.rpartition(".")
+        (data.setdefault(head, {}) if head else data)[leaf] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid operator settings: {exc}") from exc

@@ -1,0 +1,351 @@
+"""The state machine, exhaustively: every legal transition, every illegal one, every branch."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from avatar_crds.enums import EndReason, FailureReason, Phase
+from avatar_crds.session import AvatarSessionSpec, AvatarSessionStatus, WorkerStatus
+from avatar_operator.machine import (
+    LEGAL_TRANSITIONS,
+    ChargeTenant,
+    CreateWorker,
+    DeleteSession,
+    DeleteWorker,
+    Facts,
+    IllegalTransitionError,
+    Limits,
+    Notify,
+    RemoveFinalizer,
+    check_transition,
+    step,
+)
+from avatar_operator.observe import PodFacts
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+LIMITS = Limits(
+    start_timeout=timedelta(seconds=60),
+    heartbeat_timeout=timedelta(seconds=20),
+    finalize_timeout=timedelta(seconds=30),
+    terminal_ttl=timedelta(hours=1),
+)
+SPEC = AvatarSessionSpec.model_validate(
+    {
+        "tenant": "acme",
+        "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
+        "quality": "mock",
+        "idleTimeoutSeconds": 30,
+        "maxDurationSeconds": 600,
+        "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
+        "tokenSecretRef": {"name": "t"},
+    }
+)
+
+
+def pod(**changes: Any) -> PodFacts:
+    base: dict[str, Any] = {
+        "name": "s-worker",
+        "uid": "u1",
+        "phase": "Running",
+        "node_name": "gpu-0",
+        "deleting": False,
+        "unschedulable": None,
+        "waiting_reason": None,
+        "exit_message": None,
+    }
+    return PodFacts(**{**base, **changes})
+
+
+def facts(status: dict[str, Any] | None = None, **changes: Any) -> Facts:
+    spec = changes.pop("spec", SPEC)
+    return Facts(
+        spec=spec,
+        status=AvatarSessionStatus.model_validate(status or {}),
+        limits=LIMITS,
+        **changes,
+    )
+
+
+STARTING = {
+    "phase": "starting",
+    "startingAt": T0,
+    "deadlines": {"startBy": T0 + timedelta(seconds=60)},
+}
+RUNNING = {
+    "phase": "running",
+    "runningAt": T0,
+    "deadlines": {"maxDurationAt": T0 + timedelta(seconds=600)},
+    "worker": {"heartbeatAt": T0, "firstFrameAt": T0},
+}
+
+
+def kinds(actions: tuple[object, ...]) -> list[type]:
+    return [type(action) for action in actions]
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(Phase, Phase)))
+def test_every_pair_is_legal_or_rejected(old: Phase, new: Phase) -> None:
+    if new == old or new in LEGAL_TRANSITIONS[old]:
+        check_transition(old, new)
+    else:
+        with pytest.raises(IllegalTransitionError):
+            check_transition(old, new)
+
+
+def test_terminal_phases_have_no_way_out() -> None:
+    for phase in (Phase.ENDED, Phase.FAILED, Phase.CANCELED):
+        assert LEGAL_TRANSITIONS[phase] == frozenset()
+
+
+def test_every_legal_transition_is_reachable_by_the_machine() -> None:
+    seen: set[tuple[Phase, Phase]] = set()
+    scenarios = [
+        (None, facts()),
+        (None, facts(deleting=True)),
+        (Phase.QUEUED, facts({"phase": "queued"}, admitted=True)),
+        (Phase.QUEUED, facts({"phase": "queued"}, deleting=True)),
+        (Phase.STARTING, facts({**STARTING, "worker": {"firstFrameAt": T0}}, pod=pod())),
+        (Phase.STARTING, facts(STARTING, pod=pod(), deleting=True)),
+        (Phase.STARTING, facts(STARTING, pod=pod(phase="Failed"))),
+        (Phase.RUNNING, facts(RUNNING, pod=pod(), deleting=True)),
+        (Phase.RUNNING, facts(RUNNING, pod=None)),
+        (Phase.ENDING, facts({**RUNNING, "phase": "ending", "reason": "user_ended"})),
+    ]
+    for phase, f in scenarios:
+        seen.add((phase or Phase.CREATED, step(phase, f, T0).phase))
+    legal = {(old, new) for old, targets in LEGAL_TRANSITIONS.items() for new in targets}
+    missing = legal - seen - {(Phase.QUEUED, Phase.FAILED)}  # reserved for admission failures
+    assert not missing, missing
+
+
+# --- created / queued ----------------------------------------------------------------------
+
+
+def test_new_session_is_queued_and_announced() -> None:
+    d = step(None, facts(), T0)
+    assert d.phase is Phase.QUEUED
+    assert d.status.queued_at == T0
+    assert Notify("session.queued") in d.actions
+    assert d.event is not None
+    assert d.event[1] == "Queued"
+
+
+def test_queued_waits_without_a_wakeup_until_admitted() -> None:
+    d = step(Phase.QUEUED, facts({"phase": "queued"}), T0)
+    assert d.phase is Phase.QUEUED
+    assert d.actions == ()
+    assert d.wake_at is None
+
+
+def test_admission_starts_the_worker_with_a_start_deadline() -> None:
+    d = step(Phase.QUEUED, facts({"phase": "queued"}, admitted=True), T0)
+    assert d.phase is Phase.STARTING
+    assert CreateWorker() in d.actions
+    assert d.status.deadlines is not None
+    assert d.status.deadlines.start_by == T0 + LIMITS.start_timeout
+    assert d.wake_at == T0 + LIMITS.start_timeout
+
+
+def test_an_existing_pod_counts_as_admitted_after_a_crash() -> None:
+    d = step(Phase.QUEUED, facts({"phase": "queued"}, pod=pod(phase="Pending")), T0)
+    assert d.phase is Phase.STARTING
+
+
+@pytest.mark.parametrize("how", ["deleting", "end_request"])
+def test_cancel_before_running(how: str) -> None:
+    spec = SPEC.model_copy(update={"end_requested_at": T0}) if how == "end_request" else SPEC
+    d = step(Phase.QUEUED, facts({"phase": "queued"}, spec=spec, deleting=how == "deleting"), T0)
+    assert d.phase is Phase.CANCELED
+    assert d.status.reason == "user_canceled"
+    assert d.status.finished_at == T0
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+def test_first_frame_makes_it_running_with_absolute_deadlines() -> None:
+    f = facts({**STARTING, "worker": {"firstFrameAt": T0}}, pod=pod())
+    now = T0 + timedelta(seconds=3)
+    d = step(Phase.STARTING, f, now)
+    assert d.phase is Phase.RUNNING
+    assert d.status.running_at == now
+    assert d.status.deadlines is not None
+    assert d.status.deadlines.max_duration_at == now + timedelta(seconds=600)
+    assert d.status.deadlines.idle_at == now + timedelta(seconds=30)
+    assert Notify("session.first_frame") in d.actions
+    assert d.wake_at == now + timedelta(seconds=20)  # the heartbeat check comes first
+
+
+@pytest.mark.parametrize(
+    ("pod_facts", "node_present", "worker", "reason"),
+    [
+        (None, True, None, FailureReason.POD_DELETED),
+        (pod(deleting=True), True, None, FailureReason.POD_DELETED),
+        (pod(), False, None, FailureReason.NODE_LOST),
+        (pod(phase="Failed", exit_message="boom"), True, None, FailureReason.POD_FAILED),
+        (pod(), True, {"failure": {"reason": "transport_auth_failed"}}, "transport_auth_failed"),
+    ],
+)
+def test_worker_breakage_fails_the_session(
+    pod_facts: PodFacts | None, node_present: bool, worker: Any, reason: str
+) -> None:
+    status = {**STARTING, **({"worker": worker} if worker else {})}
+    d = step(Phase.STARTING, facts(status, pod=pod_facts, node_present=node_present), T0)
+    assert d.phase is Phase.FAILED
+    assert d.status.reason == reason
+    assert Notify("session.failed") in d.actions
+    assert d.event is not None
+    assert d.event[0] == "Warning"
+
+
+def test_unschedulable_past_the_start_deadline() -> None:
+    late = T0 + timedelta(seconds=61)
+    stuck = pod(phase="Pending", node_name=None, unschedulable="0/3 nodes: Insufficient gpu")
+    d = step(Phase.STARTING, facts(STARTING, pod=stuck), late)
+    assert d.phase is Phase.FAILED
+    assert d.status.reason == FailureReason.UNSCHEDULABLE
+    assert d.status.message is not None
+    assert "Insufficient" in d.status.message
+
+
+def test_image_that_never_starts_times_out() -> None:
+    late = T0 + timedelta(seconds=61)
+    d = step(Phase.STARTING, facts(STARTING, pod=pod(waiting_reason="ErrImagePull")), late)
+    assert d.status.reason == FailureReason.START_TIMEOUT
+    assert d.status.message is not None
+    assert "ErrImagePull" in d.status.message
+
+
+def test_starting_before_the_deadline_just_waits_for_it() -> None:
+    d = step(Phase.STARTING, facts(STARTING, pod=pod(phase="Pending")), T0)
+    assert d.phase is Phase.STARTING
+    assert d.wake_at == T0 + timedelta(seconds=60)
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "changes", "reason"),
+    [
+        (5, {"deleting": True}, EndReason.USER_ENDED),
+        (5, {"spec": SPEC.model_copy(update={"end_requested_at": T0})}, EndReason.USER_ENDED),
+        (30, {}, EndReason.IDLE_TIMEOUT),
+        (5, {"minutes_exhausted": True}, EndReason.MINUTES_EXHAUSTED),
+    ],
+)
+def test_running_ends_for_each_reason(seconds: int, changes: Any, reason: EndReason) -> None:
+    now = T0 + timedelta(seconds=seconds)
+    status = {**RUNNING, "worker": {"heartbeatAt": now, "firstFrameAt": T0}}
+    d = step(Phase.RUNNING, facts(status, pod=pod(), **changes), now)
+    assert d.phase is Phase.ENDING
+    assert d.status.reason == reason
+    assert DeleteWorker() in d.actions
+
+
+def test_max_duration() -> None:
+    now = T0 + timedelta(seconds=600)
+    spec = SPEC.model_copy(update={"idle_timeout_seconds": None})
+    status = {**RUNNING, "worker": {"heartbeatAt": now}}
+    d = step(Phase.RUNNING, facts(status, pod=pod(), spec=spec), now)
+    assert d.status.reason == EndReason.MAX_DURATION_REACHED
+
+
+def test_audio_and_keep_alive_push_the_idle_deadline() -> None:
+    now = T0 + timedelta(seconds=40)
+    spec = SPEC.model_copy(update={"keep_alive_at": T0 + timedelta(seconds=25)})
+    worker = {"heartbeatAt": now, "lastAudioAt": T0 + timedelta(seconds=20)}
+    d = step(Phase.RUNNING, facts({**RUNNING, "worker": worker}, pod=pod(), spec=spec), now)
+    assert d.phase is Phase.RUNNING
+    assert d.status.deadlines is not None
+    assert d.status.deadlines.idle_at == T0 + timedelta(seconds=55)
+    assert d.wake_at == T0 + timedelta(seconds=55)
+
+
+def test_disabled_idle_timeout_never_fires() -> None:
+    now = T0 + timedelta(seconds=500)
+    spec = SPEC.model_copy(update={"idle_timeout_seconds": None})
+    status = {**RUNNING, "worker": {"heartbeatAt": now}}
+    d = step(Phase.RUNNING, facts(status, pod=pod(), spec=spec), now)
+    assert d.phase is Phase.RUNNING
+    assert d.status.deadlines is not None
+    assert d.status.deadlines.idle_at is None
+
+
+def test_lost_heartbeat_fails_as_worker_lost() -> None:
+    d = step(Phase.RUNNING, facts(RUNNING, pod=pod()), T0 + timedelta(seconds=20))
+    assert d.phase is Phase.FAILED
+    assert d.status.reason == FailureReason.WORKER_LOST
+
+
+def test_usage_follows_the_worker_report() -> None:
+    worker = {"heartbeatAt": T0, "billableSeconds": 12.5}
+    d = step(Phase.RUNNING, facts({**RUNNING, "worker": worker}, pod=pod()), T0)
+    assert d.status.usage is not None
+    assert d.status.usage.billable_seconds == 12.5
+
+
+# --- ending and terminal -------------------------------------------------------------------
+
+ENDING = {**RUNNING, "phase": "ending", "reason": "idle_timeout", "endingAt": T0}
+
+
+def test_ending_becomes_ended_when_the_pod_is_gone_and_charges_once() -> None:
+    status = {**ENDING, "worker": {"billableSeconds": 42.0}}
+    d = step(Phase.ENDING, facts(status, pod=None), T0 + timedelta(seconds=2))
+    assert d.phase is Phase.ENDED
+    assert d.status.reason == EndReason.IDLE_TIMEOUT
+    assert ChargeTenant(42.0) in d.actions
+    assert Notify("session.ended") in d.actions
+
+
+def test_ending_forces_a_stuck_pod_after_the_finalize_timeout() -> None:
+    stuck = pod(deleting=True)
+    assert DeleteWorker(force=True) not in step(Phase.ENDING, facts(ENDING, pod=stuck), T0).actions
+    late = T0 + LIMITS.finalize_timeout
+    assert DeleteWorker(force=True) in step(Phase.ENDING, facts(ENDING, pod=stuck), late).actions
+
+
+FAILED = {"phase": "failed", "reason": "pod_failed", "finishedAt": T0}
+
+
+def test_deleting_a_terminal_session_releases_the_finalizer_in_bounded_time() -> None:
+    stuck = pod(deleting=True)
+    early = step(Phase.FAILED, facts(FAILED, deleting=True, pod=stuck), T0)
+    assert RemoveFinalizer() not in early.actions
+    assert early.wake_at == T0 + LIMITS.finalize_timeout
+    late = step(Phase.FAILED, facts(FAILED, deleting=True, pod=stuck), T0 + timedelta(seconds=31))
+    assert late.actions == (DeleteWorker(force=True), RemoveFinalizer())
+    gone = step(Phase.FAILED, facts(FAILED, deleting=True), T0)
+    assert gone.actions == (RemoveFinalizer(),)
+
+
+def test_terminal_sessions_expire_after_the_ttl() -> None:
+    assert step(Phase.FAILED, facts(FAILED), T0).wake_at == T0 + LIMITS.terminal_ttl
+    assert DeleteSession() in step(Phase.FAILED, facts(FAILED), T0 + LIMITS.terminal_ttl).actions
+
+
+def test_the_machine_is_idempotent() -> None:
+    f = facts(RUNNING, pod=pod())
+    first = step(Phase.RUNNING, f, T0 + timedelta(seconds=1))
+    again = step(
+        Phase.RUNNING,
+        Facts(spec=SPEC, status=first.status, limits=LIMITS, pod=pod()),
+        T0 + timedelta(seconds=1),
+    )
+    assert again.status == first.status
+    assert again.actions == ()
+
+
+def test_worker_status_is_never_changed_by_the_machine() -> None:
+    worker = WorkerStatus(frames=7, billable_seconds=1.0, heartbeat_at=T0)
+    status = AvatarSessionStatus.model_validate({**RUNNING}).model_copy(update={"worker": worker})
+    d = step(Phase.RUNNING, Facts(spec=SPEC, status=status, limits=LIMITS, pod=pod()), T0)
+    assert d.status.worker == worker

@@ -1,0 +1,114 @@
+"""What the operator sends to the API server, read straight from the pure builders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from avatar_crds import contract
+from avatar_crds.enums import Phase
+from avatar_crds.session import AvatarSession, AvatarSessionStatus
+from avatar_operator.resources import status_patch, worker_pod, worker_rbac
+from avatar_operator.settings import Settings, SettingsError, WorkerPodSettings, load_settings
+
+SESSION = AvatarSession.model_validate(
+    {
+        "metadata": {"name": "sess-01jcz3v7m4q8r2t6w9x0y1z2a3", "namespace": "fc", "uid": "u-1"},
+        "spec": {
+            "tenant": "acme",
+            "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
+            "quality": "lite",
+            "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
+            "tokenSecretRef": {"name": "sess-01jcz3v7m4q8r2t6w9x0y1z2a3-token"},
+        },
+    }
+)
+
+
+def build(**settings: Any) -> dict[str, Any]:
+    return worker_pod(SESSION, WorkerPodSettings(**settings))
+
+
+def test_pod_is_named_owned_and_labelled_from_the_session() -> None:
+    pod = build()
+    meta = pod["metadata"]
+    assert meta["name"] == "sess-01jcz3v7m4q8r2t6w9x0y1z2a3-worker"
+    assert meta["ownerReferences"][0]["uid"] == "u-1"
+    assert meta["ownerReferences"][0]["controller"] is True
+    assert meta["labels"][contract.LABEL_SESSION] == "sess-01jcz3v7m4q8r2t6w9x0y1z2a3"
+    assert meta["labels"][contract.LABEL_TENANT] == "acme"
+    assert build() == pod  # deterministic
+
+
+def test_gpu_placement_comes_from_settings() -> None:
+    pod = build(
+        gpu_resource_name="amd.com/gpu",
+        gpu_count=2,
+        node_selector={"gpu": "a100"},
+        runtime_class_name="nvidia",
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "avatars"}],
+    )
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    assert container["resources"]["limits"]["amd.com/gpu"] == "2"
+    assert container["resources"]["requests"]["amd.com/gpu"] == "2"
+    assert spec["nodeSelector"] == {"gpu": "a100"}
+    assert spec["runtimeClassName"] == "nvidia"
+    assert spec["tolerations"][0]["key"] == "dedicated"
+
+
+def test_token_is_mounted_as_a_file_never_as_env() -> None:
+    pod = build()
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    token = next(v for v in spec["volumes"] if v["name"] == "transport-token")
+    assert token["secret"]["secretName"] == SESSION.spec.token_secret_ref.name
+    env = {e["name"]: e for e in container["env"]}
+    assert env[contract.ENV_TOKEN_FILE]["value"] == contract.token_file()
+    assert all("valueFrom" not in e for e in container["env"])
+
+
+def test_pod_is_locked_down() -> None:
+    spec = build()["spec"]
+    container = spec["containers"][0]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert spec["restartPolicy"] == "Never"
+
+
+def test_worker_role_reaches_only_its_own_session_and_avatar() -> None:
+    account, role, binding = worker_rbac(SESSION)
+    names = {n for rule in role["rules"] for n in rule["resourceNames"]}
+    assert names == {SESSION.metadata.name, SESSION.spec.avatar_ref}
+    status_rule = next(r for r in role["rules"] if r["resources"] == ["avatarsessions/status"])
+    assert "patch" in status_rule["verbs"]
+    assert binding["subjects"][0]["name"] == account["metadata"]["name"]
+    assert all(obj["metadata"]["ownerReferences"][0]["uid"] == "u-1" for obj in (account, role))
+
+
+def test_status_patch_touches_only_changed_operator_fields() -> None:
+    old = AvatarSessionStatus.model_validate({"phase": "queued", "worker": {"frames": 3}})
+    new = old.model_copy(update={"phase": Phase.STARTING, "worker": None})
+    assert status_patch(old, new) == {"status": {"phase": "starting"}}
+    assert status_patch(old, old) is None
+
+
+def test_settings_from_environment() -> None:
+    settings = load_settings(
+        {
+            "FACECAST_NAMESPACE": "avatars",
+            "FACECAST_WORKER_GPU_COUNT": "2",
+            "FACECAST_WORKER_NODE_SELECTOR": '{"pool": "gpu"}',
+        }
+    )
+    assert settings.namespace == "avatars"
+    assert settings.worker.gpu_count == 2
+    assert settings.worker.node_selector == {"pool": "gpu"}
+    assert load_settings({}) == Settings()
+    with pytest.raises(SettingsError, match="FACECAST_WORKER_TOLERATIONS"):
+        load_settings({"FACECAST_WORKER_TOLERATIONS": "[not json"})
+    with pytest.raises(SettingsError, match="gpu_count"):
+        load_settings({"FACECAST_WORKER_GPU_COUNT": "-1"})
