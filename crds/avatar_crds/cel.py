@@ -6,6 +6,7 @@ with the same message; tests check both sides.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,11 @@ class Rule:
 def rules(*items: Rule, **extra: Any) -> dict[str, Any]:
     """A `json_schema_extra` value holding these rules (plus any other schema keywords)."""
     return {VALIDATIONS_KEY: [item.as_schema() for item in items], **extra}
+
+
+def cel_list(values: Iterable[str]) -> str:
+    """A CEL list literal of strings, sorted for stable output: `['a', 'b']`."""
+    return "[" + ", ".join(f"'{value!s}'" for value in sorted(values)) + "]"
 
 
 IMMUTABLE = Rule("self == oldSelf", "is immutable")

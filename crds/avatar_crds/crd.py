@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -62,6 +63,24 @@ def crd_manifest(kind: ResourceKind) -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes strings that YAML 1.1 readers (Go's yaml.v2, used by kubectl) take for booleans:
+    an unquoted `y` in `required: [x, y]` would reach the API server as `true`."""
+
+
+_YAML11_BOOLEANS = re.compile(r"^(y|Y|n|N|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "'" if _YAML11_BOOLEANS.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def render(kind: ResourceKind) -> str:
-    body = yaml.safe_dump(crd_manifest(kind), sort_keys=False, width=100, allow_unicode=True)
+    body = yaml.dump(
+        crd_manifest(kind), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+    )
     return GENERATED_HEADER + body

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 _DROPPED_KEYS = frozenset({"title", "examples", "discriminator", "const"})
 _NULL = {"type": "null"}
+_PRESERVE = "x-kubernetes-preserve-unknown-fields"
+_ANY_JSON = {_PRESERVE: True}
 
 
 class SchemaError(ValueError):
@@ -65,7 +67,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
             if isinstance(value, dict) and value:
                 out[key] = _convert(value, defs, f"{path}{{}}")
             elif value is True or value == {}:
-                out["x-kubernetes-preserve-unknown-fields"] = True
+                out.update(_ANY_JSON)  # a free-form JSON object
             # `false` (extra="forbid") is left to the API server's pruning.
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from avatar_crds.cel import Rule, rules
+from avatar_crds.cel import Rule, cel_list, rules
 from avatar_crds.enums import (
     REASONS_BY_PHASE,
     AspectRatio,
@@ -163,7 +163,9 @@ class AvatarSessionSpec(CamelModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description=f"Customer JSON object echoed in webhooks, at most {METADATA_MAX_BYTES} bytes.",
-        json_schema_extra=rules(_NO_RESERVED_KEYS, maxProperties=METADATA_MAX_KEYS),
+        # The reserved-key and byte-size rules are checked here, not by CEL: the API server
+        # cannot type a free-form JSON object for CEL, so no rule can iterate its keys.
+        json_schema_extra={"maxProperties": METADATA_MAX_KEYS},
     )
     end_requested_at: datetime | None = Field(
         default=None, description="Set once when the customer asks to end the session."
@@ -225,7 +227,7 @@ class Usage(CamelModel):
 _TERMINAL_HAS_REASON = [
     Rule(
         f"!has(self.phase) || self.phase != '{phase}'"
-        f" || (has(self.reason) && self.reason in {sorted(allowed)!r})",
+        f" || (has(self.reason) && self.reason in {cel_list(allowed)})",
         f"a {phase} session needs a reason from: {', '.join(sorted(allowed))}",
     )
     for phase, allowed in REASONS_BY_PHASE.items()

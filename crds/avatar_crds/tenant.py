@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from avatar_crds.enums import Quality
 from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta
+from avatar_crds.session import SecretKeyRef
 
 
 class Plan(CamelModel):
@@ -48,9 +49,17 @@ class ApiKey(CamelModel):
     description: Annotated[str, Field(max_length=256)] | None = None
 
 
+class Webhook(CamelModel):
+    """Where session events are POSTed, signed with HMAC-SHA256 by the key in a Secret."""
+
+    url: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+    secret_ref: SecretKeyRef
+
+
 class TenantSpec(CamelModel):
     display_name: Annotated[str, Field(max_length=128)] | None = None
     plan: Plan = Field(default_factory=Plan)
+    webhook: Webhook | None = None
     api_keys: list[ApiKey] = Field(
         default_factory=list,
         max_length=32,
@@ -62,6 +71,12 @@ class TenantUsage(CamelModel):
     active_sessions: Annotated[int, Field(ge=0)] = 0
     seconds_used: Annotated[float, Field(ge=0)] = 0.0
     period_start: datetime | None = None
+    charged_sessions: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="The latest sessions already added to seconds_used, so a retry never "
+        "charges twice.",
+    )
 
 
 class TenantStatus(CamelModel):

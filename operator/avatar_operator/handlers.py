@@ -1,0 +1,196 @@
+"""kopf adapters: watches feed in-memory indexes, every change asks the reconciler to look.
+
+Nothing here decides anything; see `machine.py` for the rules and `reconciler.py` for the I/O.
+kopf calls non-index handlers only after every index finished its initial listing, so after a
+restart no session is judged before all sessions, pods and nodes are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, cast
+
+import kopf
+import structlog
+from prometheus_client import start_http_server
+
+from avatar_crds import contract
+from avatar_crds.enums import Phase
+from avatar_crds.meta import GROUP, VERSION
+from avatar_crds.session import AvatarSession
+from avatar_operator import metrics
+from avatar_operator.kube import Kube
+from avatar_operator.reconciler import Key, Reconciler
+from avatar_operator.settings import load_settings
+from avatar_operator.webhooks import WebhookSender
+
+WORKER_PODS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY, contract.LABEL_COMPONENT: "worker"}
+log = structlog.get_logger("avatar_operator")
+
+
+class KopfView:
+    """The ClusterView over kopf's indexes (each index maps a key to a store of bodies)."""
+
+    def __init__(self, indices: dict[str, Any]) -> None:
+        self.indices = indices
+
+    def _one(self, index: str, key: object) -> dict[str, Any] | None:
+        store = self.indices[index]
+        return next(iter(store[key]), None) if key in store else None
+
+    def _all(self, index: str) -> Iterable[dict[str, Any]]:
+        store = self.indices[index]
+        return [body for key in list(store) for body in store[key]]
+
+    def session(self, key: Key) -> dict[str, Any] | None:
+        return self._one("session_index", key)
+
+    def sessions(self) -> Iterable[dict[str, Any]]:
+        return self._all("session_index")
+
+    def pod(self, key: Key) -> dict[str, Any] | None:
+        return self._one("pod_index", key)
+
+    def pods(self) -> Iterable[dict[str, Any]]:
+        return self._all("pod_index")
+
+    def nodes(self) -> Iterable[dict[str, Any]]:
+        return self._all("node_index")
+
+    def tenant(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one("tenant_index", (namespace, name))
+
+
+class KopfReconciler(Reconciler):
+    def post_event(self, session: AvatarSession, kind: str, reason: str, message: str) -> None:
+        body = session.model_dump(mode="json", by_alias=True, include={"metadata"})
+        body |= {"apiVersion": session.api_version, "kind": session.kind}
+        # kopf needs only apiVersion, kind and metadata to reference the object.
+        kopf.event(cast(kopf.Body, body), type=kind, reason=reason, message=message)
+
+
+# --- indexes ---------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, "avatarsessions")
+def session_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): _plain(body)}
+
+
+@kopf.index("", "v1", "pods", labels=WORKER_PODS)
+def pod_index(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, Any]:
+    return {(namespace or "", labels.get(contract.LABEL_SESSION, "")): _plain(body)}
+
+
+@kopf.index("", "v1", "nodes")
+def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
+    return {name: _plain(body)}
+
+
+@kopf.index(GROUP, VERSION, "tenants")
+def tenant_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): _plain(body)}
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A detached copy: kopf's body views must not be kept beyond the handler call."""
+    fields = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {k: body[k] for k in fields if body.get(k) is not None}
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    config = load_settings()
+    # Events and retries are ours; kopf only watches and indexes.
+    settings.posting.level = 20  # INFO and above become Kubernetes Events
+    settings.watching.server_timeout = 300
+    indices = {name: kwargs[name] for name in ("session_index", "pod_index", "node_index",
+                                              "tenant_index")}  # fmt: skip
+    memo.reconciler = KopfReconciler(
+        kube=Kube.connect(),
+        view=KopfView(indices),
+        settings=config,
+        webhooks=WebhookSender(config.webhook_max_attempts, config.webhook_timeout_seconds),
+    )
+    if config.metrics_port:
+        start_http_server(config.metrics_port)
+    log.info("operator_started", namespace=config.namespace)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    reconciler: Reconciler = memo.reconciler
+    await reconciler.webhooks.close()
+    await reconciler.kube.close()
+
+
+# --- triggers ----------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "avatarsessions")
+async def session_changed(
+    memo: kopf.Memo, namespace: str | None, name: str, type: str, **_: Any
+) -> None:
+    reconciler: Reconciler = memo.reconciler
+    if type == "DELETED":
+        reconciler.poke_queued()
+        return
+    await reconciler.reconcile((namespace or "", name))
+    _refresh_phase_gauge(reconciler)
+
+
+@kopf.on.event("", "v1", "pods", labels=WORKER_PODS)
+async def pod_changed(
+    memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, type: str, **_: Any
+) -> None:
+    reconciler: Reconciler = memo.reconciler
+    session = labels.get(contract.LABEL_SESSION)
+    if session:
+        reconciler.schedule((namespace or "", session))
+    if type == "DELETED":
+        reconciler.poke_queued()
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_changed(memo: kopf.Memo, name: str, type: str, **_: Any) -> None:
+    reconciler: Reconciler = memo.reconciler
+    if type == "DELETED":
+        for pod in reconciler.view.pods():
+            if (pod.get("spec") or {}).get("nodeName") == name:
+                labels = pod["metadata"].get("labels") or {}
+                reconciler.schedule((pod["metadata"]["namespace"], labels[contract.LABEL_SESSION]))
+    reconciler.poke_queued()
+
+
+@kopf.on.event(GROUP, VERSION, "tenants")
+async def tenant_changed(memo: kopf.Memo, **_: Any) -> None:
+    memo.reconciler.poke_queued()
+
+
+@kopf.daemon("", "v1", "namespaces", when=lambda name, **_: name == load_settings().namespace)
+async def sweep_orphans(memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Worker pods whose session is gone (owner references normally prevent that; this catches
+    pods made by hand or orphaned on purpose). Secrets are left to owner-reference garbage
+    collection: the operator may not list them."""
+    reconciler: Reconciler = memo.reconciler
+    while not stopped:
+        for pod in list(reconciler.view.pods()):
+            meta = pod["metadata"]
+            key = (meta["namespace"], (meta.get("labels") or {}).get(contract.LABEL_SESSION, ""))
+            if reconciler.view.session(key) is None and not meta.get("deletionTimestamp"):
+                log.info("orphan_pod_deleted", pod=meta["name"])
+                await reconciler.kube.delete("Pod", meta["namespace"], meta["name"])
+        await stopped.wait(reconciler.settings.sweep_interval_seconds)
+
+
+def _refresh_phase_gauge(reconciler: Reconciler) -> None:
+    counts = dict.fromkeys(Phase, 0)
+    for body in reconciler.view.sessions():
+        counts[Phase((body.get("status") or {}).get("phase") or Phase.CREATED)] += 1
+    for phase, count in counts.items():
+        metrics.SESSIONS.labels(phase.value).set(count)

@@ -1,0 +1,424 @@
+"""The I/O around the machine: gather facts, call `machine.step`, carry out its decision.
+
+One asyncio lock per session serialises every path that reconciles it (its own watch events,
+its pod's events, deadline wake-ups, admission pokes), so decisions never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from avatar_crds import contract
+from avatar_crds.enums import Phase
+from avatar_crds.session import AvatarSession
+from avatar_crds.tenant import Tenant
+from avatar_operator import metrics, resources, webhooks
+from avatar_operator.admission import Capacity, Waiting, admit
+from avatar_operator.kube import FINALIZER, Kube, KubeError
+from avatar_operator.machine import (
+    ChargeTenant,
+    CreateWorker,
+    Decision,
+    DeleteSession,
+    DeleteWorker,
+    Facts,
+    Limits,
+    Notify,
+    RemoveFinalizer,
+    step,
+)
+from avatar_operator.observe import PodFacts, node_facts, pod_facts, pod_gpu_request
+from avatar_operator.settings import Settings
+
+Key = tuple[str, str]
+"""(namespace, session name)"""
+
+ACTIVE = frozenset({Phase.STARTING, Phase.RUNNING, Phase.ENDING})
+CHARGED_SESSIONS_KEPT = 256
+RETRY_MAX_SECONDS = 30.0
+CONFLICT_RETRY_SECONDS = 0.1
+log = structlog.get_logger("avatar_operator")
+
+
+class ClusterView(Protocol):
+    """What the watches have seen, kept in memory (kopf indexes in production)."""
+
+    def session(self, key: Key) -> dict[str, Any] | None: ...
+    def sessions(self) -> Iterable[dict[str, Any]]: ...
+    def pod(self, key: Key) -> dict[str, Any] | None: ...
+    def pods(self) -> Iterable[dict[str, Any]]: ...
+    def nodes(self) -> Iterable[dict[str, Any]]: ...
+    def tenant(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    view: ClusterView
+    settings: Settings
+    webhooks: webhooks.WebhookSender
+    locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+    wakeups: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    reserved: set[Key] = field(default_factory=set)
+    """Admitted in memory but not yet seen as `starting` by the watch."""
+    admission_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: dict[Key, int] = field(default_factory=dict)
+    retries: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    written: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The API server's answer to our own last write, until the watch shows it (or newer)."""
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(
+            start_timeout=timedelta(seconds=s.start_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=s.heartbeat_timeout_seconds),
+            finalize_timeout=timedelta(seconds=s.finalize_timeout_seconds),
+            terminal_ttl=timedelta(seconds=s.terminal_ttl_seconds),
+        )
+
+    # --- entry points ---------------------------------------------------------------------
+
+    def schedule(self, key: Key) -> None:
+        """Reconcile soon, from any context (watch handler, timer, poke)."""
+        task = asyncio.get_running_loop().create_task(self.reconcile(key))
+        task.add_done_callback(lambda done: self._retry_on_failure(key, done))
+
+    def _retry_on_failure(self, key: Key, task: asyncio.Task[None]) -> None:
+        """A failed reconciliation is tried again with backoff; success resets the backoff."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self.failures.pop(key, None)
+            return
+        if isinstance(error, KubeError) and error.status == 409:
+            # Someone (the worker, the API) wrote in between: decide again on fresh state.
+            self.written.pop(key, None)
+            if key not in self.retries:
+                loop = asyncio.get_running_loop()
+                self.retries[key] = loop.call_later(CONFLICT_RETRY_SECONDS, self._retry, key)
+            return
+        if key in self.retries:
+            return  # one pending retry per session is enough: it re-reads everything
+        count = self.failures[key] = self.failures.get(key, 0) + 1
+        delay = min(RETRY_MAX_SECONDS, 0.5 * 2**count)
+        log.error("reconcile_failed", session=key[1], error=repr(error), retry_in=delay)
+        self.retries[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
+
+    def _retry(self, key: Key) -> None:
+        self.retries.pop(key, None)
+        self.schedule(key)
+
+    def poke_queued(self) -> None:
+        """Capacity may have freed up: let every queued session try admission again."""
+        for body in self.view.sessions():
+            if (body.get("status") or {}).get("phase") in (None, Phase.QUEUED):
+                self.schedule(_key(body))
+
+    async def reconcile(self, key: Key) -> None:
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            body = self._latest(key)
+            if body is None:
+                self._forget(key)
+                return
+            metrics.RECONCILES.inc()
+            try:
+                await self._reconcile(body)
+            except Exception as exc:
+                metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+                raise
+
+    def _latest(self, key: Key) -> dict[str, Any] | None:
+        """The newest known state of a session: the watch's, or our own write if newer."""
+        seen = self.view.session(key)
+        mine = self.written.get(key)
+        if seen is None or mine is None:
+            return seen
+        if _version(mine) > _version(seen):
+            return mine
+        del self.written[key]
+        return seen
+
+    # --- one reconciliation ----------------------------------------------------------------
+
+    async def _reconcile(self, body: dict[str, Any]) -> None:
+        session = AvatarSession.model_validate(body)
+        key = _key(body)
+        bound = log.bind(session=key[1], namespace=key[0])
+        phase = session.status.phase or Phase.CREATED
+        if phase in ACTIVE or phase.is_terminal:
+            self.reserved.discard(key)
+        deleting = session.metadata.deletion_timestamp is not None
+        if not deleting and FINALIZER not in session.metadata.finalizers:
+            updated = await self.kube.add_finalizer(*key, session.metadata.finalizers)
+            if updated is not None:
+                self.written[key] = updated
+                session = AvatarSession.model_validate(updated)
+        facts = await self._facts(session, phase, deleting)
+        decision = step(phase, facts, utcnow())
+        await self._apply(session, decision, bound)
+
+    async def _facts(self, session: AvatarSession, phase: Phase, deleting: bool) -> Facts:
+        key = (session.metadata.namespace or "", session.metadata.name or "")
+        pod = await self._pod(key, phase)
+        node_present = True
+        if pod is not None and pod.node_name and phase in ACTIVE:
+            known = {n["metadata"]["name"] for n in self.view.nodes()}
+            node_present = pod.node_name in known or await self.kube.node_exists(pod.node_name)
+        admitted = False
+        if phase in (Phase.CREATED, Phase.QUEUED) and not deleting:
+            admitted = await self._admitted(key)
+        return Facts(
+            spec=session.spec,
+            status=session.status,
+            limits=self.limits,
+            deleting=deleting,
+            pod=pod,
+            node_present=node_present,
+            admitted=admitted,
+            minutes_exhausted=self._minutes_exhausted(session),
+        )
+
+    async def _pod(self, key: Key, phase: Phase) -> PodFacts | None:
+        body = self.view.pod(key)
+        if body is None and phase in (Phase.STARTING, Phase.RUNNING):
+            # The watch may lag behind a pod created a moment ago: only the API server
+            # may say that the pod is really gone before the session is failed for it.
+            body = await self.kube.read("Pod", key[0], contract.worker_pod_name(key[1]))
+        return pod_facts(body) if body is not None else None
+
+    async def _admitted(self, key: Key) -> bool:
+        async with self.admission_lock:
+            if key in self.reserved:
+                return True
+            chosen = admit(self._queue(), self._capacity())
+            self.reserved.update(k for k in self._queue_keys() if k[1] in chosen)
+            return key in self.reserved
+
+    def _queue(self) -> list[Waiting]:
+        return [
+            Waiting(
+                name=b["metadata"]["name"],
+                tenant=b["spec"]["tenant"],
+                queued_at=_queued_at(b),
+            )
+            for b in self._queued_bodies()
+        ]
+
+    def _queue_keys(self) -> list[Key]:
+        return [_key(b) for b in self._queued_bodies()]
+
+    def _queued_bodies(self) -> list[dict[str, Any]]:
+        return [
+            b
+            for b in self.view.sessions()
+            if (b.get("status") or {}).get("phase") in (None, Phase.QUEUED)
+            and not b["metadata"].get("deletionTimestamp")
+            and _key(b) not in self.reserved
+        ]
+
+    def _capacity(self) -> Capacity:
+        worker = self.settings.worker
+        gpu = worker.gpu_resource_name
+        total = sum(
+            facts.gpus
+            for facts in (node_facts(n, gpu) for n in self.view.nodes())
+            if facts.ready and facts.schedulable
+        )
+        pods = [p for p in self.view.pods() if not pod_facts(p).finished]
+        with_pods = {(p["metadata"]["namespace"], _session_label(p)) for p in pods}
+        used = sum(pod_gpu_request(p, gpu) for p in pods)
+        used += worker.gpu_count * len(self.reserved - with_pods)
+        active: dict[str, int] = {}
+        for body in self.view.sessions():
+            phase = (body.get("status") or {}).get("phase")
+            if phase in ACTIVE or _key(body) in self.reserved:
+                tenant = body["spec"]["tenant"]
+                active[tenant] = active.get(tenant, 0) + 1
+        limits = {}
+        for body in self.view.sessions():
+            tenant = body["spec"]["tenant"]
+            if tenant not in limits:
+                limits[tenant] = self._tenant(body["metadata"]["namespace"], tenant)
+        return Capacity(
+            free_gpus=max(0, total - used),
+            gpus_per_session=max(1, worker.gpu_count),
+            active_by_tenant=active,
+            max_by_tenant={
+                name: t.spec.plan.max_concurrent_sessions for name, t in limits.items() if t
+            },
+        )
+
+    def _tenant(self, namespace: str, name: str) -> Tenant | None:
+        body = self.view.tenant(namespace, name)
+        return Tenant.model_validate(body) if body else None
+
+    def _minutes_exhausted(self, session: AvatarSession) -> bool:
+        tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
+        if tenant is None:
+            return False
+        own = session.status.worker.billable_seconds if session.status.worker else 0.0
+        return tenant.status.usage.seconds_used + own >= tenant.spec.plan.minutes * 60
+
+    # --- carrying out a decision ---------------------------------------------------------
+
+    async def _apply(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
+        namespace, name = session.metadata.namespace or "", session.metadata.name or ""
+        old_phase = session.status.phase or Phase.CREATED
+        for action in decision.actions:
+            match action:
+                case CreateWorker():
+                    for obj in resources.worker_rbac(session):
+                        await self.kube.create(obj)
+                    await self.kube.create(resources.worker_pod(session, self.settings.worker))
+                case DeleteWorker(force=force):
+                    pod = contract.worker_pod_name(name)
+                    await self.kube.delete("Pod", namespace, pod, force=force)
+                case ChargeTenant(seconds=seconds):
+                    await self._charge(session, seconds)
+                case _:
+                    pass
+        patch = resources.status_patch(session.status, decision.status)
+        if patch is not None:
+            # Conditional on the version decided from: a stale decision fails with 409.
+            patch["metadata"] = {"resourceVersion": session.metadata.resource_version}
+            updated = await self.kube.patch_status("AvatarSession", namespace, name, patch)
+            if updated is not None:
+                self.written[_key_of(session)] = updated
+        if decision.phase != old_phase:
+            self._record_transition(session, decision, bound)
+        for action in decision.actions:
+            match action:
+                case Notify(event=event):
+                    decided = session.model_copy(update={"status": decision.status})
+                    await self._notify(decided, event)
+                case RemoveFinalizer():
+                    await self.kube.remove_finalizer(namespace, name, session.metadata.finalizers)
+                case DeleteSession():
+                    await self.kube.delete("AvatarSession", namespace, name)
+                case _:
+                    pass
+        self._arm(_key_of(session), decision.wake_at)
+        if decision.phase != old_phase and (
+            decision.phase.is_terminal or decision.phase is Phase.ENDING
+        ):
+            self.poke_queued()
+
+    def _record_transition(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
+        old = session.status.phase or Phase.CREATED
+        metrics.TRANSITIONS.labels(old.value, decision.phase.value).inc()
+        if decision.phase is Phase.RUNNING and session.metadata.creation_timestamp:
+            created = datetime.fromisoformat(session.metadata.creation_timestamp)
+            metrics.TIME_TO_RUNNING.observe((utcnow() - created).total_seconds())
+        bound.info(
+            "session_transition",
+            from_phase=old.value,
+            to_phase=decision.phase.value,
+            reason=str(decision.status.reason) if decision.status.reason else None,
+        )
+        if decision.event is not None:
+            self.post_event(session, *decision.event)
+
+    def post_event(self, session: AvatarSession, kind: str, reason: str, message: str) -> None:
+        """Overridden by the kopf adapter, which owns Event posting."""
+
+    async def _notify(self, session: AvatarSession, event: str) -> None:
+        tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
+        hook = tenant.spec.webhook if tenant else None
+        if hook is None:
+            return
+        namespace = session.metadata.namespace or ""
+        secret = await self.kube.read_secret_value(
+            namespace, hook.secret_ref.name, hook.secret_ref.key
+        )
+        if secret is None:
+            log.warning("webhook_secret_missing", tenant=session.spec.tenant)
+            return
+        body = webhooks.payload(event, session, time.time())
+        self.webhooks.send(hook.url, secret, body, session.metadata.name or "")
+
+    async def _charge(self, session: AvatarSession, seconds: float) -> None:
+        """Add the session's seconds to its tenant once, even across retries and restarts."""
+        namespace, name = session.metadata.namespace or "", session.metadata.name or ""
+        for _attempt in range(5):
+            body = await self.kube.read("Tenant", namespace, session.spec.tenant)
+            if body is None:
+                return
+            tenant = Tenant.model_validate(body)
+            usage = tenant.status.usage
+            if name in usage.charged_sessions:
+                return
+            usage = usage.model_copy(
+                update={
+                    "seconds_used": usage.seconds_used + seconds,
+                    "charged_sessions": [*usage.charged_sessions, name][-CHARGED_SESSIONS_KEPT:],
+                }
+            )
+            body["status"] = tenant.status.model_copy(update={"usage": usage}).to_k8s()
+            try:
+                await self.kube.replace_status("Tenant", body)
+                return
+            except Exception as exc:  # a concurrent charge won the race: read again
+                if getattr(exc, "status", None) != 409:
+                    raise
+        raise RuntimeError(f"could not charge tenant {session.spec.tenant} after 5 attempts")
+
+    # --- timers --------------------------------------------------------------------------
+
+    def _arm(self, key: Key, wake_at: datetime | None) -> None:
+        previous = self.wakeups.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        if wake_at is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (wake_at - utcnow()).total_seconds())
+        self.wakeups[key] = loop.call_at(loop.time() + delay, self.schedule, key)
+
+    def _forget(self, key: Key) -> None:
+        self.written.pop(key, None)
+        for timers in (self.wakeups, self.retries):
+            handle = timers.pop(key, None)
+            if handle is not None:
+                handle.cancel()
+        self.reserved.discard(key)
+        self.locks.pop(key, None)
+
+
+def _key(body: dict[str, Any]) -> Key:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+def _version(body: dict[str, Any]) -> int:
+    """resourceVersion is opaque to clients in general, but the etcd-backed API server issues
+    increasing integers; comparing them tells which of two copies of one object is newer."""
+    try:
+        return int(body["metadata"].get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _key_of(session: AvatarSession) -> Key:
+    return session.metadata.namespace or "", session.metadata.name or ""
+
+
+def _queued_at(body: dict[str, Any]) -> datetime:
+    stamp = (body.get("status") or {}).get("queuedAt") or body["metadata"]["creationTimestamp"]
+    return datetime.fromisoformat(stamp)
+
+
+def _session_label(pod: dict[str, Any]) -> str:
+    return str((pod["metadata"].get("labels") or {}).get(contract.LABEL_SESSION, ""))

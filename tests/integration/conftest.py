@@ -1,0 +1,48 @@
+"""Fixtures for cross-component tests: CRDs installed in the real control plane, the real
+operator as a process, and helpers to create and watch sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.sessions import Sessions, install_crds
+from tests.testenv.controlplane import ControlPlane
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane, testenv_bin: Path) -> None:
+    install_crds(testenv_bin / "kubectl", control_plane.kubeconfig)
+
+
+@pytest.fixture
+def sessions(crds: None, api_client: k8s.ApiClient, namespace: str) -> Sessions:
+    return Sessions(api_client, namespace)
+
+
+@pytest.fixture
+def operator_env() -> dict[str, str]:
+    """Override in a test module (or parametrize) to change the operator's settings."""
+    return {}
+
+
+@pytest.fixture
+def operator(
+    crds: None,
+    control_plane: ControlPlane,
+    namespace: str,
+    operator_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(control_plane.kubeconfig, namespace, tmp_path, operator_env)
+    process.start()
+    yield process
+    process.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"----- operator log (tail)\n{process.log_tail()}")

@@ -1,0 +1,72 @@
+"""The operator on the real control plane with kwok GPU nodes: a session's whole life."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from kubernetes import client as k8s
+
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.sessions import Sessions
+from tests.integration.worker_standin import WorkerStandIn
+from tests.testenv.kwok import GpuNodeFactory
+from tests.testenv.wait import wait_for
+
+
+def test_full_lifecycle(
+    operator: OperatorProcess,
+    sessions: Sessions,
+    gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient,
+) -> None:
+    gpu_nodes(1)
+    sessions.create_tenant()
+    name = sessions.create()
+
+    starting = sessions.wait_phase(name, "starting")
+    assert starting.status.queued_at is not None
+    assert starting.status.deadlines is not None
+    assert starting.status.deadlines.start_by is not None
+    pod = sessions.wait_pod_running(name)
+    assert pod.spec is not None
+    assert pod.spec.node_name is not None
+    assert pod.spec.node_name.startswith("gpu-") or pod.spec.node_name
+
+    worker = WorkerStandIn(api_client, sessions.namespace, name)
+    worker.first_frame()
+    running = sessions.wait_phase(name, "running")
+    assert running.status.deadlines is not None
+    assert running.status.deadlines.max_duration_at is not None
+
+    worker.heartbeat(frames=250, billable_seconds=10.0)
+    sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    ended = sessions.wait_phase(name, "ended")
+    assert ended.status.reason == "user_ended"
+    assert ended.status.usage is not None
+    assert ended.status.usage.billable_seconds == 10.0
+    wait_for(lambda: sessions.pod(name) is None, timeout=30, description="worker pod deleted")
+
+    reasons = wait_for(
+        lambda: (r := sessions.event_reasons(name)) and "Ended" in r and r,
+        timeout=15,
+        description="transition events posted",
+    )
+    for reason in ("Queued", "Starting", "Running", "Ending", "Ended"):
+        assert reason in reasons, reasons
+
+    tenant = sessions.custom.get_namespaced_custom_object(
+        "facecast.io", "v1alpha1", sessions.namespace, "tenants", "acme"
+    )
+    assert tenant["status"]["usage"]["secondsUsed"] == 10.0
+    assert tenant["status"]["usage"]["chargedSessions"] == [name]
+
+
+def test_deleting_a_queued_session_cancels_it_and_releases_it(
+    operator: OperatorProcess, sessions: Sessions
+) -> None:
+    sessions.create_tenant()
+    name = sessions.create()  # no GPU node: it stays queued
+    sessions.wait_phase(name, "queued")
+    sessions.delete(name)
+    wait_for(lambda: sessions.get(name) is None, timeout=30, description="session removed")
+    assert "Canceled" in sessions.event_reasons(name)
