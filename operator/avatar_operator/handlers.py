@@ -125,8 +125,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    await reconciler.webhooks.close()
-    await reconciler.kube.close()
+    await reconciler.close()
 
 
 # --- triggers ----------------------------------------------------------------------------

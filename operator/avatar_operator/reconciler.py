@@ -388,6 +388,15 @@ class Reconciler:
         delay = max(0.0, (wake_at - utcnow()).total_seconds())
         self.wakeups[key] = loop.call_at(loop.time() + delay, self.schedule, key)
 
+    async def close(self) -> None:
+        """Stop every timer, then the clients: nothing may reconcile on a closed client."""
+        for timers in (self.wakeups, self.retries):
+            for handle in timers.values():
+                handle.cancel()
+            timers.clear()
+        await self.webhooks.close()
+        await self.kube.close()
+
     def _forget(self, key: Key) -> None:
         self.written.pop(key, None)
         for timers in (self.wakeups, self.retries):

@@ -36,7 +36,9 @@ class Sessions:
         self.core = k8s.CoreV1Api(api_client)
         self.namespace = namespace
 
-    def create_tenant(self, name: str = "acme", max_concurrent: int = 50, minutes: int = 1000) -> None:  # fmt: skip
+    def create_tenant(
+        self, name: str = "acme", max_concurrent: int = 50, minutes: int = 1000
+    ) -> None:
         body = {
             "apiVersion": API_VERSION,
             "kind": "Tenant",
@@ -112,6 +114,13 @@ class Sessions:
             return pod if pod and pod.status and pod.status.phase == "Running" else None
 
         return wait_for(running, timeout=timeout, description=f"{name} worker pod Running")
+
+    def tenant_usage(self, name: str = "acme") -> dict[str, Any]:
+        tenant: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, TENANT.plural, name
+        )
+        usage: dict[str, Any] = tenant["status"]["usage"]
+        return usage
 
     def event_reasons(self, name: str) -> list[str]:
         events = self.core.list_namespaced_event(

@@ -30,7 +30,6 @@ def test_full_lifecycle(
     pod = sessions.wait_pod_running(name)
     assert pod.spec is not None
     assert pod.spec.node_name is not None
-    assert pod.spec.node_name.startswith("gpu-") or pod.spec.node_name
 
     worker = WorkerStandIn(api_client, sessions.namespace, name)
     worker.first_frame()
@@ -54,11 +53,9 @@ def test_full_lifecycle(
     for reason in ("Queued", "Starting", "Running", "Ending", "Ended"):
         assert reason in reasons, reasons
 
-    tenant = sessions.custom.get_namespaced_custom_object(
-        "facecast.io", "v1alpha1", sessions.namespace, "tenants", "acme"
-    )
-    assert tenant["status"]["usage"]["secondsUsed"] == 10.0
-    assert tenant["status"]["usage"]["chargedSessions"] == [name]
+    usage = sessions.tenant_usage()
+    assert usage["secondsUsed"] == 10.0
+    assert usage["chargedSessions"] == [name]
 
 
 def test_deleting_a_queued_session_cancels_it_and_releases_it(

@@ -1,0 +1,95 @@
+"""Each way a worker can be lost ends the session in `failed` with the right reason."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.sessions import Sessions
+from tests.integration.worker_standin import WorkerStandIn
+from tests.testenv.kwok import GpuNodeFactory
+
+
+def running(sessions: Sessions, api_client: k8s.ApiClient) -> tuple[str, k8s.V1Pod]:
+    sessions.create_tenant()
+    name = sessions.create()
+    pod = sessions.wait_pod_running(name)
+    WorkerStandIn(api_client, sessions.namespace, name).first_frame()
+    sessions.wait_phase(name, "running")
+    return name, pod
+
+
+def test_pod_deleted_by_hand(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient,
+) -> None:  # fmt: skip
+    gpu_nodes(1)
+    name, pod = running(sessions, api_client)
+    assert pod.metadata is not None
+    sessions.core.delete_namespaced_pod(pod.metadata.name, sessions.namespace)
+    failed = sessions.wait_phase(name, "failed")
+    assert failed.status.reason == "pod_deleted"
+
+
+def test_node_deleted(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient,
+) -> None:  # fmt: skip
+    gpu_nodes(1)
+    name, pod = running(sessions, api_client)
+    assert pod.spec is not None
+    assert pod.spec.node_name is not None
+    sessions.core.delete_node(pod.spec.node_name)
+    failed = sessions.wait_phase(name, "failed")
+    assert failed.status.reason in ("node_lost", "pod_deleted")
+    assert failed.status.reason == "node_lost", failed.status.message
+
+
+def test_worker_reports_a_bad_token(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient,
+) -> None:  # fmt: skip
+    gpu_nodes(1)
+    sessions.create_tenant()
+    name = sessions.create()
+    sessions.wait_pod_running(name)
+    WorkerStandIn(api_client, sessions.namespace, name).give_up(
+        "transport_auth_failed", "LiveKit refused the token"
+    )
+    failed = sessions.wait_phase(name, "failed")
+    assert failed.status.reason == "transport_auth_failed"
+
+
+@pytest.mark.parametrize(
+    "operator_env",
+    [{"FACECAST_START_TIMEOUT_SECONDS": "4"}],
+)
+def test_worker_that_never_starts_times_out(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory
+) -> None:
+    """The pod runs (kwok) but the worker never publishes a frame: the image never starts
+    doing its job, and the start deadline fails the session."""
+    gpu_nodes(1)
+    sessions.create_tenant()
+    name = sessions.create()
+    failed = sessions.wait_phase(name, "failed", timeout=30)
+    assert failed.status.reason == "start_timeout"
+    assert sessions.event_reasons(name)[-1] == "Failed"
+
+
+@pytest.mark.parametrize(
+    "operator_env",
+    [{"FACECAST_START_TIMEOUT_SECONDS": "4", "FACECAST_WORKER_NODE_SELECTOR": '{"pool": "none"}'}],
+)
+def test_session_that_cannot_be_scheduled(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory
+) -> None:
+    """A GPU is free, but no node matches the worker's node selector."""
+    gpu_nodes(1)
+    sessions.create_tenant()
+    name = sessions.create()
+    failed = sessions.wait_phase(name, "failed", timeout=30)
+    assert failed.status.reason == "unschedulable"
+    assert failed.status.message is not None
+    assert "node" in failed.status.message
