@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -45,6 +46,9 @@ def valid_avatar_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
+SpecFactory = Callable[..., dict[str, Any]]
+
+
 @pytest.fixture
 def session_spec() -> dict[str, Any]:
     return valid_session_spec()
@@ -53,3 +57,13 @@ def session_spec() -> dict[str, Any]:
 @pytest.fixture
 def avatar_spec() -> dict[str, Any]:
     return valid_avatar_spec()
+
+
+@pytest.fixture
+def make_session_spec() -> SpecFactory:
+    return valid_session_spec
+
+
+@pytest.fixture
+def make_avatar_spec() -> SpecFactory:
+    return valid_avatar_spec

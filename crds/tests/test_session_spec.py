@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -9,7 +10,8 @@ from pydantic import ValidationError
 
 from avatar_crds.enums import AudioSource, Quality
 from avatar_crds.session import AvatarSessionSpec, LiveKitTransport
-from crds.tests.conftest import valid_session_spec
+
+SpecFactory = Callable[..., dict[str, Any]]
 
 
 def test_valid_spec_gets_design_defaults(session_spec: dict[str, Any]) -> None:
@@ -47,14 +49,16 @@ def test_valid_spec_gets_design_defaults(session_spec: dict[str, Any]) -> None:
         ("metadata", {f"k{i}": i for i in range(64)}, {f"k{i}": i for i in range(65)}),
     ],
 )
-def test_field_rule(field: str, good: Any, bad: Any) -> None:
-    AvatarSessionSpec.model_validate(valid_session_spec(**{field: good}))
+def test_field_rule(field: str, good: Any, bad: Any, make_session_spec: SpecFactory) -> None:
+    AvatarSessionSpec.model_validate(make_session_spec(**{field: good}))
     with pytest.raises(ValidationError):
-        AvatarSessionSpec.model_validate(valid_session_spec(**{field: bad}))
+        AvatarSessionSpec.model_validate(make_session_spec(**{field: bad}))
 
 
-def test_idle_timeout_null_means_disabled_and_survives_serialisation() -> None:
-    spec = AvatarSessionSpec.model_validate(valid_session_spec(idleTimeoutSeconds=None))
+def test_idle_timeout_null_means_disabled_and_survives_serialisation(
+    make_session_spec: SpecFactory,
+) -> None:
+    spec = AvatarSessionSpec.model_validate(make_session_spec(idleTimeoutSeconds=None))
     assert spec.idle_timeout_seconds is None
     body = spec.to_k8s()
     assert "idleTimeoutSeconds" in body
@@ -83,8 +87,10 @@ def test_idle_timeout_null_means_disabled_and_survives_serialisation() -> None:
         ({"type": "zoom"}, False),
     ],
 )
-def test_transport_union(transport: dict[str, Any], ok: bool) -> None:
-    data = valid_session_spec(transport=transport)
+def test_transport_union(
+    transport: dict[str, Any], ok: bool, make_session_spec: SpecFactory
+) -> None:
+    data = make_session_spec(transport=transport)
     if ok:
         AvatarSessionSpec.model_validate(data)
     else:
@@ -92,14 +98,14 @@ def test_transport_union(transport: dict[str, Any], ok: bool) -> None:
             AvatarSessionSpec.model_validate(data)
 
 
-def test_worker_token_has_no_field_anywhere_in_the_spec() -> None:
+def test_worker_token_has_no_field_anywhere_in_the_spec(make_session_spec: SpecFactory) -> None:
     """The token may only be referenced: a `token` key is an unknown field, not a value."""
     transport = {
         "type": "livekit",
         "livekit": {"url": "wss://x.example", "roomName": "r", "workerToken": "eyJ..."},
     }
     with pytest.raises(ValidationError, match="workerToken"):
-        AvatarSessionSpec.model_validate(valid_session_spec(transport=transport))
+        AvatarSessionSpec.model_validate(make_session_spec(transport=transport))
     assert not any("token" in name for name in LiveKitTransport.model_fields)
 
 

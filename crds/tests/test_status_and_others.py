@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from avatar_crds.avatar import AvatarSpec
 from avatar_crds.enums import REASONS_BY_PHASE, Phase
 from avatar_crds.session import AvatarSessionStatus
 from avatar_crds.tenant import Plan, TenantSpec
-from crds.tests.conftest import valid_avatar_spec
+
+SpecFactory = Callable[..., dict[str, Any]]
 
 
 @pytest.mark.parametrize("phase", list(REASONS_BY_PHASE))
@@ -37,9 +39,11 @@ def test_worker_counters_cannot_go_negative() -> None:
         AvatarSessionStatus.model_validate({"worker": {"frames": -1}})
 
 
-def test_face_box_must_lie_inside_the_image(avatar_spec: dict[str, Any]) -> None:
+def test_face_box_must_lie_inside_the_image(
+    avatar_spec: dict[str, Any], make_avatar_spec: SpecFactory
+) -> None:
     AvatarSpec.model_validate(avatar_spec)
-    outside = valid_avatar_spec()
+    outside = make_avatar_spec()
     outside["face"]["box"]["x"] = 400  # 400 + 300 > 600
     with pytest.raises(ValidationError, match="inside the image"):
         AvatarSpec.model_validate(outside)
@@ -55,9 +59,11 @@ def test_face_box_must_lie_inside_the_image(avatar_spec: dict[str, Any]) -> None
         (("visibility",), "public", "everyone"),
     ],
 )
-def test_avatar_field_rule(path: tuple[str, ...], good: Any, bad: Any) -> None:
+def test_avatar_field_rule(
+    path: tuple[str, ...], good: Any, bad: Any, make_avatar_spec: SpecFactory
+) -> None:
     for value, ok in ((good, True), (bad, False)):
-        spec = valid_avatar_spec()
+        spec = make_avatar_spec()
         target = spec
         for key in path[:-1]:
             target = target[key]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
 
@@ -116,8 +116,11 @@ class Sessions:
         return wait_for(running, timeout=timeout, description=f"{name} worker pod Running")
 
     def tenant_usage(self, name: str = "acme") -> dict[str, Any]:
-        tenant: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, TENANT.plural, name
+        tenant = cast(
+            dict[str, Any],
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, TENANT.plural, name
+            ),
         )
         usage: dict[str, Any] = tenant["status"]["usage"]
         return usage

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client as k8s
@@ -30,10 +30,11 @@ def session(**spec: Any) -> dict[str, Any]:
 
 
 def create(api_client: k8s.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    created: dict[str, Any] = k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
+    api = k8s.CustomObjectsApi(api_client)
+    created = api.create_namespaced_custom_object(
         GROUP, VERSION, namespace, AVATAR_SESSION.plural, body
     )
-    return created
+    return cast(dict[str, Any], created)
 
 
 def test_valid_session_is_accepted_with_defaults(

@@ -27,6 +27,7 @@ def test_pod_deleted_by_hand(
     gpu_nodes(1)
     name, pod = running(sessions, api_client)
     assert pod.metadata is not None
+    assert pod.metadata.name is not None
     sessions.core.delete_namespaced_pod(pod.metadata.name, sessions.namespace)
     failed = sessions.wait_phase(name, "failed")
     assert failed.status.reason == "pod_deleted"

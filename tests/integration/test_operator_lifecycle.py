@@ -45,11 +45,11 @@ def test_full_lifecycle(
     assert ended.status.usage.billable_seconds == 10.0
     wait_for(lambda: sessions.pod(name) is None, timeout=30, description="worker pod deleted")
 
-    reasons = wait_for(
-        lambda: (r := sessions.event_reasons(name)) and "Ended" in r and r,
-        timeout=15,
-        description="transition events posted",
-    )
+    def ended_event_posted() -> list[str] | None:
+        reasons = sessions.event_reasons(name)
+        return reasons if "Ended" in reasons else None
+
+    reasons = wait_for(ended_event_posted, timeout=15, description="transition events posted")
     for reason in ("Queued", "Starting", "Running", "Ending", "Ended"):
         assert reason in reasons, reasons
 

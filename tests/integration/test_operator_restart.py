@@ -28,7 +28,7 @@ def test_restart_loses_duplicates_and_restarts_nothing(
         sessions.wait_phase(name, "running", timeout=60)
 
     def snapshot() -> dict[str, tuple[str, str, object, object]]:
-        state = {}
+        state: dict[str, tuple[str, str, object, object]] = {}
         for name in names:
             session, pod = sessions.get(name), sessions.pod(name)
             assert session is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client as k8s
 
@@ -13,7 +14,7 @@ from tests.testenv.kwok import GpuNodeFactory
 from tests.testenv.wait import wait_for
 
 
-def start_running(sessions: Sessions, api_client: k8s.ApiClient, **spec: object) -> str:
+def start_running(sessions: Sessions, api_client: k8s.ApiClient, **spec: Any) -> str:
     name = sessions.create(**spec)
     sessions.wait_pod_running(name)
     WorkerStandIn(api_client, sessions.namespace, name).first_frame()
