@@ -1,0 +1,94 @@
+"""The FastAPI application: wiring only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api_shim.auth import Authenticator
+from api_shim.deps import Services
+from api_shim.errors import (
+    ApiError,
+    ErrorType,
+    error_response,
+    install_error_handlers,
+    request_id_of,
+)
+from api_shim.kube import Kube, KubeConflictError, KubeInvalidError
+from api_shim.middleware import RequestContextMiddleware
+from api_shim.openapi import build_openapi
+from api_shim.ratelimit import RateLimiter
+from api_shim.routes import health, sessions, usage
+from api_shim.service import SessionService, utc_now
+from api_shim.settings import Settings
+
+VERSION = "0.1.0"
+
+
+class FacecastApi(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = build_openapi(self)
+        return self.openapi_schema
+
+
+def create_app(
+    settings: Settings,
+    kube: Kube,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """`kube` is owned by the caller (closed by whoever made it), so tests can share one."""
+    services = Services(
+        settings=settings,
+        kube=kube,
+        sessions=SessionService(kube, settings, now=now),
+        authenticator=Authenticator(
+            kube.list_tenants,
+            ttl=settings.auth_cache_ttl_seconds,
+            miss_reload=settings.auth_miss_reload_seconds,
+            clock=monotonic,
+        ),
+        rate_limiter=RateLimiter(clock=monotonic),
+    )
+    app = FacecastApi(
+        title="Facecast API",
+        version=VERSION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_tags=[
+            {"name": "sessions", "description": "Talking-avatar sessions."},
+            {"name": "usage", "description": "Your plan and what you use of it."},
+            {"name": "health", "description": "Probes for Kubernetes."},
+        ],
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.add_exception_handler(KubeInvalidError, _on_kube_invalid)
+    app.add_exception_handler(KubeConflictError, _on_kube_conflict)
+    app.include_router(sessions.router)
+    app.include_router(usage.router)
+    app.include_router(health.router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _on_kube_invalid(request: Request, exc: Exception) -> JSONResponse:
+    """The cluster's schema refused what our own validation let through: say what it said
+    (custom resources hold nothing secret)."""
+    error = ApiError(ErrorType.UNPROCESSABLE, "rejected_by_cluster", str(exc))
+    return error_response(error, request_id_of(request))
+
+
+async def _on_kube_conflict(request: Request, _exc: Exception) -> JSONResponse:
+    error = ApiError(
+        ErrorType.CONFLICT, "concurrent_update", "The session changed meanwhile. Retry."
+    )
+    return error_response(error, request_id_of(request))

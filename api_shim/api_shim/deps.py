@@ -1,0 +1,75 @@
+"""FastAPI dependencies: the app's services, the calling tenant (authenticated and rate
+limited) and the Idempotency-Key header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api_shim import idempotency
+from api_shim.auth import Authenticator, Principal, key_from_headers
+from api_shim.kube import Kube
+from api_shim.ratelimit import RateLimiter
+from api_shim.service import SessionService
+from api_shim.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    kube: Kube
+    sessions: SessionService
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+# Declared for the OpenAPI security schemes; the key itself is parsed from the raw headers so
+# that both schemes share one code path.
+_api_key_scheme = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="Your API key, `fc_...`."
+)
+_bearer_scheme = HTTPBearer(
+    auto_error=False, description="The same API key as `Authorization: Bearer fc_...`."
+)
+
+
+async def authenticated(
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    _api_key: Annotated[str | None, Security(_api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)] = None,
+) -> Principal:
+    key = key_from_headers(request.headers.get("x-api-key"), request.headers.get("authorization"))
+    principal = await services.authenticator.authenticate(key)
+    structlog.contextvars.bind_contextvars(tenant=principal.tenant, key_id=principal.key_id)
+    services.rate_limiter.check(principal.tenant, principal.plan.requests_per_minute)
+    return principal
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description=(
+                "Makes the POST safe to retry: the same key with the same body returns the"
+                " original result; with a different body, 409 `idempotency_key_reused`."
+            ),
+        ),
+    ] = None,
+) -> str | None:
+    return None if key is None else idempotency.validate_key(key)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PrincipalDep = Annotated[Principal, Depends(authenticated)]
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]

@@ -1,0 +1,237 @@
+"""Public request <-> AvatarSession resource. Pure: no I/O, no clock, no randomness."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from api_shim.schemas import (
+    CreateSessionRequest,
+    DailyTransportRequest,
+    DailyTransportView,
+    Failure,
+    LiveKitTransportView,
+    Session,
+    SessionUsage,
+    VideoEncoding,
+    Voice,
+)
+from avatar_crds import contract
+from avatar_crds.enums import TERMINAL_PHASES, Phase, TransportType, VideoCodec
+from avatar_crds.ids import AVATAR_PREFIX, to_public_id, to_resource_name
+from avatar_crds.meta import API_VERSION, ObjectMeta
+from avatar_crds.session import (
+    AvatarSession,
+    AvatarSessionSpec,
+    DailyTransport,
+    LiveKitTransport,
+    SecretKeyRef,
+    Transport,
+    VideoSettings,
+)
+from avatar_crds.session import Voice as SpecVoice
+
+COMPONENT_SESSION = "session"
+_CODEC_BY_ENCODING = {VideoEncoding.VP8: VideoCodec.VP8, VideoEncoding.H264: VideoCodec.H264}
+_ENCODING_BY_CODEC = {codec: encoding for encoding, codec in _CODEC_BY_ENCODING.items()}
+_WAITING_PHASES = frozenset({Phase.CREATED, Phase.QUEUED})
+
+
+def session_labels(name: str, tenant: str) -> dict[str, str]:
+    """Labels on the AvatarSession and its Secret; the tenant label drives every tenant query."""
+    return {
+        contract.LABEL_SESSION: name,
+        contract.LABEL_TENANT: tenant,
+        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+        contract.LABEL_COMPONENT: COMPONENT_SESSION,
+    }
+
+
+def build_session(
+    request: CreateSessionRequest,
+    *,
+    name: str,
+    namespace: str,
+    tenant: str,
+    max_duration_seconds: int,
+    extra_labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> AvatarSession:
+    """The resource for a validated request; `max_duration_seconds` is already capped by plan."""
+    spec = AvatarSessionSpec(
+        tenant=tenant,
+        avatar_ref=to_resource_name(request.avatar_id, AVATAR_PREFIX),
+        quality=request.quality,
+        aspect_ratio=request.aspect_ratio,
+        video=VideoSettings(codec=_CODEC_BY_ENCODING[request.video_encoding]),
+        voice=None
+        if request.voice is None
+        else SpecVoice(id=request.voice.id, speed=request.voice.speed),
+        idle_timeout_seconds=request.idle_timeout_seconds,
+        max_duration_seconds=max_duration_seconds,
+        transport=_transport_spec(request),
+        token_secret_ref=SecretKeyRef(
+            name=contract.token_secret_name(name), key=contract.TOKEN_SECRET_KEY
+        ),
+        metadata=request.metadata,
+    )
+    meta = ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels={**session_labels(name, tenant), **(extra_labels or {})},
+        annotations=dict(annotations or {}),
+    )
+    return AvatarSession(metadata=meta, spec=spec)
+
+
+def _transport_spec(request: CreateSessionRequest) -> Transport:
+    """Everything about the room except the token, which goes to the Secret."""
+    wanted = request.transport
+    if isinstance(wanted, DailyTransportRequest):
+        return Transport(type=TransportType.DAILY, daily=DailyTransport(url=wanted.url))
+    livekit = LiveKitTransport(
+        url=wanted.url,
+        room_name=wanted.room_name,
+        worker_identity=wanted.worker_identity,
+        audio_source=wanted.audio_source,
+        subscribe_to_identity=wanted.subscribe_to_identity,
+        synthetic_audio_if_no_input=wanted.synthetic_audio_if_no_input,
+    )
+    return Transport(type=TransportType.LIVEKIT, livekit=livekit)
+
+
+def session_body(session: AvatarSession) -> dict[str, Any]:
+    """What to POST to the API server: no status, which only the operator writes."""
+    body = session.to_k8s()
+    body.pop("status", None)
+    body["metadata"] = {
+        key: value
+        for key, value in session.metadata.model_dump(by_alias=True, exclude_none=True).items()
+        if key in ("name", "namespace", "labels", "annotations")
+    }
+    return body
+
+
+def token_secret_body(
+    *, session_name: str, session_uid: str, namespace: str, tenant: str, token: str
+) -> dict[str, Any]:
+    """The worker token Secret, owned by the session so the garbage collector removes it too."""
+    owner = {
+        "apiVersion": API_VERSION,
+        "kind": "AvatarSession",
+        "name": session_name,
+        "uid": session_uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": contract.token_secret_name(session_name),
+            "namespace": namespace,
+            "labels": session_labels(session_name, tenant),
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {contract.TOKEN_SECRET_KEY: token},
+    }
+
+
+# --- resource -> public view -------------------------------------------------------------------
+
+
+def phase_of(session: AvatarSession) -> Phase:
+    """An absent phase means the operator has not seen the session yet."""
+    return session.status.phase or Phase.CREATED
+
+
+def is_terminal(session: AvatarSession) -> bool:
+    return phase_of(session) in TERMINAL_PHASES
+
+
+def is_being_deleted(session: AvatarSession) -> bool:
+    return session.metadata.deletion_timestamp is not None
+
+
+def holds_concurrency(session: AvatarSession) -> bool:
+    """Counts against the tenant's concurrent-session limit: not finished, not being removed."""
+    return not is_terminal(session) and not is_being_deleted(session)
+
+
+def is_waiting(session: AvatarSession) -> bool:
+    """Waits for a worker (created or queued): what the namespace-wide capacity check counts."""
+    return phase_of(session) in _WAITING_PHASES and not is_being_deleted(session)
+
+
+def tenant_of(session: AvatarSession) -> str:
+    return session.spec.tenant
+
+
+def to_public_session(session: AvatarSession) -> Session:
+    spec, status = session.spec, session.status
+    phase = phase_of(session)
+    worker = status.worker
+    reason = None if status.reason is None else str(status.reason)
+    voice = None if spec.voice is None else Voice(id=spec.voice.id, speed=spec.voice.speed)
+    finished = status.finished_at
+    return Session(
+        id=to_public_id(_name(session)),
+        status=phase,
+        avatar_id=to_public_id(spec.avatar_ref),
+        quality=spec.quality,
+        aspect_ratio=spec.aspect_ratio,
+        video_encoding=_ENCODING_BY_CODEC[spec.video.codec],
+        voice=voice,
+        transport=_transport_view(spec.transport),
+        idle_timeout_seconds=spec.idle_timeout_seconds,
+        max_duration_seconds=spec.max_duration_seconds,
+        metadata=spec.metadata,
+        created_at=_created_at(session),
+        queued_at=status.queued_at,
+        started_at=status.running_at,
+        first_frame_at=None if worker is None else worker.first_frame_at,
+        end_requested_at=spec.end_requested_at,
+        keep_alive_at=spec.keep_alive_at,
+        ended_at=finished if phase in (Phase.ENDED, Phase.CANCELED) else None,
+        failed_at=finished if phase is Phase.FAILED else None,
+        end_reason=reason if phase in (Phase.ENDED, Phase.CANCELED) else None,
+        failure=Failure(code=reason or "internal_error", message=status.message or "")
+        if phase is Phase.FAILED
+        else None,
+        usage=SessionUsage(
+            billable_seconds=0.0 if worker is None else worker.billable_seconds,
+            frames=0 if worker is None else worker.frames,
+        ),
+        expiration=None if status.deadlines is None else status.deadlines.max_duration_at,
+    )
+
+
+def _transport_view(transport: Transport) -> LiveKitTransportView | DailyTransportView:
+    if transport.type is TransportType.DAILY and transport.daily is not None:
+        return DailyTransportView(url=transport.daily.url)
+    livekit = transport.livekit
+    if livekit is None:  # the CRD's CEL rule makes this impossible; fail loudly if it happens
+        raise ValueError("transport has neither a livekit nor a daily room")
+    return LiveKitTransportView(
+        url=livekit.url,
+        room_name=livekit.room_name,
+        worker_identity=livekit.worker_identity,
+        audio_source=livekit.audio_source,
+        subscribe_to_identity=livekit.subscribe_to_identity,
+        synthetic_audio_if_no_input=livekit.synthetic_audio_if_no_input,
+    )
+
+
+def _name(session: AvatarSession) -> str:
+    if session.metadata.name is None:
+        raise ValueError("an AvatarSession from the API server always has a name")
+    return session.metadata.name
+
+
+def _created_at(session: AvatarSession) -> datetime:
+    stamp = session.metadata.creation_timestamp
+    if stamp is None:
+        raise ValueError("an AvatarSession from the API server always has a creationTimestamp")
+    return datetime.fromisoformat(stamp)

@@ -1,0 +1,288 @@
+"""The public REST models: snake_case JSON, exactly what customers send and receive.
+
+Requests forbid unknown fields and never coerce types ("30" is not a number), so a typo fails
+loudly instead of silently falling back to a default. Responses always carry every field, with
+`null` where a value is not known yet, so clients never have to test for presence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from avatar_crds.enums import AspectRatio, AudioSource, Phase, Quality
+from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX
+from avatar_crds.session import (
+    DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_MAX_DURATION_SECONDS,
+    METADATA_MAX_BYTES,
+    METADATA_MAX_KEYS,
+    RESERVED_METADATA_PREFIX,
+    HttpsUrl,
+    TransportUrl,
+    validate_metadata,
+)
+
+REDACTED: Literal["[redacted]"] = "[redacted]"
+ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
+SESSION_ID_PATTERN = rf"^{SESSION_PREFIX}_{ULID_PATTERN}$"
+AVATAR_ID_PATTERN = rf"^{AVATAR_PREFIX}_{ULID_PATTERN}$"
+
+Identity = Annotated[str, Field(min_length=1, max_length=128)]
+WorkerToken = Annotated[
+    SecretStr,
+    Field(
+        min_length=1,
+        max_length=8192,
+        description="Write-only: stored in a Kubernetes Secret, never returned or logged.",
+    ),
+]
+StrictBool = Annotated[bool, Field(strict=True)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VideoEncoding(StrEnum):
+    H264 = "H264"
+    VP8 = "VP8"
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class LiveKitTransportRequest(_Request):
+    """Your own LiveKit room; the worker joins it with `worker_token`."""
+
+    type: Literal["livekit"]
+    url: TransportUrl = Field(description="`wss://` (or `ws://`) URL of your LiveKit server.")
+    room_name: Annotated[str, Field(min_length=1, max_length=256)]
+    worker_token: WorkerToken
+    worker_identity: Identity = "facecast-worker"
+    audio_source: AudioSource = Field(
+        default=AudioSource.DATA_STREAM,
+        description="`data_stream`: LiveKit Agents avatar protocol; `track`: a subscribed track.",
+    )
+    subscribe_to_identity: Identity | None = Field(
+        default=None, description="Participant whose audio to lip-sync (for `audio_source=track`)."
+    )
+    synthetic_audio_if_no_input: StrictBool = False
+
+
+class DailyTransportRequest(_Request):
+    """A Daily room; the worker joins it with `worker_token` (a Daily meeting token)."""
+
+    type: Literal["daily"]
+    url: HttpsUrl = Field(description="`https://` URL of the Daily room.")
+    worker_token: WorkerToken
+
+
+TransportRequest = Annotated[
+    LiveKitTransportRequest | DailyTransportRequest, Field(discriminator="type")
+]
+
+
+class Voice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    speed: Annotated[float, Field(strict=True, ge=0.5, le=2.0)] = 1.0
+
+
+_CREATE_EXAMPLE: dict[str, Any] = {
+    "avatar_id": "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3",
+    "quality": "lite",
+    "aspect_ratio": "4:3",
+    "transport": {
+        "type": "livekit",
+        "url": "wss://rtc.example.com",
+        "room_name": "support-42",
+        "worker_token": "eyJhbGciOiJIUzI1NiJ9...",
+    },
+    "idle_timeout_seconds": 30,
+    "max_duration_seconds": 600,
+    "metadata": {"ticket": "T-1234"},
+}
+
+
+class CreateSessionRequest(_Request):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CREATE_EXAMPLE]})
+
+    avatar_id: Annotated[str, Field(pattern=AVATAR_ID_PATTERN, description="An `av_...` id.")]
+    quality: Quality = Field(description="Renderer tier; your plan lists the ones you may use.")
+    aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
+    video_encoding: VideoEncoding = VideoEncoding.VP8
+    voice: Voice | None = Field(default=None, description="Voice for the speak endpoint's TTS.")
+    idle_timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=600)] | None = Field(
+        default=DEFAULT_IDLE_TIMEOUT_SECONDS,
+        description="End after this many seconds without audio; `null` disables it.",
+    )
+    max_duration_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = Field(
+        default=DEFAULT_MAX_DURATION_SECONDS,
+        description=(
+            "Hard limit on the running time. Omitted: 600, lowered to your plan's maximum."
+            " Set above your plan's maximum: 422 `max_duration_exceeds_plan`."
+        ),
+    )
+    transport: TransportRequest
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"Your JSON object, echoed back and in webhooks: at most {METADATA_MAX_BYTES} bytes"
+            f" and {METADATA_MAX_KEYS} keys; keys starting with `{RESERVED_METADATA_PREFIX}`"
+            " are reserved."
+        ),
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > METADATA_MAX_KEYS:
+            raise ValueError(f"metadata has {len(value)} keys; the limit is {METADATA_MAX_KEYS}")
+        return validate_metadata(value)
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class LiveKitTransportView(_Response):
+    type: Literal["livekit"] = "livekit"
+    url: str
+    room_name: str
+    worker_identity: str
+    audio_source: AudioSource
+    subscribe_to_identity: str | None
+    synthetic_audio_if_no_input: bool
+    worker_token: Literal["[redacted]"] = REDACTED
+
+
+class DailyTransportView(_Response):
+    type: Literal["daily"] = "daily"
+    url: str
+    worker_token: Literal["[redacted]"] = REDACTED
+
+
+TransportView = Annotated[LiveKitTransportView | DailyTransportView, Field(discriminator="type")]
+
+
+class Failure(_Response):
+    code: str = Field(description="Closed set, e.g. `unschedulable`, `worker_lost`.")
+    message: str
+
+
+class SessionUsage(_Response):
+    billable_seconds: float
+    frames: int
+
+
+_SESSION_EXAMPLE: dict[str, Any] = {
+    "id": "sess_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3",
+    "object": "session",
+    "status": "queued",
+    "avatar_id": "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3",
+    "quality": "lite",
+    "aspect_ratio": "4:3",
+    "video_encoding": "VP8",
+    "voice": None,
+    "transport": {
+        "type": "livekit",
+        "url": "wss://rtc.example.com",
+        "room_name": "support-42",
+        "worker_identity": "facecast-worker",
+        "audio_source": "data_stream",
+        "subscribe_to_identity": None,
+        "synthetic_audio_if_no_input": False,
+        "worker_token": REDACTED,
+    },
+    "idle_timeout_seconds": 30,
+    "max_duration_seconds": 600,
+    "metadata": {"ticket": "T-1234"},
+    "created_at": "2026-11-21T08:00:00Z",
+    "queued_at": "2026-11-21T08:00:00Z",
+    "started_at": None,
+    "first_frame_at": None,
+    "end_requested_at": None,
+    "keep_alive_at": None,
+    "ended_at": None,
+    "failed_at": None,
+    "end_reason": None,
+    "failure": None,
+    "usage": {"billable_seconds": 0.0, "frames": 0},
+    "expiration": None,
+}
+
+
+class Session(_Response):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_SESSION_EXAMPLE]})
+
+    id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)]
+    object: Literal["session"] = "session"
+    status: Phase = Field(
+        description=(
+            "created -> queued -> starting -> running -> ending -> ended; or failed, canceled."
+            " `created` until the operator has seen the session."
+        )
+    )
+    avatar_id: str
+    quality: Quality
+    aspect_ratio: AspectRatio
+    video_encoding: VideoEncoding
+    voice: Voice | None
+    transport: TransportView
+    idle_timeout_seconds: int | None
+    max_duration_seconds: int
+    metadata: dict[str, Any]
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None = Field(description="When the worker was running.")
+    first_frame_at: datetime | None
+    end_requested_at: datetime | None
+    keep_alive_at: datetime | None
+    ended_at: datetime | None = Field(description="When it reached `ended` or `canceled`.")
+    failed_at: datetime | None
+    end_reason: str | None = Field(
+        description="Why it ended or was canceled (`user_ended`, `idle_timeout`, ...)."
+    )
+    failure: Failure | None
+    usage: SessionUsage
+    expiration: datetime | None = Field(
+        description="The latest time the session will stop (its max-duration deadline), once known."
+    )
+
+
+class SessionList(_Response):
+    object: Literal["list"] = "list"
+    data: list[Session]
+    has_more: bool
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page.")
+
+
+class Concurrency(_Response):
+    current: int = Field(description="Your sessions that have not reached a terminal status.")
+    max: int
+    available: int
+
+
+class Minutes(_Response):
+    included: int = Field(description="Session minutes in your plan per billing period.")
+    used: float
+    total_remaining: float
+
+
+class Usage(_Response):
+    object: Literal["usage"] = "usage"
+    concurrency: Concurrency
+    minutes: Minutes
+    period_start: datetime | None
+
+
+class Health(_Response):
+    status: Literal["ok"] = "ok"

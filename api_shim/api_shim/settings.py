@@ -1,0 +1,52 @@
+"""Settings from the environment (`FACECAST_*`), read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+ENV_PREFIX = "FACECAST_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where sessions, tenants and avatars live: one namespace per installation.
+    namespace: str = "facecast"
+    # Kubeconfig file; empty means in-cluster config, falling back to ~/.kube/config.
+    kubeconfig: str = ""
+    host: str = "0.0.0.0"  # a container listens on every interface
+    port: int = 8080
+    log_level: str = "info"
+    # Sessions waiting in the namespace (created or queued) before new ones get 503 at_capacity.
+    max_queued: int = 100
+    at_capacity_retry_after_seconds: int = 10
+    # A tenant at its concurrency limit is told to come back after this long.
+    concurrency_retry_after_seconds: int = 5
+    # API keys are looked up in a cache of all Tenants; a revoked key stops working within this.
+    auth_cache_ttl_seconds: float = 5.0
+    # An unknown key reloads the cache at most this often, so random keys cannot flood the
+    # API server; 0 reloads on every miss (tests).
+    auth_miss_reload_seconds: float = 1.0
+    # Threads for blocking Kubernetes client calls, and HTTP connections to the API server.
+    kube_threads: int = 32
+    kube_request_timeout_seconds: float = 10.0
+    # Bodies beyond this are refused before parsing (the largest valid one is ~20 KiB).
+    max_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """`FACECAST_MAX_QUEUED=5` sets `max_queued`; unknown variables are ignored."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = source.get(ENV_PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            kind = type(getattr(cls(), field.name))
+            try:
+                values[field.name] = kind(raw)
+            except ValueError as error:
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: {error}") from error
+        return cls(**values)

@@ -1,0 +1,126 @@
+"""Builders shared by the api_shim tests, as fixtures: this directory is deliberately not a
+package, so nothing here is importable by name."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _unshadow_api_shim() -> None:
+    """pytest's importlib mode names the modules here `api_shim.tests.*` and, to import their
+    parent, may load the workspace folder `api_shim/` as a namespace package that hides the
+    real `api_shim` package inside it. Put the real package back before any test imports it."""
+    loaded = sys.modules.get("api_shim")
+    if loaded is not None and getattr(loaded, "__file__", None) is None:
+        del sys.modules["api_shim"]
+        importlib.import_module("api_shim")
+
+
+_unshadow_api_shim()
+
+import pytest  # noqa: E402
+
+AVATAR_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
+WORKER_TOKEN = "lk-worker-token-7f3a9c1e5b2d4f6a8c0e"  # distinctive, so greps find any leak
+
+RequestFactory = Callable[..., dict[str, Any]]
+
+
+def build_request(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "avatar_id": AVATAR_ID,
+        "quality": "lite",
+        "transport": {
+            "type": "livekit",
+            "url": "wss://rtc.example.com",
+            "room_name": "support-42",
+            "worker_token": WORKER_TOKEN,
+        },
+    }
+    body.update(copy.deepcopy(overrides))
+    return body
+
+
+@pytest.fixture
+def make_request() -> RequestFactory:
+    """A valid POST /v1/sessions body; keyword arguments replace top-level fields."""
+    return build_request
+
+
+@pytest.fixture
+def worker_token() -> str:
+    """The token every `make_request` body carries."""
+    return WORKER_TOKEN
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line (structlog and standard library) of the test, as configured in
+    production; the previous logging setup is restored afterwards."""
+    import structlog
+
+    from api_shim.logging import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging("debug", stream)
+    try:
+        yield stream
+    finally:
+        root.handlers, root.level = handlers, level
+        structlog.reset_defaults()
+
+
+# --- the real control plane ----------------------------------------------------------------------
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds" / "manifests"
+CRD_ESTABLISHED_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="session")
+def facecast_crds(api_client: Any) -> None:
+    """Install (or update) the generated CRDs and wait until the API server serves them."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    extensions = client.ApiextensionsV1Api(api_client)
+    names = []
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        manifest = yaml.safe_load(path.read_text())
+        names.append(manifest["metadata"]["name"])
+        try:
+            extensions.create_custom_resource_definition(manifest)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            current = extensions.read_custom_resource_definition(manifest["metadata"]["name"])
+            assert current.metadata is not None
+            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
+            extensions.replace_custom_resource_definition(manifest["metadata"]["name"], manifest)
+
+    def established(name: str) -> bool:
+        crd = extensions.read_custom_resource_definition(name)
+        conditions = (crd.status and crd.status.conditions) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT
+    pending = set(names)
+    while pending:
+        pending = {name for name in pending if not established(name)}
+        if pending and time.monotonic() > deadline:
+            raise AssertionError(
+                f"CRDs not Established after {CRD_ESTABLISHED_TIMEOUT}s: {pending}"
+            )
+        if pending:
+            time.sleep(0.1)

@@ -1,0 +1,111 @@
+"""Idempotency keys: scoping, fingerprints, replay checks, and the locks that serialise them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from api_shim import idempotency, mapping
+from api_shim.errors import ApiError, ErrorType
+from api_shim.locks import KeyedLocks
+from api_shim.schemas import CreateSessionRequest
+from avatar_crds.session import AvatarSession
+
+RequestFactory = Callable[..., dict[str, Any]]
+
+
+def test_key_hashes_are_40_hex_and_scoped_by_tenant() -> None:
+    acme = idempotency.key_hash("acme", "order-1")
+    assert len(acme) == 40
+    assert int(acme, 16) >= 0
+    assert acme == idempotency.key_hash("acme", "order-1")
+    assert acme != idempotency.key_hash("globex", "order-1")
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
+def test_bad_keys_are_refused_naming_the_header(key: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        idempotency.validate_key(key)
+    assert (caught.value.status, caught.value.param) == (400, "Idempotency-Key")
+
+
+def test_good_keys_pass() -> None:
+    assert idempotency.validate_key("9f1c-order:42") == "9f1c-order:42"
+
+
+def _fingerprint(body: dict[str, Any]) -> str:
+    return idempotency.fingerprint(CreateSessionRequest.model_validate(body))
+
+
+def test_fingerprints_ignore_key_order_and_spelled_out_defaults(
+    make_request: RequestFactory,
+) -> None:
+    body = make_request(metadata={"a": 1, "b": 2})
+    reordered = dict(reversed(list(make_request(metadata={"b": 2, "a": 1}).items())))
+    with_defaults = make_request(metadata={"a": 1, "b": 2}, aspect_ratio="4:3")
+    assert _fingerprint(body) == _fingerprint(reordered) == _fingerprint(with_defaults)
+
+
+def test_fingerprints_see_every_change_including_the_token(
+    make_request: RequestFactory, worker_token: str
+) -> None:
+    base = _fingerprint(make_request())
+    assert base != _fingerprint(make_request(quality="mock"))
+    other_token = make_request()
+    other_token["transport"]["worker_token"] = worker_token + "-2"
+    assert base != _fingerprint(other_token)
+    assert worker_token not in base
+
+
+def _session_with(fingerprint: str, body: dict[str, Any]) -> AvatarSession:
+    return mapping.build_session(
+        CreateSessionRequest.model_validate(body),
+        name="sess-01jcz3v7m4q8r2t6w9x0y1z2a3",
+        namespace="facecast",
+        tenant="acme",
+        max_duration_seconds=600,
+        annotations={idempotency.ANNOTATION_FINGERPRINT: fingerprint},
+    )
+
+
+def test_a_replay_with_the_same_fingerprint_passes(make_request: RequestFactory) -> None:
+    idempotency.check_replay(_session_with("abc", make_request()), "abc")
+
+
+def test_a_reused_key_with_another_body_is_a_409_conflict(make_request: RequestFactory) -> None:
+    with pytest.raises(ApiError) as caught:
+        idempotency.check_replay(_session_with("abc", make_request()), "def")
+    assert (caught.value.status, caught.value.type, caught.value.code) == (
+        409,
+        ErrorType.CONFLICT,
+        "idempotency_key_reused",
+    )
+
+
+@pytest.mark.anyio
+async def test_keyed_locks_serialise_one_key_and_are_forgotten_afterwards() -> None:
+    locks = KeyedLocks()
+    order: list[str] = []
+    first_inside = anyio.Event()
+
+    async def first() -> None:
+        async with locks.hold("k"):
+            order.append("first in")
+            first_inside.set()
+            await anyio.lowlevel.checkpoint()  # yield so the second one gets to wait on the lock
+            order.append("first out")
+
+    async def second() -> None:
+        await first_inside.wait()
+        async with locks.hold("k"):
+            order.append("second in")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        group.start_soon(second)
+    assert order == ["first in", "first out", "second in"]
+    assert len(locks) == 0

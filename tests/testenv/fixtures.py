@@ -1,0 +1,134 @@
+"""Fixtures that run real upstream components (DESIGN.md section 6), registered repo-wide
+by the root conftest.py.
+
+Stable fixture names (other tests rely on them):
+
+- ``testenv_bin`` (session) -> ``Path``: the dir holding etcd, kube-apiserver,
+  kube-controller-manager, kube-scheduler, kubectl, kwok, helm, livekit-server.
+  From ``$FACECAST_TESTENV_BIN``, else by running ``tools/testenv/build.sh``.
+- ``control_plane`` (session) -> ``ControlPlane``: etcd, kube-apiserver
+  (Node,RBAC), kube-controller-manager, kube-scheduler and kwok on 127.0.0.1.
+  ``.kubeconfig`` is an admin (system:masters) kubeconfig path, ``.server`` the
+  apiserver URL, ``.api_client()`` a new admin ``kubernetes.client.ApiClient``,
+  ``.kubeconfig_for(name, user, groups)`` a kubeconfig for another identity.
+- ``kubeconfig`` (session) -> ``Path``: ``control_plane.kubeconfig``.
+- ``api_client`` (session) -> ``kubernetes.client.ApiClient`` (admin).
+- ``namespace`` (function) -> ``str``: a fresh namespace, deleted afterwards.
+- ``gpu_nodes`` (function) -> ``GpuNodeFactory``: ``gpu_nodes(count, gpus=1)``
+  creates Ready fake GPU nodes (annotation ``kwok.x-k8s.io/node=fake``, labels
+  ``nvidia.com/gpu.present=true`` and ``type=kwok``, taint
+  ``nvidia.com/gpu=present:NoSchedule``, allocatable ``nvidia.com/gpu``) and
+  returns their names; they are deleted after the test.
+- ``helm`` (session) -> ``Helm``: ``helm.run("lint", chart)``; use
+  ``helm.with_kubeconfig(kubeconfig)`` for commands that reach the cluster.
+- ``livekit_server`` (session) -> ``LiveKitServer``: ``.url``
+  (``ws://127.0.0.1:PORT``), ``.http_url``, ``.api_key``, ``.api_secret``.
+
+When a test that uses ``control_plane`` or ``livekit_server`` fails, the last
+lines of every component's log are attached to its report. Each test item gets
+``rep_setup``/``rep_call``/``rep_teardown`` attributes holding its reports, so a
+fixture can check ``request.node.rep_call.failed`` in its teardown.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.testenv.binaries import testenv_bin_dir
+from tests.testenv.controlplane import ControlPlane, running_control_plane
+from tests.testenv.helm import Helm
+from tests.testenv.kwok import GpuNodeFactory, create_gpu_nodes, delete_nodes
+from tests.testenv.livekit_server import LiveKitServer, running_livekit_server
+
+
+@pytest.fixture(scope="session")
+def testenv_bin() -> Path:
+    return testenv_bin_dir()
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    testenv_bin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    with running_control_plane(testenv_bin, tmp_path_factory.mktemp("controlplane")) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
+    with control_plane.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, api_client: k8s.ApiClient) -> Iterator[str]:
+    control_plane.check_alive()
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+    # Not waited on: the namespace controller finishes the job in the background.
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def gpu_nodes(control_plane: ControlPlane, api_client: k8s.ApiClient) -> Iterator[GpuNodeFactory]:
+    created: list[str] = []
+
+    def create(count: int = 1, gpus: int = 1) -> list[str]:
+        control_plane.check_alive()
+        names = create_gpu_nodes(api_client, count, gpus=gpus)
+        created.extend(names)
+        return names
+
+    yield create
+    delete_nodes(api_client, created)
+
+
+@pytest.fixture(scope="session")
+def helm(testenv_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(testenv_bin / "helm", tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def livekit_server(
+    testenv_bin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveKitServer]:
+    with running_livekit_server(testenv_bin, tmp_path_factory.mktemp("livekit")) as server:
+        yield server
+
+
+def _component_logs(item: pytest.Item) -> str:
+    funcargs = getattr(item, "funcargs", {})
+    parts = []
+    plane = funcargs.get("control_plane")
+    if isinstance(plane, ControlPlane):
+        parts.append(plane.log_tails())
+    server = funcargs.get("livekit_server")
+    if isinstance(server, LiveKitServer):
+        parts.append(f"----- livekit-server {server.process.log_path}\n{server.log_tail()}")
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    # Lets fixtures see in teardown whether the test failed (request.node.rep_call).
+    setattr(item, f"rep_{report.when}", report)
+    if report.failed:
+        logs = _component_logs(item)
+        if logs:
+            report.sections.append(("testenv component logs (tails)", logs))
+    return report
