@@ -1,0 +1,1 @@
+"""Speech inputs and the speech buffer."""

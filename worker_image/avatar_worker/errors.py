@@ -1,0 +1,15 @@
+"""The failures the worker reports in `status.worker.failure` before it exits."""
+
+from __future__ import annotations
+
+from avatar_crds.enums import FailureReason
+
+
+class WorkerError(Exception):
+    """A reason from the closed FailureReason vocabulary and a message safe to show a customer
+    (never a token, never a stack trace)."""
+
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+        self.message = message[:1024]

@@ -1,0 +1,1 @@
+"""Publishing synchronised audio and video, and the frame clock that feeds it."""

@@ -1,0 +1,1 @@
+"""Room transports (LiveKit today; Daily later)."""
