@@ -7,6 +7,7 @@ restart no session is judged before all sessions, pods and nodes are known.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -125,6 +126,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
+    sweeper = getattr(memo, "sweeper", None)
+    if sweeper is not None:
+        sweeper.cancel()
     await reconciler.close()
 
 
@@ -135,6 +139,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def session_changed(
     memo: kopf.Memo, namespace: str | None, name: str, type: str, **_: Any
 ) -> None:
+    _start_sweeper(memo)
     reconciler: Reconciler = memo.reconciler
     if type == "DELETED":
         reconciler.poke_queued()
@@ -147,6 +152,7 @@ async def session_changed(
 async def pod_changed(
     memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, type: str, **_: Any
 ) -> None:
+    _start_sweeper(memo)
     reconciler: Reconciler = memo.reconciler
     session = labels.get(contract.LABEL_SESSION)
     if session:
@@ -157,6 +163,7 @@ async def pod_changed(
 
 @kopf.on.event("", "v1", "nodes")
 async def node_changed(memo: kopf.Memo, name: str, type: str, **_: Any) -> None:
+    _start_sweeper(memo)
     reconciler: Reconciler = memo.reconciler
     if type == "DELETED":
         for pod in reconciler.view.pods():
@@ -171,20 +178,25 @@ async def tenant_changed(memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.poke_queued()
 
 
-@kopf.daemon("", "v1", "namespaces", when=lambda name, **_: name == load_settings().namespace)
-async def sweep_orphans(memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def sweep_orphans(reconciler: Reconciler) -> None:
     """Worker pods whose session is gone (owner references normally prevent that; this catches
     pods made by hand or orphaned on purpose). Secrets are left to owner-reference garbage
     collection: the operator may not list them."""
-    reconciler: Reconciler = memo.reconciler
-    while not stopped:
+    while True:
         for pod in list(reconciler.view.pods()):
             meta = pod["metadata"]
             key = (meta["namespace"], (meta.get("labels") or {}).get(contract.LABEL_SESSION, ""))
             if reconciler.view.session(key) is None and not meta.get("deletionTimestamp"):
                 log.info("orphan_pod_deleted", pod=meta["name"])
                 await reconciler.kube.delete("Pod", meta["namespace"], meta["name"])
-        await stopped.wait(reconciler.settings.sweep_interval_seconds)
+        await asyncio.sleep(reconciler.settings.sweep_interval_seconds)  # a period, not a wait
+
+
+def _start_sweeper(memo: kopf.Memo) -> None:
+    """Started by the first watch handler: kopf runs those only once every index is filled,
+    so the sweeper never mistakes a not-yet-listed session for a missing one."""
+    if getattr(memo, "sweeper", None) is None:
+        memo.sweeper = asyncio.get_running_loop().create_task(sweep_orphans(memo.reconciler))
 
 
 def _refresh_phase_gauge(reconciler: Reconciler) -> None:
