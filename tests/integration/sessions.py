@@ -37,13 +37,22 @@ class Sessions:
         self.namespace = namespace
 
     def create_tenant(
-        self, name: str = "acme", max_concurrent: int = 50, minutes: int = 1000
+        self,
+        name: str = "acme",
+        max_concurrent: int = 50,
+        minutes: int = 1000,
+        webhook: dict[str, Any] | None = None,
     ) -> None:
+        spec: dict[str, Any] = {
+            "plan": {"maxConcurrentSessions": max_concurrent, "minutes": minutes}
+        }
+        if webhook is not None:
+            spec["webhook"] = webhook
         body = {
             "apiVersion": API_VERSION,
             "kind": "Tenant",
             "metadata": {"name": name},
-            "spec": {"plan": {"maxConcurrentSessions": max_concurrent, "minutes": minutes}},
+            "spec": spec,
         }
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, TENANT.plural, body

@@ -1,0 +1,129 @@
+"""Signed, retried webhooks to a real HTTP endpoint, and the operator's Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from avatar_crds import ids
+from avatar_operator.webhooks import SIGNATURE_HEADER, verify
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.sessions import Sessions
+from tests.integration.worker_standin import WorkerStandIn
+from tests.testenv.kwok import GpuNodeFactory
+from tests.testenv.process import free_port
+from tests.testenv.wait import wait_for
+
+SIGNING_KEY = "whsec-test-3b1f0c"
+
+
+class Receiver(ThreadingHTTPServer):
+    """A customer's webhook endpoint on loopback: refuses the very first delivery with a 500
+    (to prove the retry), accepts everything after, and records what it got."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[tuple[dict[str, Any], str, bytes]] = []
+        self.refused = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/facecast"
+
+    def types(self) -> list[str]:
+        return [body["type"] for body, _, _ in self.received]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.server.refused == 0:
+            self.server.refused += 1
+            self.send_response(500)
+        else:
+            self.server.received.append((json.loads(raw), self.headers[SIGNATURE_HEADER], raw))
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def operator_env(metrics_port: int) -> dict[str, str]:
+    return {"FACECAST_METRICS_PORT": str(metrics_port)}
+
+
+def metric(port: int, line_prefix: str) -> float | None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(line_prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_webhooks_are_signed_retried_and_echo_metadata(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient, receiver: Receiver, metrics_port: int,
+) -> None:  # fmt: skip
+    gpu_nodes(1)
+    secret = k8s.V1Secret.model_validate(
+        {"metadata": {"name": "acme-webhook"}, "stringData": {"signing": SIGNING_KEY}}
+    )
+    sessions.core.create_namespaced_secret(sessions.namespace, secret)
+    sessions.create_tenant(
+        webhook={"url": receiver.url, "secretRef": {"name": "acme-webhook", "key": "signing"}}
+    )
+    name = sessions.create(metadata={"order": 42, "channel": "support"})
+    sessions.wait_pod_running(name)
+    WorkerStandIn(api_client, sessions.namespace, name).first_frame()
+    sessions.wait_phase(name, "running")
+    sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    sessions.wait_phase(name, "ended")
+
+    expected = ["session.queued", "session.started", "session.first_frame", "session.ended"]
+    wait_for(
+        lambda: all(t in receiver.types() for t in expected),
+        timeout=30,
+        description="every webhook delivered",
+    )
+    assert receiver.refused == 1  # the first delivery failed and was retried
+    for body, signature, raw in receiver.received:
+        assert verify(SIGNING_KEY, signature, raw), body["type"]
+        assert not verify("another-key", signature, raw)
+        assert body["data"]["session_id"] == ids.to_public_id(name)
+        assert body["data"]["metadata"] == {"order": 42, "channel": "support"}
+    ended = next(body for body, _, _ in receiver.received if body["type"] == "session.ended")
+    assert ended["data"]["status"] == "ended"
+    assert ended["data"]["reason"] == "user_ended"
+    assert SIGNING_KEY not in operator.log_tail(2000)
+
+    running_to_ending = 'facecast_session_transitions_total{from_phase="running",to_phase="ending"}'
+    assert metric(metrics_port, running_to_ending) == 1.0
+    assert metric(metrics_port, "facecast_time_to_running_seconds_count") == 1.0
+    assert metric(metrics_port, "facecast_reconciles_total") is not None
+    assert metric(metrics_port, 'facecast_sessions{phase="ended"}') == 1.0
