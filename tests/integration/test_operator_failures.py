@@ -8,7 +8,9 @@ from kubernetes import client as k8s
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.sessions import Sessions
 from tests.integration.worker_standin import WorkerStandIn
+from tests.testenv.controlplane import NEVER_PULLS_IMAGE
 from tests.testenv.kwok import GpuNodeFactory
+from tests.testenv.wait import wait_for
 
 
 def running(sessions: Sessions, api_client: k8s.ApiClient) -> tuple[str, k8s.V1Pod]:
@@ -64,13 +66,37 @@ def test_worker_reports_a_bad_token(
 
 @pytest.mark.parametrize(
     "operator_env",
-    [{"FACECAST_START_TIMEOUT_SECONDS": "4"}],
+    [{"FACECAST_START_TIMEOUT_SECONDS": "4", "FACECAST_WORKER_IMAGE": NEVER_PULLS_IMAGE}],
 )
-def test_worker_that_never_starts_times_out(
+def test_image_that_never_starts(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory
 ) -> None:
-    """The pod runs (kwok) but the worker never publishes a frame: the image never starts
-    doing its job, and the start deadline fails the session."""
+    """kwok holds the pod in ErrImagePull, as a kubelet would for an unpullable image."""
+    gpu_nodes(1)
+    sessions.create_tenant()
+    name = sessions.create()
+
+    def pull_failing() -> bool:
+        pod = sessions.pod(name)
+        statuses = (pod.status.container_statuses if pod and pod.status else None) or []
+        return any(s.state and s.state.waiting and s.state.waiting.reason == "ErrImagePull"
+                   for s in statuses)  # fmt: skip
+
+    wait_for(pull_failing, timeout=20, description="worker container in ErrImagePull")
+    failed = sessions.wait_phase(name, "failed", timeout=30)
+    assert failed.status.reason == "start_timeout"
+    assert failed.status.message is not None
+    assert "ErrImagePull" in failed.status.message
+
+
+@pytest.mark.parametrize(
+    "operator_env",
+    [{"FACECAST_START_TIMEOUT_SECONDS": "4"}],
+)
+def test_worker_that_never_reports_a_frame_times_out(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory
+) -> None:
+    """The pod runs but the worker never publishes a frame: the start deadline fails it."""
     gpu_nodes(1)
     sessions.create_tenant()
     name = sessions.create()

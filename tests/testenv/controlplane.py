@@ -33,6 +33,9 @@ KWOK_NODE_ANNOTATION_VALUE = "fake"
 # Generous: on a 2-core machine the apiserver's first start (etcd compaction,
 # bootstrap RBAC, post-start hooks) can take tens of seconds.
 START_TIMEOUT = 120.0
+# Extra kwok stages for failure tests (see the file), beside kwok's default stages.
+TEST_STAGES = Path(__file__).with_name("kwok-test-stages.yaml")
+NEVER_PULLS_IMAGE = "registry.invalid/facecast/never-pulls:1"
 
 
 @dataclass
@@ -209,6 +212,7 @@ def _start_kwok(plane: ControlPlane) -> None:
         [
             f"--kubeconfig={plane.kubeconfig}",
             f"--config={plane.bin_dir / 'kwok-stages.yaml'}",
+            f"--config={TEST_STAGES}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_ANNOTATION_VALUE}",
             # kwok renews a Lease per node, so the node lifecycle controller
