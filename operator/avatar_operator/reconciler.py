@@ -73,6 +73,7 @@ class Reconciler:
     reserved: set[Key] = field(default_factory=set)
     """Admitted in memory but not yet seen as `starting` by the watch."""
     admission_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    admission_pending: bool = False
     failures: dict[Key, int] = field(default_factory=dict)
     retries: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -122,10 +123,27 @@ class Reconciler:
         self.schedule(key)
 
     def poke_queued(self) -> None:
-        """Capacity may have freed up: let every queued session try admission again."""
-        for body in self.view.sessions():
-            if (body.get("status") or {}).get("phase") in (None, Phase.QUEUED):
-                self.schedule(_key(body))
+        """Capacity may have freed up, or a session joined the queue: run admission again."""
+        if self.admission_pending:
+            return
+        self.admission_pending = True
+        asyncio.get_running_loop().call_soon(self._start_admission_pass)
+
+    def _start_admission_pass(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._admission_pass())
+        task.add_done_callback(_log_admission_failure)
+
+    async def _admission_pass(self) -> None:
+        """One pass over the whole queue admits every session that fits, in FIFO order, and
+        asks each to reconcile. A burst of pokes costs one pass, not one per queued session."""
+        async with self.admission_lock:
+            self.admission_pending = False
+            queued = self._queued_bodies()
+            chosen = set(admit(self._queue(queued), self._capacity()))
+            admitted = [_key(b) for b in queued if b["metadata"]["name"] in chosen]
+            self.reserved.update(admitted)
+        for key in admitted:
+            self.schedule(key)
 
     async def reconcile(self, key: Key) -> None:
         lock = self.locks.setdefault(key, asyncio.Lock())
@@ -178,9 +196,9 @@ class Reconciler:
         if pod is not None and pod.node_name and phase in ACTIVE:
             known = {n["metadata"]["name"] for n in self.view.nodes()}
             node_present = pod.node_name in known or await self.kube.node_exists(pod.node_name)
-        admitted = False
-        if phase in (Phase.CREATED, Phase.QUEUED) and not deleting:
-            admitted = await self._admitted(key)
+        admitted = key in self.reserved
+        if phase in (Phase.CREATED, Phase.QUEUED) and not deleting and not admitted:
+            self.poke_queued()
         return Facts(
             spec=session.spec,
             status=session.status,
@@ -200,26 +218,11 @@ class Reconciler:
             body = await self.kube.read("Pod", key[0], contract.worker_pod_name(key[1]))
         return pod_facts(body) if body is not None else None
 
-    async def _admitted(self, key: Key) -> bool:
-        async with self.admission_lock:
-            if key in self.reserved:
-                return True
-            chosen = admit(self._queue(), self._capacity())
-            self.reserved.update(k for k in self._queue_keys() if k[1] in chosen)
-            return key in self.reserved
-
-    def _queue(self) -> list[Waiting]:
+    def _queue(self, bodies: list[dict[str, Any]]) -> list[Waiting]:
         return [
-            Waiting(
-                name=b["metadata"]["name"],
-                tenant=b["spec"]["tenant"],
-                queued_at=_queued_at(b),
-            )
-            for b in self._queued_bodies()
+            Waiting(name=b["metadata"]["name"], tenant=b["spec"]["tenant"], queued_at=_queued_at(b))
+            for b in bodies
         ]
-
-    def _queue_keys(self) -> list[Key]:
-        return [_key(b) for b in self._queued_bodies()]
 
     def _queued_bodies(self) -> list[dict[str, Any]]:
         return [
@@ -409,6 +412,11 @@ class Reconciler:
 
 def _key(body: dict[str, Any]) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+def _log_admission_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("admission_failed", error=repr(task.exception()))
 
 
 def _version(body: dict[str, Any]) -> int:
