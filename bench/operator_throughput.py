@@ -10,6 +10,7 @@ rate of creating the same number of plain pods in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,11 @@ def rss_mib(pid: int) -> tuple[float, float]:
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
     )
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reconcile_count(port: int) -> float:
@@ -122,6 +128,7 @@ def main() -> int:
         sessions = Sessions(api, "bench")
         sessions.create_tenant(max_concurrent=args.sessions)
         reconciles_before = reconcile_count(metrics_port)
+        cpu_before = cpu_seconds(operator.process.popen.pid)
 
         seen: dict[str, float] = {}
         stop = threading.Event()
@@ -143,6 +150,8 @@ def main() -> int:
         elapsed = max(seen[pod] for pod in created) - started
         reconciles = reconcile_count(metrics_port) - reconciles_before
         rss, peak = rss_mib(operator.process.popen.pid)
+        cpu = cpu_seconds(operator.process.popen.pid) - cpu_before
+        load = os.getloadavg()[0]
         stop.set()
         operator.stop()
 
@@ -155,7 +164,8 @@ def main() -> int:
           f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
     print(f"sessions admitted with a pod: {rate:.1f}/s; reconciliations: {reconciles:.0f} "
           f"({reconciles / elapsed:.0f}/s)")  # fmt: skip
-    print(f"operator RSS: {rss:.0f} MiB now, {peak:.0f} MiB peak")
+    print(f"operator RSS: {rss:.0f} MiB now, {peak:.0f} MiB peak; CPU {cpu:.1f} s over "
+          f"{elapsed:.1f} s ({cpu / elapsed:.0%} of one core); machine load {load:.1f}")  # fmt: skip
     print(f"API server alone: {raw_rate:.0f} plain pod creates/s; "
           f"operator pipeline / API server = {rate / raw_rate:.2f}")  # fmt: skip
     return 0
