@@ -258,8 +258,14 @@ def _ending(d: _Draft) -> None:
         d.finish(ENDED, reason, "")
         return
     force_at = (status.ending_at or d.now) + facts.limits.finalize_timeout
-    if d.now >= force_at:
+    give_up_at = force_at + facts.limits.finalize_timeout
+    if d.now >= give_up_at:
+        # Even a forced delete did not remove it (a foreign finalizer, a lost node): the
+        # session is over regardless; owner-reference GC removes the pod when it can.
+        d.finish(ENDED, reason, f"worker pod {facts.pod.name} stuck terminating")
+    elif d.now >= force_at:
         d.actions.append(DeleteWorker(force=True))
+        d.wake.append(give_up_at)
     else:
         if not facts.pod.deleting:
             d.actions.append(DeleteWorker())

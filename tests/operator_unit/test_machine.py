@@ -313,6 +313,15 @@ def test_ending_forces_a_stuck_pod_after_the_finalize_timeout() -> None:
     assert DeleteWorker(force=True) in step(Phase.ENDING, facts(ENDING, pod=stuck), late).actions
 
 
+def test_ending_gives_up_on_a_pod_that_even_force_cannot_remove() -> None:
+    stuck = pod(deleting=True)
+    d = step(Phase.ENDING, facts(ENDING, pod=stuck), T0 + 2 * LIMITS.finalize_timeout)
+    assert d.phase is Phase.ENDED
+    assert d.status.reason == EndReason.IDLE_TIMEOUT
+    assert d.status.message is not None
+    assert "stuck" in d.status.message
+
+
 FAILED = {"phase": "failed", "reason": "pod_failed", "finishedAt": T0}
 
 
