@@ -21,7 +21,8 @@ from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession
 from avatar_operator import metrics
 from avatar_operator.kube import Kube
-from avatar_operator.reconciler import Key, Reconciler
+from avatar_operator.queue import Key
+from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import load_settings
 from avatar_operator.webhooks import WebhookSender
 

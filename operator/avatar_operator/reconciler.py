@@ -19,8 +19,8 @@ from avatar_crds import contract
 from avatar_crds.enums import Phase
 from avatar_crds.session import AvatarSession
 from avatar_crds.tenant import Tenant
-from avatar_operator import metrics, resources, webhooks
-from avatar_operator.admission import Capacity, Waiting, admit
+from avatar_operator import metrics, queue, resources, webhooks
+from avatar_operator.admission import Capacity, admit
 from avatar_operator.kube import FINALIZER, Kube, KubeError
 from avatar_operator.machine import (
     ChargeTenant,
@@ -34,13 +34,10 @@ from avatar_operator.machine import (
     RemoveFinalizer,
     step,
 )
-from avatar_operator.observe import PodFacts, node_facts, pod_facts, pod_gpu_request
+from avatar_operator.observe import PodFacts, pod_facts
+from avatar_operator.queue import ACTIVE, Key, session_key
 from avatar_operator.settings import Settings
 
-Key = tuple[str, str]
-"""(namespace, session name)"""
-
-ACTIVE = frozenset({Phase.STARTING, Phase.RUNNING, Phase.ENDING})
 CHARGED_SESSIONS_KEPT = 256
 RETRY_MAX_SECONDS = 30.0
 CONFLICT_RETRY_SECONDS = 0.1
@@ -138,9 +135,9 @@ class Reconciler:
         asks each to reconcile. A burst of pokes costs one pass, not one per queued session."""
         async with self.admission_lock:
             self.admission_pending = False
-            queued = self._queued_bodies()
-            chosen = set(admit(self._queue(queued), self._capacity()))
-            admitted = [_key(b) for b in queued if b["metadata"]["name"] in chosen]
+            queued = queue.waiting_sessions(self.view.sessions(), self.reserved)
+            chosen = set(admit(queue.queue(queued), self._capacity()))
+            admitted = [session_key(b) for b in queued if b["metadata"]["name"] in chosen]
             self.reserved.update(admitted)
         for key in admitted:
             self.schedule(key)
@@ -174,7 +171,7 @@ class Reconciler:
 
     async def _reconcile(self, body: dict[str, Any]) -> None:
         session = AvatarSession.model_validate(body)
-        key = _key(body)
+        key = session_key(body)
         bound = log.bind(session=key[1], namespace=key[0])
         phase = session.status.phase or Phase.CREATED
         if phase in ACTIVE or phase.is_terminal:
@@ -218,51 +215,23 @@ class Reconciler:
             body = await self.kube.read("Pod", key[0], contract.worker_pod_name(key[1]))
         return pod_facts(body) if body is not None else None
 
-    def _queue(self, bodies: list[dict[str, Any]]) -> list[Waiting]:
-        return [
-            Waiting(name=b["metadata"]["name"], tenant=b["spec"]["tenant"], queued_at=_queued_at(b))
-            for b in bodies
-        ]
-
-    def _queued_bodies(self) -> list[dict[str, Any]]:
-        return [
-            b
-            for b in self.view.sessions()
-            if (b.get("status") or {}).get("phase") in (None, Phase.QUEUED)
-            and not b["metadata"].get("deletionTimestamp")
-            and _key(b) not in self.reserved
-        ]
-
     def _capacity(self) -> Capacity:
-        worker = self.settings.worker
-        gpu = worker.gpu_resource_name
-        total = sum(
-            facts.gpus
-            for facts in (node_facts(n, gpu) for n in self.view.nodes())
-            if facts.ready and facts.schedulable
-        )
-        pods = [p for p in self.view.pods() if not pod_facts(p).finished]
-        with_pods = {(p["metadata"]["namespace"], _session_label(p)) for p in pods}
-        used = sum(pod_gpu_request(p, gpu) for p in pods)
-        used += worker.gpu_count * len(self.reserved - with_pods)
-        active: dict[str, int] = {}
-        for body in self.view.sessions():
-            phase = (body.get("status") or {}).get("phase")
-            if phase in ACTIVE or _key(body) in self.reserved:
-                tenant = body["spec"]["tenant"]
-                active[tenant] = active.get(tenant, 0) + 1
-        limits = {}
-        for body in self.view.sessions():
+        sessions = list(self.view.sessions())
+        limits: dict[str, int] = {}
+        for body in sessions:
             tenant = body["spec"]["tenant"]
             if tenant not in limits:
-                limits[tenant] = self._tenant(body["metadata"]["namespace"], tenant)
-        return Capacity(
-            free_gpus=max(0, total - used),
-            gpus_per_session=max(1, worker.gpu_count),
-            active_by_tenant=active,
-            max_by_tenant={
-                name: t.spec.plan.max_concurrent_sessions for name, t in limits.items() if t
-            },
+                parsed = self._tenant(body["metadata"]["namespace"], tenant)
+                if parsed is not None:
+                    limits[tenant] = parsed.spec.plan.max_concurrent_sessions
+        return queue.capacity(
+            sessions=sessions,
+            pods=self.view.pods(),
+            nodes=self.view.nodes(),
+            tenant_limits=limits,
+            reserved=self.reserved,
+            gpu_resource=self.settings.worker.gpu_resource_name,
+            gpus_per_session=self.settings.worker.gpu_count,
         )
 
     def _tenant(self, namespace: str, name: str) -> Tenant | None:
@@ -410,10 +379,6 @@ class Reconciler:
         self.locks.pop(key, None)
 
 
-def _key(body: dict[str, Any]) -> Key:
-    return body["metadata"]["namespace"], body["metadata"]["name"]
-
-
 def _log_admission_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admission_failed", error=repr(task.exception()))
@@ -430,12 +395,3 @@ def _version(body: dict[str, Any]) -> int:
 
 def _key_of(session: AvatarSession) -> Key:
     return session.metadata.namespace or "", session.metadata.name or ""
-
-
-def _queued_at(body: dict[str, Any]) -> datetime:
-    stamp = (body.get("status") or {}).get("queuedAt") or body["metadata"]["creationTimestamp"]
-    return datetime.fromisoformat(stamp)
-
-
-def _session_label(pod: dict[str, Any]) -> str:
-    return str((pod["metadata"].get("labels") or {}).get(contract.LABEL_SESSION, ""))
