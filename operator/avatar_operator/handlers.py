@@ -111,6 +111,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     # Events and retries are ours; kopf only watches and indexes.
     settings.posting.level = 20  # INFO and above become Kubernetes Events
     settings.watching.server_timeout = 300
+    # The watched namespace is named exactly: no need to scan (and to be allowed to list)
+    # every namespace and CRD in the cluster, which costs about a minute at each start.
+    settings.scanning.disabled = True
     indices = {name: kwargs[name] for name in ("session_index", "pod_index", "node_index",
                                               "tenant_index")}  # fmt: skip
     memo.reconciler = KopfReconciler(

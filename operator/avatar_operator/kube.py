@@ -47,7 +47,8 @@ class _TokenAuth(httpx.Auth):
         self.cfg = cfg
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self.cfg.get_api_key_with_prefix("authorization")
+        # kubernetes>=37 keeps the token under "BearerToken"; older loaders used "authorization".
+        token = self.cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             request.headers["Authorization"] = token
         yield request

@@ -73,7 +73,7 @@ def capacity(
             active[tenant] = active.get(tenant, 0) + 1
     return Capacity(
         free_gpus=max(0, total - used),
-        gpus_per_session=max(1, gpus_per_session),
+        gpus_per_session=gpus_per_session,  # 0 on CPU-only clusters: tenants limit alone
         active_by_tenant=active,
         max_by_tenant=tenant_limits,
     )

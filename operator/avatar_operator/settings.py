@@ -70,6 +70,7 @@ _ENV_FIELDS = {
     "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "METRICS_PORT": "metrics_port",
     "WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
+    "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "WORKER_IMAGE": "worker.image",
     "WORKER_IMAGE_PULL_POLICY": "worker.image_pull_policy",
     "WORKER_GPU_RESOURCE_NAME": "worker.gpu_resource_name",

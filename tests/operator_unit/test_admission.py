@@ -45,3 +45,9 @@ def test_unknown_tenant_gets_the_default_limit() -> None:
 
 def test_ties_break_by_name_for_a_stable_order() -> None:
     assert admit([waiting("b", "a", 1), waiting("a", "a", 1)], capacity(1, a=5)) == ["a"]
+
+
+def test_cpu_only_clusters_admit_by_tenant_limit_alone() -> None:
+    cap = Capacity(free_gpus=0, gpus_per_session=0, active_by_tenant={}, max_by_tenant={"a": 2})
+    queue = [waiting("x", "a", 1), waiting("y", "a", 2), waiting("z", "a", 3)]
+    assert admit(queue, cap) == ["x", "y"]

@@ -112,3 +112,7 @@ def test_settings_from_environment() -> None:
         load_settings({"FACECAST_WORKER_TOLERATIONS": "[not json"})
     with pytest.raises(SettingsError, match="gpu_count"):
         load_settings({"FACECAST_WORKER_GPU_COUNT": "-1"})
+
+
+def test_webhook_timeout_is_configurable() -> None:
+    assert load_settings({"FACECAST_WEBHOOK_TIMEOUT_SECONDS": "2.5"}).webhook_timeout_seconds == 2.5
