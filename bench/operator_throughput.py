@@ -164,8 +164,9 @@ def main() -> int:
           f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
     print(f"sessions admitted with a pod: {rate:.1f}/s; reconciliations: {reconciles:.0f} "
           f"({reconciles / elapsed:.0f}/s)")  # fmt: skip
+    share = cpu / elapsed
     print(f"operator RSS: {rss:.0f} MiB now, {peak:.0f} MiB peak; CPU {cpu:.1f} s over "
-          f"{elapsed:.1f} s ({cpu / elapsed:.0%} of one core); machine load {load:.1f}")  # fmt: skip
+          f"{elapsed:.1f} s ({share:.0%} of one core); machine load {load:.1f}")  # fmt: skip
     print(f"API server alone: {raw_rate:.0f} plain pod creates/s; "
           f"operator pipeline / API server = {rate / raw_rate:.2f}")  # fmt: skip
     return 0
