@@ -3,30 +3,35 @@ AvatarSession directly against the API server, on the real control plane, in the
 
     uv run --frozen --no-sync python bench/api_create.py [--requests 1000 --concurrency 50]
 
-Both sides use one httpx.AsyncClient with `--concurrency` workers and the same request count,
-after a warm-up; each phase also stops after `--max-seconds`. Reported: p50/p99 latency,
-throughput, errors, and the ratio of the API's cost to the API server's. Three baselines:
-the AvatarSession alone (what the issue compares with), and the AvatarSession plus its token
-Secret (the two objects every session is, created one after the other as the API must: the
-Secret's owner reference needs the session's uid). Each side works in its own namespace, so
-neither sees the other's objects. Not part of the test suite; numbers depend on the machine
-(and, on a shared 2-core machine, on whatever else runs).
+Every path is driven by one httpx.AsyncClient with `--concurrency` workers and the same request
+count, after a warm-up, and stops early after `--max-seconds`. The paths take turns in
+`--rounds` rounds, so that load from elsewhere on the machine falls on all of them alike.
+
+Two baselines: the AvatarSession alone (what the issue compares with), and the AvatarSession
+plus its token Secret, created one after the other as the API must (the Secret's owner
+reference needs the session's uid): the two objects every session is. Each path works in its
+own namespace, so none sees the others' objects.
+
+Reported per path: p50/p99 latency, throughput, and the CPU time each process spent per
+create (kube-apiserver, etcd, the API, this client), read from /proc; then the API's ratios
+to each baseline. On a shared machine the CPU per create is the steadier measure of cost.
+Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +64,13 @@ WORKER_TOKEN = "bench-worker-token"
 API_START_TIMEOUT = 60.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Result:
     name: str
-    latencies: list[float]  # seconds, successful requests only
-    errors: dict[str, int]
-    seconds: float
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
 
     @property
     def done(self) -> int:
@@ -78,27 +84,48 @@ class Result:
     def throughput(self) -> float:
         return self.done / self.seconds if self.seconds else 0.0
 
+    def cpu_ms(self, *processes: str) -> float:
+        """CPU milliseconds per successful create, summed over `processes`."""
+        return sum(self.cpu.get(p, 0.0) for p in processes) * 1000 / max(1, self.done)
+
     def line(self) -> str:
         errors = sum(self.errors.values())
-        detail = f"  errors {errors} {dict(self.errors)}" if errors else ""
+        detail = f"\n    errors: {errors} {dict(self.errors)}" if errors else ""
+        cpu = "  ".join(f"{p} {self.cpu_ms(p):.1f}" for p in PROCESSES if p in self.cpu)
         return (
-            f"{self.name:<34} {self.done:>5} ok  p50 {self.quantile(0.5) * 1000:7.1f} ms"
-            f"  p99 {self.quantile(0.99) * 1000:7.1f} ms  {self.throughput:7.1f}/s{detail}"
+            f"{self.name:<29} {self.done:>5} ok  p50 {self.quantile(0.5) * 1000:7.1f} ms"
+            f"  p99 {self.quantile(0.99) * 1000:7.1f} ms  {self.throughput:6.1f}/s"
+            f"\n    CPU ms per create: {cpu}{detail}"
         )
 
 
+PROCESSES = ("kube-apiserver", "etcd", "api", "client")
+SERVER_SIDE = ("kube-apiserver", "etcd")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (and its reaped children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command: state is field 3; utime, stime, cutime, cstime are fields 14-17.
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 async def run_phase(
-    name: str,
+    result: Result,
     call: Callable[[int], Awaitable[httpx.Response]],
     *,
     requests: int,
     concurrency: int,
     max_seconds: float,
-) -> Result:
-    """`requests` calls by `concurrency` workers; no new call starts after `max_seconds`."""
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
+    pids: dict[str, int],
+) -> None:
+    """`requests` calls by `concurrency` workers, added to `result`; no new call starts after
+    `max_seconds`."""
     issued = 0
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     deadline = started + max_seconds
 
@@ -111,16 +138,19 @@ async def run_phase(
             try:
                 response = await call(index)
             except httpx.HTTPError as error:
-                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                key = type(error).__name__
+                result.errors[key] = result.errors.get(key, 0) + 1
                 continue
             if response.status_code == 201:
-                latencies.append(time.perf_counter() - began)
+                result.latencies.append(time.perf_counter() - began)
             else:
                 key = f"{response.status_code} {_error_code(response)}"
-                errors[key] = errors.get(key, 0) + 1
+                result.errors[key] = result.errors.get(key, 0) + 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, latencies, errors, time.perf_counter() - started)
+    result.seconds += time.perf_counter() - started
+    for name, pid in pids.items():
+        result.cpu[name] = result.cpu.get(name, 0.0) + cpu_seconds(pid) - cpu_before[name]
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -133,43 +163,60 @@ def _error_code(response: httpx.Response) -> str:
 # --- the API server directly ---------------------------------------------------------------------
 
 
-def direct_client(plane: ControlPlane, concurrency: int) -> httpx.AsyncClient:
+def direct_client(plane: ControlPlane, limits: httpx.Limits) -> httpx.AsyncClient:
     """httpx with the admin kubeconfig's client certificate, as the API's own client uses."""
     config = yaml.safe_load(plane.kubeconfig.read_text())
     user = config["users"][0]["user"]
     context = ssl.create_default_context(cafile=config["clusters"][0]["cluster"][
         "certificate-authority"])  # fmt: skip
     context.load_cert_chain(user["client-certificate"], user["client-key"])
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(base_url=plane.server, verify=context, limits=limits, timeout=30.0)
 
 
-def session_body(namespace: str, tenant: str, avatar_id: str) -> dict[str, Any]:
-    """The AvatarSession the API makes for `api_request` (same mapping code, fresh name)."""
-    request = CreateSessionRequest.model_validate(api_request(avatar_id))
-    name = to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
-    resource = mapping.build_session(
-        request, name=name, namespace=namespace, tenant=tenant, max_duration_seconds=600
-    )
-    return mapping.session_body(resource)
+class DirectPath:
+    """Creates what the API creates for `api_request`, made by the same mapping code once; each
+    request only puts a fresh name in (cheaply, so the client costs little)."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, namespace: str, tenant: str, avatar_id: str
+    ) -> None:
+        self.http = http
+        self.namespace = namespace
+        self.tenant = tenant
+        self.placeholder = new_session_name()
+        request = CreateSessionRequest.model_validate(api_request(avatar_id))
+        resource = mapping.build_session(
+            request,
+            name=self.placeholder,
+            namespace=namespace,
+            tenant=tenant,
+            max_duration_seconds=600,
+        )
+        self.template = json.dumps(mapping.session_body(resource))
+        self.sessions = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{AVATAR_SESSION.plural}"
+        self.secrets = f"/api/v1/namespaces/{namespace}/secrets"
+
+    async def create(self, *, with_secret: bool) -> httpx.Response:
+        body = self.template.replace(self.placeholder, new_session_name())
+        response = await self.http.post(self.sessions, content=body, headers=JSON)
+        if not with_secret or response.status_code != 201:
+            return response
+        created = response.json()
+        secret = mapping.token_secret_body(
+            session_name=created["metadata"]["name"],
+            session_uid=created["metadata"]["uid"],
+            namespace=self.namespace,
+            tenant=self.tenant,
+            token=WORKER_TOKEN,
+        )
+        return await self.http.post(self.secrets, json=secret)
 
 
-async def create_direct(
-    http: httpx.AsyncClient, namespace: str, tenant: str, avatar_id: str, *, with_secret: bool
-) -> httpx.Response:
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{AVATAR_SESSION.plural}"
-    response = await http.post(path, json=session_body(namespace, tenant, avatar_id))
-    if not with_secret or response.status_code != 201:
-        return response
-    created = response.json()
-    secret = mapping.token_secret_body(
-        session_name=created["metadata"]["name"],
-        session_uid=created["metadata"]["uid"],
-        namespace=namespace,
-        tenant=tenant,
-        token=WORKER_TOKEN,
-    )
-    return await http.post(f"/api/v1/namespaces/{namespace}/secrets", json=secret)
+JSON = {"content-type": "application/json"}
+
+
+def new_session_name() -> str:
+    return to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
 
 
 # --- through the API -----------------------------------------------------------------------------
@@ -277,83 +324,95 @@ async def prepare_namespace(
     return tenant, key, avatar_id
 
 
+Call = Callable[[int], Awaitable[httpx.Response]]
+
+
 async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespace) -> None:
     total = args.warmup + args.requests
-    phases: list[Result] = []
-    phase = {"concurrency": args.concurrency, "max_seconds": args.max_seconds}
-
-    # Baselines: the API server alone, one namespace each.
-    async with direct_client(plane, args.concurrency) as http:
-        for with_secret in (False, True):
-            namespace = f"direct-{uuid.uuid4().hex[:6]}"
-            tenant, _, avatar_id = await prepare_namespace(plane, api, namespace, total)
-
-            async def direct(
-                _: int,
-                ns: str = namespace,
-                t: str = tenant,
-                a: str = avatar_id,
-                s: bool = with_secret,
-            ) -> httpx.Response:
-                return await create_direct(http, ns, t, a, with_secret=s)
-
-            await run_phase("warm-up", direct, requests=args.warmup, **phase)
-            label = "API server: session + Secret" if with_secret else "API server: session"
-            phases.append(await run_phase(label, direct, requests=args.requests, **phase))
-            print(phases[-1].line(), flush=True)
-
-    # The API, in its own process under uvicorn.
+    pids = {p.name: p.popen.pid for p in plane.processes if p.name in SERVER_SIDE}
+    pids["client"] = os.getpid()
     namespace = f"api-{uuid.uuid4().hex[:6]}"
-    _, key, avatar_id = await prepare_namespace(plane, api, namespace, total)
+    _, key, api_avatar = await prepare_namespace(plane, api, namespace, total)
     port = free_port()
     process = start_api(plane, namespace, port, Path(args.work) / "api.log")
+    pids["api"] = process.pid
+    limits = httpx.Limits(
+        max_connections=args.concurrency,
+        max_keepalive_connections=args.concurrency,
+        # Idle while the other paths take their turn: drop a connection before uvicorn does
+        # (after 5 s), rather than reuse one it is closing.
+        keepalive_expiry=4.0,
+    )
     try:
-        limits = httpx.Limits(
-            max_connections=args.concurrency, max_keepalive_connections=args.concurrency
-        )
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"x-api-key": key},
-            limits=limits,
-            timeout=30.0,
-        ) as http:
-            await wait_for_api(http, process)
-            body = api_request(avatar_id)
+        async with (
+            direct_client(plane, limits) as direct_http,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"x-api-key": key},
+                limits=limits,
+                timeout=30.0,
+            ) as api_http,
+        ):
+            await wait_for_api(api_http, process)
+            paths: list[tuple[Result, Call]] = []
+            for with_secret in (False, True):
+                direct_ns = f"direct-{uuid.uuid4().hex[:6]}"
+                tenant, _, avatar_id = await prepare_namespace(plane, api, direct_ns, total)
+
+                path = DirectPath(direct_http, direct_ns, tenant, avatar_id)
+
+                async def direct(
+                    _: int, path: DirectPath = path, with_secret: bool = with_secret
+                ) -> httpx.Response:
+                    return await path.create(with_secret=with_secret)
+
+                name = "API server: session + Secret" if with_secret else "API server: session"
+                paths.append((Result(name), direct))
+            body = api_request(api_avatar)
 
             async def through_api(_: int) -> httpx.Response:
-                return await http.post("/v1/sessions", json=body)
+                return await api_http.post("/v1/sessions", json=body)
 
-            await run_phase("warm-up", through_api, requests=args.warmup, **phase)
-            phases.append(
-                await run_phase(
-                    "API: POST /v1/sessions", through_api, requests=args.requests, **phase
-                )
-            )
-            print(phases[-1].line(), flush=True)
+            paths.append((Result("API: POST /v1/sessions"), through_api))
+
+            phase = {
+                "concurrency": args.concurrency,
+                "max_seconds": args.max_seconds / args.rounds,
+                "pids": pids,
+            }
+            for _, call in paths:
+                await run_phase(Result("warm-up"), call, requests=args.warmup, **phase)
+            for round_ in range(args.rounds):
+                share = args.requests // args.rounds + (round_ < args.requests % args.rounds)
+                for result, call in paths:
+                    await run_phase(result, call, requests=share, **phase)
+                print(f"round {round_ + 1}/{args.rounds} done", flush=True)
     finally:
         process.terminate()
         process.wait(timeout=30)
+    report([result for result, _ in paths])
 
-    report(phases)
 
-
-def report(phases: list[Result]) -> None:
-    session, pair, shim = phases
+def report(results: list[Result]) -> None:
+    session, pair, shim = results
     print()
+    for result in results:
+        print(result.line())
+    print(f"\nThe API's cost relative to the API server's (goal: at most x{GOAL:.2f})")
     for baseline in (session, pair):
-        p50 = shim.quantile(0.5) / baseline.quantile(0.5) if baseline.done else float("nan")
-        p99 = shim.quantile(0.99) / baseline.quantile(0.99) if baseline.done else float("nan")
-        rate = baseline.throughput / shim.throughput if shim.done else float("nan")
+        if not (baseline.done and shim.done):
+            continue
+        own = baseline.cpu_ms(*SERVER_SIDE)
+        with_api = shim.cpu_ms(*SERVER_SIDE, "api")
         print(
-            f"API vs {baseline.name[12:]:<17}: p50 x{p50:.2f}  p99 x{p99:.2f}"
-            f"  per-request cost (1/throughput) x{rate:.2f}"
-            f"  (goal x{GOAL:.2f}: {'met' if max(p50, rate) <= GOAL else 'missed'})"
+            f"  vs {baseline.name.removeprefix('API server: '):<17}"
+            f" latency p50 x{shim.quantile(0.5) / baseline.quantile(0.5):.2f}"
+            f"  p99 x{shim.quantile(0.99) / baseline.quantile(0.99):.2f}"
+            f"  throughput x{shim.throughput / baseline.throughput:.2f}"
+            f"  server CPU per create x{with_api / own:.2f}"
+            f" ({with_api:.1f} ms = API {shim.cpu_ms('api'):.1f}"
+            f" + cluster {shim.cpu_ms(*SERVER_SIDE):.1f}, vs {own:.1f})"
         )
-    print(
-        f"\n{shim.done} sessions via the API; mean {statistics.fmean(shim.latencies) * 1000:.1f} ms"
-        if shim.latencies
-        else ""
-    )
 
 
 def main() -> None:
@@ -361,7 +420,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="per phase, after warm-up")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=100, help="requests before each phase")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="per phase")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each path takes")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="per path, all rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="facecast-bench-api-") as work:
         args.work = work
@@ -371,8 +431,8 @@ def main() -> None:
         ):
             install_crds(plane.bin_dir / "kubectl", plane.kubeconfig)
             print(
-                f"{args.requests} creates per phase at concurrency {args.concurrency}"
-                f" (after {args.warmup} to warm up)\n",
+                f"{args.requests} creates per path at concurrency {args.concurrency}, in"
+                f" {args.rounds} rounds (after {args.warmup} to warm up)",
                 flush=True,
             )
             asyncio.run(bench(plane, api, args))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 from skimage import data
 
@@ -39,8 +40,14 @@ from avatar_crds.ids import new_public_id  # noqa: E402
 SIZES = (512, 1024, 2048, 4000)
 
 
+def sample(name: str) -> npt.NDArray[np.uint8]:
+    """One of scikit-image's sample photographs (its loaders are untyped)."""
+    image: npt.NDArray[np.uint8] = getattr(data, name)()
+    return image
+
+
 def portrait_jpeg(side: int) -> bytes:
-    image = Image.fromarray(data.astronaut()).resize((side, side), Image.Resampling.BICUBIC)
+    image = Image.fromarray(sample("astronaut")).resize((side, side), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
@@ -53,6 +60,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(
     side: int, detector: BlazeFaceDetector, store: FilesystemStore, args: argparse.Namespace
 ) -> None:
+
     payload = portrait_jpeg(side)
     policy = FacePolicy()
     totals: list[float] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -11,6 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api_shim.auth import Authenticator
+from api_shim.avatars.fetch import Fetcher
+from api_shim.avatars.pipeline import AvatarPipeline, default_detector
+from api_shim.avatars.service import AvatarService
+from api_shim.avatars.store import FilesystemStore
 from api_shim.deps import Services
 from api_shim.errors import (
     ApiError,
@@ -23,6 +28,7 @@ from api_shim.kube import Kube, KubeConflictError, KubeInvalidError
 from api_shim.middleware import RequestContextMiddleware
 from api_shim.openapi import build_openapi
 from api_shim.ratelimit import RateLimiter
+from api_shim.routes import avatars as avatars_routes
 from api_shim.routes import health, sessions, usage
 from api_shim.service import SessionService, utc_now
 from api_shim.settings import Settings
@@ -43,12 +49,20 @@ def create_app(
     *,
     now: Callable[[], datetime] = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
+    avatar_pipeline: AvatarPipeline | None = None,
 ) -> FastAPI:
-    """`kube` is owned by the caller (closed by whoever made it), so tests can share one."""
+    """`kube` is owned by the caller (closed by whoever made it), so tests can share one; so is
+    `avatar_pipeline` when given (it holds the face models)."""
+    pipeline = avatar_pipeline or AvatarPipeline(
+        functools.partial(default_detector, settings.face_model_dir),
+        fetcher=Fetcher(timeout_seconds=settings.avatar_fetch_timeout_seconds),
+        threads=settings.avatar_threads,
+    )
+    avatars = AvatarService(kube, pipeline, FilesystemStore(settings.avatar_store))
     services = Services(
         settings=settings,
         kube=kube,
-        sessions=SessionService(kube, settings, now=now),
+        sessions=SessionService(kube, settings, now=now, avatars=avatars),
         authenticator=Authenticator(
             kube.list_tenants,
             ttl=settings.auth_cache_ttl_seconds,
@@ -56,6 +70,7 @@ def create_app(
             clock=monotonic,
         ),
         rate_limiter=RateLimiter(clock=monotonic),
+        avatars=avatars,
     )
     app = FacecastApi(
         title="Facecast API",
@@ -65,6 +80,7 @@ def create_app(
         redoc_url=None,
         openapi_tags=[
             {"name": "sessions", "description": "Talking-avatar sessions."},
+            {"name": "avatars", "description": "Portraits that sessions animate."},
             {"name": "usage", "description": "Your plan and what you use of it."},
             {"name": "health", "description": "Probes for Kubernetes."},
         ],
@@ -74,9 +90,17 @@ def create_app(
     app.add_exception_handler(KubeInvalidError, _on_kube_invalid)
     app.add_exception_handler(KubeConflictError, _on_kube_conflict)
     app.include_router(sessions.router)
+    app.include_router(avatars_routes.router)
     app.include_router(usage.router)
     app.include_router(health.router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        large_bodies={
+            avatars_routes.router.prefix: settings.max_image_body_bytes,
+            sessions.router.prefix: settings.max_image_body_bytes,
+        },
+    )
     return app
 
 

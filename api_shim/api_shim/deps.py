@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api_shim import idempotency
 from api_shim.auth import Authenticator, Principal, key_from_headers
+from api_shim.avatars.service import AvatarService
 from api_shim.kube import Kube
 from api_shim.ratelimit import RateLimiter
 from api_shim.service import SessionService
@@ -25,6 +26,7 @@ class Services:
     sessions: SessionService
     authenticator: Authenticator
     rate_limiter: RateLimiter
+    avatars: AvatarService | None = None
 
 
 def get_services(request: Request) -> Services:
@@ -63,7 +65,11 @@ def idempotency_key(
             description=(
                 "Makes the POST safe to retry: the same key with the same body returns the"
                 " original result; with a different body, 409 `idempotency_key_reused`."
+                f" 1-{idempotency.MAX_KEY_LENGTH} printable ASCII characters."
             ),
+            # Documented only: validate_key checks the same pattern and answers with its own
+            # error code (`invalid_idempotency_key`).
+            json_schema_extra={"pattern": idempotency.KEY_PATTERN},
         ),
     ] = None,
 ) -> str | None:

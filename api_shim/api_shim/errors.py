@@ -7,6 +7,8 @@ names the offending request field (or header) when there is one.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -243,7 +245,36 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     response = error_response(error, request_id_of(request))
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        allowed = documented_methods(request)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+def documented_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for this request's path. Starlette's own `Allow`
+    names only those of the first route whose path matched, but one path may be served by
+    several routes (GET and DELETE /v1/sessions/{id})."""
+    document: dict[str, Any] = request.app.openapi()
+    path = str(request.scope.get("path", ""))
+    methods: set[str] = set()
+    for template, item in document.get("paths", {}).items():
+        if _path_regex(template).fullmatch(path):
+            methods.update(method.upper() for method in item if method in _HTTP_METHODS)
+    return sorted(methods)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+@functools.lru_cache(maxsize=256)
+def _path_regex(template: str) -> re.Pattern[str]:
+    """`/v1/sessions/{session_id}` -> a regex matching one path segment per parameter."""
+    parts = re.split(r"(\{[^}/]+\})", template)
+    return re.compile(
+        "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from api_shim.errors import ApiError, ErrorType, invalid_request
 from api_shim.schemas import CreateSessionRequest
@@ -19,11 +20,15 @@ HEADER = "Idempotency-Key"
 LABEL_KEY_HASH = "facecast.io/idempotency-key-hash"
 ANNOTATION_FINGERPRINT = "facecast.io/idempotency-fingerprint"
 MAX_KEY_LENGTH = 255
+# Printable ASCII, 1-255 characters, no space at either end (HTTP would strip it). The OpenAPI
+# document publishes this same pattern, so what it calls valid is exactly what is accepted.
+KEY_PATTERN = rf"^[\x21-\x7E](?:[\x20-\x7E]{{0,{MAX_KEY_LENGTH - 2}}}[\x21-\x7E])?$"
+_KEY = re.compile(KEY_PATTERN)
 KEY_HASH_LENGTH = 40  # label values are at most 63 characters; 160 bits is plenty
 
 
 def validate_key(key: str) -> str:
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+    if _KEY.fullmatch(key) is None:
         raise invalid_request(
             "invalid_idempotency_key",
             f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ValidationError
 
 from api_shim.errors import internal_error, service_unavailable
+from api_shim.session_index import SessionIndex
 from api_shim.settings import Settings
 from avatar_crds import contract
 from avatar_crds.avatar import Avatar
@@ -68,6 +69,7 @@ class Kube:
         self._core: Any = client.CoreV1Api(api_client)
         self._timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self._session_index: SessionIndex | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Kube:
@@ -79,8 +81,21 @@ class Kube:
         )
 
     def close(self) -> None:
+        if self._session_index is not None:
+            self._session_index.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._api_client.close()
+
+    @property
+    def session_index(self) -> SessionIndex:
+        """The watch-backed index of this namespace's sessions (started on first use, stopped
+        by close). Its watch has a connection of its own, beside the worker threads' pool."""
+        if self._session_index is None:
+            own_client = client.ApiClient(configuration=self._api_client.configuration)
+            self._session_index = SessionIndex(
+                own_client, self.namespace, request_timeout=self._timeout
+            )
+        return self._session_index
 
     # --- sessions ------------------------------------------------------------------------------
 
@@ -196,6 +211,35 @@ class Kube:
     async def get_avatar(self, name: str) -> Avatar | None:
         raw = await self._get_custom(AVATAR.plural, name)
         return None if raw is None else Avatar.model_validate(raw)
+
+    async def list_avatars(self, label_selector: str | None = None) -> list[Avatar]:
+        return await self._list_custom(AVATAR.plural, label_selector, Avatar)
+
+    async def create_avatar(self, body: dict[str, Any]) -> Avatar:
+        raw = await self._run(
+            self._custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            AVATAR.plural,
+            body,
+            field_manager=FIELD_MANAGER,
+        )
+        return Avatar.model_validate(raw)
+
+    async def delete_avatar(self, name: str) -> None:
+        """Gone already is fine."""
+        try:
+            await self._run(
+                self._custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                AVATAR.plural,
+                name,
+            )
+        except _NotFoundError:
+            return
 
     async def ping(self) -> None:
         """Cheap proof that the API server answers and we may read our resources."""

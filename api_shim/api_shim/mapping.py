@@ -60,7 +60,8 @@ def build_session(
     """The resource for a validated request; `max_duration_seconds` is already capped by plan."""
     spec = AvatarSessionSpec(
         tenant=tenant,
-        avatar_ref=to_resource_name(request.avatar_id, AVATAR_PREFIX),
+        # An inline avatar is made (and named here) before the session: see SessionService.
+        avatar_ref=to_resource_name(request.avatar_id or "", AVATAR_PREFIX),
         quality=request.quality,
         aspect_ratio=request.aspect_ratio,
         video=VideoSettings(codec=_CODEC_BY_ENCODING[request.video_encoding]),

@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 from starlette.datastructures import Headers
@@ -34,11 +34,23 @@ def request_id_from(incoming: str | None) -> str:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, clock: Callable[[], float] = time.perf_counter
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        clock: Callable[[], float] = time.perf_counter,
+        large_bodies: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.clock = clock
+        # POST paths that accept larger bodies (images), and their limit.
+        self.large_bodies = dict(large_bodies or {})
+
+    def body_limit(self, scope: Scope) -> int:
+        if scope.get("method") == "POST":
+            return self.large_bodies.get(scope.get("path", ""), self.max_body_bytes)
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,10 +81,11 @@ class RequestContextMiddleware:
             declared = int(headers.get("content-length", "0") or 0)
         except ValueError:
             declared = 0
+        limit = self.body_limit(scope)
         try:
-            if declared > self.max_body_bytes:
-                raise request_too_large(self.max_body_bytes)
-            await self.app(scope, self._limited(receive), send_with_id)
+            if declared > limit:
+                raise request_too_large(limit)
+            await self.app(scope, self._limited(receive, limit), send_with_id)
         except asyncio.CancelledError:
             status = CLIENT_CLOSED_REQUEST  # the client went away; nothing left to answer
             raise
@@ -94,10 +107,9 @@ class RequestContextMiddleware:
                 duration_ms=round((self.clock() - started) * 1000, 2),
             )
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         """Stop reading a chunked body as soon as it passes the limit."""
         received = 0
-        limit = self.max_body_bytes
 
         async def limited_receive() -> Message:
             nonlocal received

@@ -11,8 +11,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from api_shim.avatars.schemas import InlineAvatar, exactly_one_given, exactly_one_of
 from avatar_crds.enums import AspectRatio, AudioSource, Phase, Quality
 from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX
 from avatar_crds.session import (
@@ -41,6 +51,20 @@ WorkerToken = Annotated[
     ),
 ]
 StrictBool = Annotated[bool, Field(strict=True)]
+
+
+def _whole_number(value: object) -> object:
+    """JSON has one number type: `30.0` is the integer 30, for JSON Schema as for us. Strings
+    and fractions stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Last in an `Annotated[int, Field(strict=True, ...), WHOLE_NUMBER]`, so that it runs first and
+# the constraints still appear as minimum/maximum in the JSON schema: an integer as JSON Schema
+# means it, 30 and 30.0, never "30" or 30.5.
+WHOLE_NUMBER = BeforeValidator(_whole_number)
 
 
 class _Request(BaseModel):
@@ -114,18 +138,41 @@ _CREATE_EXAMPLE: dict[str, Any] = {
 
 
 class CreateSessionRequest(_Request):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CREATE_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [_CREATE_EXAMPLE],
+            **exactly_one_of("avatar_id", "avatar"),
+        },
+    )
 
-    avatar_id: Annotated[str, Field(pattern=AVATAR_ID_PATTERN, description="An `av_...` id.")]
+    avatar_id: Annotated[
+        str | None,
+        Field(pattern=AVATAR_ID_PATTERN),
+        WithJsonSchema({"type": "string", "pattern": AVATAR_ID_PATTERN}),
+    ] = Field(default=None, description="An `av_...` id. Give this or `avatar`, not both.")
+    avatar: Annotated[InlineAvatar | None, WithJsonSchema(InlineAvatar.model_json_schema())] = (
+        Field(
+            default=None,
+            description=(
+                "Instead of `avatar_id`: the portrait itself, by `image_url` or `image_base64`, if"
+                " your plan allows it (else 403 `url_avatars_not_allowed` /"
+                " `base64_avatars_not_allowed`). It is checked like POST /v1/avatars and becomes"
+                " one of your avatars; the session's `avatar_id` names it."
+            ),
+        )
+    )
     quality: Quality = Field(description="Renderer tier; your plan lists the ones you may use.")
     aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
     video_encoding: VideoEncoding = VideoEncoding.VP8
     voice: Voice | None = Field(default=None, description="Voice for the speak endpoint's TTS.")
-    idle_timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=600)] | None = Field(
-        default=DEFAULT_IDLE_TIMEOUT_SECONDS,
-        description="End after this many seconds without audio; `null` disables it.",
+    idle_timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=600), WHOLE_NUMBER] | None = (
+        Field(
+            default=DEFAULT_IDLE_TIMEOUT_SECONDS,
+            description="End after this many seconds without audio; `null` disables it.",
+        )
     )
-    max_duration_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = Field(
+    max_duration_seconds: Annotated[int, Field(strict=True, ge=1, le=3600), WHOLE_NUMBER] = Field(
         default=DEFAULT_MAX_DURATION_SECONDS,
         description=(
             "Hard limit on the running time. Omitted: 600, lowered to your plan's maximum."
@@ -148,6 +195,11 @@ class CreateSessionRequest(_Request):
         if len(value) > METADATA_MAX_KEYS:
             raise ValueError(f"metadata has {len(value)} keys; the limit is {METADATA_MAX_KEYS}")
         return validate_metadata(value)
+
+    @model_validator(mode="after")
+    def _one_avatar(self) -> CreateSessionRequest:
+        exactly_one_given(self, ("avatar_id", "avatar"), "a session")
+        return self
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -262,7 +314,9 @@ class SessionList(_Response):
     object: Literal["list"] = "list"
     data: list[Session]
     has_more: bool
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page.")
+    next_cursor: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = Field(
+        description="Pass as `cursor` to get the next page (the id of this page's last session)."
+    )
 
 
 class Concurrency(_Response):

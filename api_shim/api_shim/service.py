@@ -4,8 +4,6 @@ the cluster (kube). Routes only translate HTTP to these calls."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,10 +12,12 @@ import structlog
 
 from api_shim import idempotency, mapping, policy
 from api_shim.auth import Principal
-from api_shim.errors import ApiError, ErrorType, invalid_request, not_found
+from api_shim.avatars.service import AvatarService
+from api_shim.errors import ApiError, ErrorType, internal_error, invalid_request, not_found
 from api_shim.kube import SESSION_SELECTOR, Kube, KubeInvalidError, tenant_selector
 from api_shim.locks import KeyedLocks
 from api_shim.schemas import CreateSessionRequest, Session, SessionList, Usage
+from api_shim.session_index import Counts
 from api_shim.settings import Settings
 from avatar_crds.enums import Phase
 from avatar_crds.ids import (
@@ -31,8 +31,6 @@ from avatar_crds.session import AvatarSession
 
 log = structlog.get_logger("api_shim.sessions")
 
-CURSOR_VERSION = "v1:"
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -44,20 +42,18 @@ def k8s_time(moment: datetime) -> str:
 
 
 def encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode((CURSOR_VERSION + name).encode()).decode().rstrip("=")
+    """The public id of the last session on a page: pages continue after it."""
+    return to_public_id(name)
 
 
 def decode_cursor(cursor: str) -> str:
-    """The session name to continue after; 400 for anything this API did not hand out."""
+    """The session name to continue after. Any `sess_<ULID>` is a position in the newest-first
+    order (the session need not exist any more), so every cursor the OpenAPI pattern allows is
+    valid; anything else is 400 `invalid_cursor`."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.urlsafe_b64decode(padded.encode()).decode()
-        name = text.removeprefix(CURSOR_VERSION)
-        if name == text or not to_public_id(name).startswith(f"{SESSION_PREFIX}_"):
-            raise ValueError(cursor)
-    except (ValueError, binascii.Error, UnicodeError):
+        return to_resource_name(cursor, SESSION_PREFIX)
+    except ValueError:
         raise invalid_request("invalid_cursor", "cursor is not valid.", "cursor") from None
-    return name
 
 
 @dataclass(frozen=True)
@@ -68,13 +64,18 @@ class Created:
 
 class SessionService:
     def __init__(
-        self, kube: Kube, settings: Settings, *, now: Callable[[], datetime] = utc_now
+        self,
+        kube: Kube,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        avatars: AvatarService | None = None,
     ) -> None:
         self._kube = kube
         self._settings = settings
         self._now = now
+        self._avatars = avatars  # makes the avatars of sessions that bring their image inline
         self._key_locks = KeyedLocks()
-        self._tenant_locks = KeyedLocks()
 
     # --- create --------------------------------------------------------------------------------
 
@@ -118,25 +119,31 @@ class SessionService:
             explicit="max_duration_seconds" in request.model_fields_set,
         )
         policy.check_minutes(plan, principal.usage)
-        avatar = await self._kube.get_avatar(to_resource_name(request.avatar_id, AVATAR_PREFIX))
-        policy.check_avatar(avatar, tenant=principal.tenant, avatar_id=request.avatar_id)
-        # Count and create under one lock per tenant, so that this replica never lets two
-        # concurrent requests both take the last slot. (Across replicas the operator's
-        # admission control is what finally holds the line.)
-        async with self._tenant_locks.hold(principal.tenant):
-            everyone = await self._kube.list_sessions(SESSION_SELECTOR)
-            mine = [s for s in everyone if s.spec.tenant == principal.tenant]
+        if request.avatar is not None:
+            return await self._create_with_inline_avatar(principal, request, labels, annotations)
+        avatar_id = request.avatar_id or ""
+        avatar = await self._kube.get_avatar(to_resource_name(avatar_id, AVATAR_PREFIX))
+        policy.check_avatar(avatar, tenant=principal.tenant, avatar_id=avatar_id)
+        name = to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
+
+        def check(counts: Counts) -> None:
             policy.check_concurrency(
-                plan,
-                policy.active_count(mine),
-                retry_after=self._settings.concurrency_retry_after_seconds,
+                plan, counts.active, retry_after=self._settings.concurrency_retry_after_seconds
             )
             policy.check_capacity(
-                policy.waiting_count(everyone),
+                counts.waiting,
                 max_queued=self._settings.max_queued,
                 retry_after=self._settings.at_capacity_retry_after_seconds,
             )
-            name = to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
+
+        # Checked and reserved in one step, so that this replica never lets two concurrent
+        # requests both take the last slot; the index only lists the sessions when it is not
+        # in sync or would refuse. (Across replicas the operator's admission control is what
+        # finally holds the line.)
+        admission = self._kube.session_index.admit(
+            principal.tenant, name, check, lambda: self._kube.list_sessions(SESSION_SELECTOR)
+        )
+        async with admission:
             resource = mapping.build_session(
                 request,
                 name=name,
@@ -153,6 +160,29 @@ class SessionService:
         structlog.contextvars.bind_contextvars(session_id=name)
         log.info("session_created", quality=str(request.quality))
         return mapping.to_public_session(created)
+
+    async def _create_with_inline_avatar(
+        self,
+        principal: Principal,
+        request: CreateSessionRequest,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+    ) -> Session:
+        """The image goes through the avatar pipeline (plan permitting) and becomes one of the
+        tenant's avatars; the session is then created with its id. If the session cannot be
+        made, the avatar is removed again."""
+        if self._avatars is None or request.avatar is None:
+            raise internal_error()
+        avatar_id = await self._avatars.create_inline(principal, request.avatar)
+        resolved = request.model_copy(update={"avatar_id": avatar_id, "avatar": None})
+        try:
+            return await self._create_new(principal, resolved, labels, annotations)
+        except BaseException:
+            try:
+                await asyncio.shield(self._avatars.discard(avatar_id))
+            except Exception:
+                log.exception("inline_avatar_rollback_failed", avatar_id=avatar_id)
+            raise
 
     async def _create_pair(self, resource: AvatarSession, token: str) -> AvatarSession:
         """The CR first (the Secret needs its uid as owner), then the Secret; if the Secret

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from avatar_crds import contract
+
 ENV_PREFIX = "FACECAST_"
 
 
@@ -34,6 +36,19 @@ class Settings:
     kube_request_timeout_seconds: float = 10.0
     # Bodies beyond this are refused before parsing (the largest valid one is ~20 KiB).
     max_body_bytes: int = 64 * 1024
+    # Bodies that may carry an image (POST /v1/avatars, and POST /v1/sessions with an inline
+    # avatar): a 10 MB image as base64 is ~13.4 MB.
+    max_image_body_bytes: int = 15 * 1024 * 1024
+    # Avatar images: the store directory (a PersistentVolume shared read-only with the workers;
+    # the same variable, FACECAST_AVATAR_STORE, tells the worker where it is mounted).
+    avatar_store: str = contract.AVATAR_STORE_DIR
+    # An insightface model pack (a directory of ONNX models) supplied by the platform operator;
+    # empty: the bundled default detector (BlazeFace + Face Mesh, Apache-2.0).
+    face_model_dir: str = ""
+    # Threads for decoding, face analysis and encoding (each upload uses one at a time).
+    avatar_threads: int = 2
+    # Fetching an image URL: the whole download must finish within this.
+    avatar_fetch_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -14,8 +14,10 @@ import pytest
 from fastapi import FastAPI
 from kubernetes import client
 
+from api_shim import idempotency
 from api_shim.app import create_app
 from api_shim.kube import Kube
+from api_shim.schemas import SESSION_ID_PATTERN
 from api_shim.settings import Settings
 
 MAX_BODY = 4096
@@ -27,7 +29,8 @@ def offline_app() -> Iterator[FastAPI]:
     configuration.host = "http://127.0.0.1:1"  # nothing listens on port 1
     configuration.retries = 0
     kube = Kube(client.ApiClient(configuration), "facecast", threads=2, timeout=2.0)
-    app = create_app(Settings(max_body_bytes=MAX_BODY), kube)
+    # POST /v1/sessions may carry an inline image, so it has the image limit: the same here.
+    app = create_app(Settings(max_body_bytes=MAX_BODY, max_image_body_bytes=MAX_BODY), kube)
 
     async def boom() -> None:
         raise RuntimeError("secret detail that must not leak")
@@ -116,6 +119,26 @@ async def test_unknown_routes_and_methods_use_the_envelope(http: httpx.AsyncClie
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v1/sessions", "GET, POST"),
+        ("OPTIONS", "/v1/sessions/sess_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3", "DELETE, GET"),
+        ("PATCH", "/v1/sessions/sess_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3", "DELETE, GET"),
+        ("GET", "/v1/sessions/sess_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3/end", "POST"),
+    ],
+)
+async def test_a_405_allows_every_method_served_at_the_path(
+    http: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    """Not only those of the first route that matched (Starlette's own answer)."""
+    response = await http.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert _error(response)["code"] == "method_not_allowed"
+
+
+@pytest.mark.anyio
 async def test_a_declared_oversized_body_is_413_before_anything_else(
     http: httpx.AsyncClient,
 ) -> None:
@@ -192,6 +215,10 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/sessions/{session_id}/end"),
     ("post", "/v1/sessions/{session_id}/keep-alive"),
     ("get", "/v1/usage"),
+    ("post", "/v1/avatars"),
+    ("get", "/v1/avatars"),
+    ("get", "/v1/avatars/{avatar_id}"),
+    ("delete", "/v1/avatars/{avatar_id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 }
@@ -239,6 +266,26 @@ def test_openapi_declares_both_auth_schemes_and_the_idempotency_header(
     assert create["responses"]["201"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Session"
     }
+
+
+def test_openapi_publishes_the_patterns_the_api_enforces(openapi: dict[str, Any]) -> None:
+    """What the document calls valid is accepted: the header and the cursor are checked by
+    code with their own error codes, against these same patterns."""
+    operations = _operations(openapi)
+    for method, path in [
+        ("post", "/v1/sessions"),
+        ("post", "/v1/sessions/{session_id}/end"),
+        ("post", "/v1/sessions/{session_id}/keep-alive"),
+    ]:
+        (header,) = [p for p in operations[(method, path)]["parameters"] if p["in"] == "header"]
+        assert header["name"] == "Idempotency-Key"
+        assert header["schema"]["pattern"] == idempotency.KEY_PATTERN
+    (cursor,) = [
+        p for p in operations[("get", "/v1/sessions")]["parameters"] if p["name"] == "cursor"
+    ]
+    assert cursor["schema"]["pattern"] == SESSION_ID_PATTERN
+    next_cursor = openapi["components"]["schemas"]["SessionList"]["properties"]["next_cursor"]
+    assert next_cursor["anyOf"][0]["pattern"] == SESSION_ID_PATTERN
 
 
 def test_openapi_models_have_examples_and_a_write_only_token(openapi: dict[str, Any]) -> None:

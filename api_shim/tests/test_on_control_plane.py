@@ -439,8 +439,19 @@ async def test_list_pages_newest_first_without_gaps_or_repeats(
                 assert page["next_cursor"] is None
                 break
             cursor = page["next_cursor"]
+            assert cursor == page["data"][-1]["id"]  # the page continues after its last id
     assert pages == 3
     assert seen == sorted(mine, reverse=True)
+    async with cluster.api() as http:
+        # Any well-formed id is a position, whether or not that session exists.
+        after_second = sorted(mine, reverse=True)[1]
+        gone = after_second[:-1] + ("0" if after_second[-1] != "0" else "1")
+        page = (
+            await http.get("/v1/sessions", params={"cursor": gone}, headers=acme.headers)
+        ).json()
+        assert [s["id"] for s in page["data"]] == [
+            i for i in sorted(mine, reverse=True) if i < gone
+        ]
 
 
 async def test_list_filters_by_status(cluster: Cluster, make_request: RequestFactory) -> None:
@@ -470,6 +481,8 @@ async def test_list_filters_by_status(cluster: Cluster, make_request: RequestFac
         ({"limit": "many"}, "limit"),
         ({"status": "sleeping"}, "status"),
         ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "sess_not-a-ulid"}, "cursor"),
+        ({"cursor": "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"}, "cursor"),
         ({"cursor": base64.urlsafe_b64encode(b"v1:../../secrets").decode()}, "cursor"),
     ],
 )
@@ -661,6 +674,51 @@ async def test_concurrent_creates_never_exceed_the_limit(
     assert len(cluster.sessions_of(acme)) == 2
 
 
+async def test_the_admission_index_follows_the_cluster_and_admits_without_listing(
+    cluster: Cluster, make_request: RequestFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its watch is in sync, creates are admitted from memory; a refusal is confirmed by
+    a LIST; and the index follows creates, status changes and deletes."""
+    acme = await cluster.tenant(max_concurrent=3)
+    avatar = cluster.avatar(acme)
+    index = cluster.kube.session_index
+    index.start()
+    await eventually(lambda: index.synced, within=WAIT_TIMEOUT, what="the index to sync")
+    lists = 0
+    list_sessions = cluster.kube.list_sessions
+
+    async def counted(selector: str) -> list[Any]:
+        nonlocal lists
+        lists += 1
+        return await list_sessions(selector)
+
+    monkeypatch.setattr(cluster.kube, "list_sessions", counted)
+    async with cluster.api() as http:
+        responses = await asyncio.gather(
+            *(_create(http, acme, make_request(avatar_id=avatar)) for _ in range(8))
+        )
+        assert sorted(r.status_code for r in responses) == [201] * 3 + [429] * 5
+        assert lists == 5  # one confirming LIST per refusal, none for the admitted
+        first, second, _ = [r.json()["id"] for r in responses if r.status_code == 201]
+
+        def active() -> int:
+            counts = index.counts(acme.name)
+            return -1 if counts is None else counts.active
+
+        await eventually(lambda: active() == 3, within=WAIT_TIMEOUT, what="3 active")
+        cluster.set_session_status(
+            first, {"phase": "failed", "reason": "unschedulable", "message": "no GPU"}
+        )
+        await eventually(lambda: active() == 2, within=WAIT_TIMEOUT, what="2 active")
+        assert (await http.delete(f"/v1/sessions/{second}", headers=acme.headers)).is_success
+        await eventually(lambda: active() == 1, within=WAIT_TIMEOUT, what="1 active")
+        lists = 0
+        again = await _create(http, acme, make_request(avatar_id=avatar))
+    assert again.status_code == 201, again.text
+    assert lists == 0
+    assert len([s for s in cluster.sessions_of(acme) if "deletionTimestamp" not in s["metadata"]])
+
+
 async def test_unknown_or_foreign_avatars_are_404_but_public_ones_are_usable(
     cluster: Cluster, make_request: RequestFactory
 ) -> None:
@@ -711,6 +769,7 @@ async def test_a_full_queue_is_503_at_capacity_with_retry_after(
         error_of(response, 503, "service_unavailable", "at_capacity")
         assert response.headers["retry-after"] == "7"
     finally:
+        kube.session_index.stop()  # not kube.close(): its client is the shared admin one
         cluster.core.delete_namespace(namespace)
 
 

@@ -88,6 +88,18 @@ def test_bad_top_level_fields_are_named(
     assert _refused_param(make_request(**{field: value})) == field
 
 
+@pytest.mark.parametrize("field", ["idle_timeout_seconds", "max_duration_seconds"])
+def test_whole_numbers_written_as_floats_are_integers(
+    make_request: RequestFactory, field: str
+) -> None:
+    """JSON (and JSON Schema) has one number type: 45.0 is the integer 45."""
+    request = CreateSessionRequest.model_validate(make_request(**{field: 45.0}))
+    value = getattr(request, field)
+    assert (value, type(value)) == (45, int)
+    assert _refused_param(make_request(**{field: 45.5})) == field
+    assert _refused_param(make_request(**{field: True})) == field
+
+
 def test_idle_timeout_null_disables_it(make_request: RequestFactory) -> None:
     assert CreateSessionRequest.model_validate(make_request(idle_timeout_seconds=None))
     request = CreateSessionRequest.model_validate(make_request(idle_timeout_seconds=None))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api_shim.deps import IdempotencyKeyDep, PrincipalDep, ServicesDep
 from api_shim.routes.common import error_responses
-from api_shim.schemas import CreateSessionRequest, Session, SessionList
+from api_shim.schemas import SESSION_ID_PATTERN, CreateSessionRequest, Session, SessionList
 from avatar_crds.enums import Phase
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -54,7 +54,12 @@ async def list_sessions(
     status: Annotated[Phase | None, Query(description="Only sessions in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page.",
+            # Documented only: the service checks it and answers 400 `invalid_cursor`.
+            json_schema_extra={"pattern": SESSION_ID_PATTERN},
+        ),
     ] = None,
 ) -> SessionList:
     return await services.sessions.list_sessions(
