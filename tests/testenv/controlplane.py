@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.testenv.certs import CertFiles, Pki, create_pki
-from tests.testenv.kubeconfig import write_kubeconfig
+from tests.testenv.kubeconfig import write_kubeconfig, write_token_kubeconfig
 from tests.testenv.probes import http_ok
 from tests.testenv.process import (
     LOOPBACK,
@@ -62,6 +62,23 @@ class ControlPlane:
                 path, self.server, self.pki.ca.cert, self.pki.client(name, user, groups)
             )
         return path
+
+    def kubeconfig_for_service_account(
+        self, namespace: str, name: str, expiration_seconds: int = 3600
+    ) -> Path:
+        """A kubeconfig holding a fresh token of ServiceAccount `namespace/name` (TokenRequest,
+        as the kubelet mounts into pods): clients using it have exactly that account's RBAC."""
+        request = k8s.AuthenticationV1TokenRequest(
+            spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+        )
+        with self.api_client() as api:
+            issued = k8s.CoreV1Api(api).create_namespaced_service_account_token(
+                name, namespace, request
+            )
+        token = issued.status.token if issued.status else None
+        assert token, f"no token issued for {namespace}/{name}"
+        path = self.directory / f"sa-{namespace}-{name}.kubeconfig"
+        return write_token_kubeconfig(path, self.server, self.pki.ca.cert, token)
 
     def check_alive(self) -> None:
         """Raise ComponentDiedError, with its log tail, if any component has exited."""

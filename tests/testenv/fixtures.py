@@ -10,7 +10,8 @@ Stable fixture names (other tests rely on them):
   (Node,RBAC), kube-controller-manager, kube-scheduler and kwok on 127.0.0.1.
   ``.kubeconfig`` is an admin (system:masters) kubeconfig path, ``.server`` the
   apiserver URL, ``.api_client()`` a new admin ``kubernetes.client.ApiClient``,
-  ``.kubeconfig_for(name, user, groups)`` a kubeconfig for another identity.
+  ``.kubeconfig_for(name, user, groups)`` a kubeconfig for another identity,
+  ``.kubeconfig_for_service_account(namespace, name)`` one holding a ServiceAccount token.
 - ``kubeconfig`` (session) -> ``Path``: ``control_plane.kubeconfig``.
 - ``api_client`` (session) -> ``kubernetes.client.ApiClient`` (admin).
 - ``namespace`` (function) -> ``str``: a fresh namespace, deleted afterwards.

@@ -1,0 +1,387 @@
+"""`helm install` into the real control plane, then the installed Deployments' containers run as
+local processes (no kubelet runs images here) with their exact command, arguments and
+environment, each authenticated with a token of its own ServiceAccount. A session goes through
+the whole path of the NOTES: tenant and key with the admin CLI, the session over REST, the
+operator placing its worker on a kwok GPU node, the worker's reports, the end."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from avatar_crds import contract
+from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX, new_public_id, to_resource_name
+from avatar_crds.kinds import AVATAR
+from avatar_crds.meta import API_VERSION, GROUP, VERSION
+from avatar_operator.kube import Kube, KubeError
+from tests.chart.conftest import Release
+from tests.chart.dockerfiles import DOCKERFILES
+from tests.chart.local_pods import image_env, pod_command, start_container
+from tests.chart.rendering import API, FULLNAME, OPERATOR, Manifest, container, literal_env
+from tests.integration.sessions import Sessions
+from tests.integration.worker_standin import WorkerStandIn
+from tests.testenv.controlplane import ControlPlane
+from tests.testenv.kwok import GpuNodeFactory
+from tests.testenv.probes import http_ok
+from tests.testenv.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
+from tests.testenv.wait import wait_for
+
+pytestmark = pytest.mark.controlplane
+
+# kopf lists namespaces and CRDs cluster-wide at start unless its `scanning.disabled` setting
+# is on; refused, it retries with backoff (about a minute), then falls back to the one
+# namespace it was given. The operator's ServiceAccount deliberately may not do either.
+EXPECTED_REFUSALS = (
+    'cannot list resource \\"namespaces\\"',
+    'cannot watch resource \\"namespaces\\"',
+    'cannot list resource \\"customresourcedefinitions\\"',
+    'cannot watch resource \\"customresourcedefinitions\\"',
+    "Not enough permissions to list namespaces",
+    "Not enough permissions to watch for namespaces",
+    "Not enough permissions to watch for resources",
+)
+# ... which is why the operator may take that long to start serving sessions.
+OPERATOR_START_TIMEOUT = 120.0
+
+
+def installed_deployment(api_client: k8s.ApiClient, namespace: str, name: str) -> Manifest:
+    """The Deployment as the API server stores it (what `helm install` really created)."""
+    body = k8s.AppsV1Api(api_client).read_namespaced_deployment(name, namespace)
+    result: Manifest = api_client.sanitize_for_serialization(body)
+    return result
+
+
+def test_helm_install_creates_every_object_and_keeps_pods_off_gpu_nodes(
+    release: Release, api_client: k8s.ApiClient, gpu_nodes: GpuNodeFactory
+) -> None:
+    assert "python -m api_shim.admin create-tenant" in release.install_output
+    assert f"kubectl -n {release.namespace} exec deploy/{API}" in release.install_output
+    kinds = sorted({doc["kind"] for doc in release.manifests})
+    assert kinds == sorted(
+        ["ClusterRole", "ClusterRoleBinding", "Deployment", "KopfPeering", "NetworkPolicy",
+         "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    )  # fmt: skip
+    custom = k8s.CustomObjectsApi(api_client)
+    peering: Any = custom.get_namespaced_custom_object(
+        "kopf.dev", "v1", release.namespace, "kopfpeerings", FULLNAME
+    )
+    assert peering["metadata"]["name"] == FULLNAME
+
+    # No kubelet runs them, but the ReplicaSets do create the pods: the namespace enforces
+    # restricted Pod Security, so their existence proves they pass it. The scheduler then
+    # refuses the only node, a GPU node, for its taint.
+    node = gpu_nodes(1)[0]
+    core = k8s.CoreV1Api(api_client)
+    wanted = {OPERATOR: 1, API: 2}
+
+    def unschedulable_pods() -> dict[str, int] | None:
+        counts: dict[str, int] = {}
+        for pod in plain(api_client, core.list_namespaced_pod(release.namespace))["items"]:
+            conditions = {c["type"]: c for c in pod["status"].get("conditions", [])}
+            scheduled = conditions.get("PodScheduled")
+            if scheduled is None or scheduled.get("reason") != "Unschedulable":
+                return None
+            assert "untolerated taint" in scheduled.get("message", ""), scheduled
+            assert "nodeName" not in pod["spec"]
+            owner = pod["metadata"]["generateName"].rsplit("-", 2)[0]
+            counts[owner] = counts.get(owner, 0) + 1
+        return counts if counts == wanted else None
+
+    wait_for(unschedulable_pods, timeout=60, description="chart pods refused by the GPU node")
+    assert plain(api_client, core.read_node(node))["spec"]["taints"]
+
+
+def operator_client_identity(kubeconfig: Path) -> str:
+    """Who the API server takes the operator's own REST client (avatar_operator.kube.Kube,
+    which does everything but kopf's watches) to be, given the ServiceAccount's kubeconfig."""
+
+    async def ask() -> str:
+        kube = Kube.connect(str(kubeconfig))
+        try:
+            review = await kube.request(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+        except KubeError as error:
+            if error.status in (401, 403):
+                return "system:anonymous"
+            raise
+        finally:
+            await kube.close()
+        assert review is not None
+        username: str = review["status"]["userInfo"]["username"]
+        return username
+
+    return asyncio.run(ask())
+
+
+@dataclass
+class Stack:
+    """The operator and the API, running as local processes."""
+
+    operator: ManagedProcess
+    api: ManagedProcess
+    api_url: str
+    api_env: dict[str, str]
+    api_kubeconfig: Path
+
+
+@pytest.fixture
+def stack(
+    release: Release,
+    control_plane: ControlPlane,
+    api_client: k8s.ApiClient,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Stack]:
+    namespace = release.namespace
+    operator_kubeconfig = control_plane.kubeconfig_for_service_account(namespace, OPERATOR)
+    identity = operator_client_identity(operator_kubeconfig)
+    # The operator's own REST client (not only kopf's) must present the account's token.
+    assert identity == f"system:serviceaccount:{namespace}:{OPERATOR}"
+    processes: list[ManagedProcess] = []
+    try:
+        # The operator: the Deployment's command and args, with only the liveness endpoint's
+        # bind address changed (the pod's 0.0.0.0:8080 is not ours to take here).
+        deployment = installed_deployment(api_client, namespace, OPERATOR)
+        health = free_port()
+        args = [
+            f"--liveness=http://{LOOPBACK}:{health}/healthz" if a.startswith("--liveness=") else a
+            for a in pod_command(deployment)
+        ]
+        assert args != pod_command(deployment)
+        operator = start_container(
+            "operator",
+            deployment,
+            DOCKERFILES["operator"],
+            operator_kubeconfig,
+            _workdir(tmp_path, "operator"),
+            args=args,
+        )
+        processes.append(operator)
+        wait_until_serving(
+            operator, lambda: http_ok(f"http://{LOOPBACK}:{health}/healthz"), timeout=60
+        )
+
+        # The API: its command and env, with only the listening address changed.
+        api_deployment = installed_deployment(api_client, namespace, API)
+        port = free_port()
+        api_kubeconfig = control_plane.kubeconfig_for_service_account(namespace, API)
+        api = start_container(
+            "api",
+            api_deployment,
+            DOCKERFILES["api"],
+            api_kubeconfig,
+            _workdir(tmp_path, "api"),
+            env_overrides={"FACECAST_HOST": LOOPBACK, "FACECAST_PORT": str(port)},
+        )
+        processes.append(api)
+        url = f"http://{LOOPBACK}:{port}"
+        # /readyz lists Tenants with the API's own ServiceAccount.
+        wait_until_serving(api, lambda: http_ok(f"{url}/readyz"), timeout=60)
+        api_env = {
+            **image_env(DOCKERFILES["api"]),
+            **literal_env(container(api_deployment)),
+            "KUBECONFIG": str(api_kubeconfig),
+        }
+        yield Stack(operator, api, url, api_env, api_kubeconfig)
+    finally:
+        for process in reversed(processes):
+            process.stop(timeout=15)
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            for process in processes:
+                print(f"----- {process.name} log (tail)\n{process.log_tail(80)}")
+
+
+def _workdir(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    return path
+
+
+def admin_cli(stack: Stack, *args: str) -> str:
+    """`kubectl exec deploy/<api> -- python -m api_shim.admin ...` from the NOTES: the API
+    container's environment and ServiceAccount."""
+    done = subprocess.run(
+        ["python", "-m", "api_shim.admin", *args],
+        env=stack.api_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"admin {args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def create_avatar(api_client: k8s.ApiClient, namespace: str, tenant: str) -> str:
+    """What POST /v1/avatars will store; written directly until avatars land in the API."""
+    public_id = new_public_id(AVATAR_PREFIX)
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": "Avatar",
+        "metadata": {"name": to_resource_name(public_id, AVATAR_PREFIX)},
+        "spec": {
+            "tenant": tenant,
+            "image": {
+                "uri": f"file://{contract.AVATAR_STORE_DIR}/{public_id}.jpg",
+                "width": 600, "height": 800, "sha256": "0" * 64, "sizeBytes": 51234,
+            },
+            "face": {
+                "box": {"x": 150, "y": 200, "width": 300, "height": 360},
+                "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
+                "score": 0.93, "detector": "test",
+            },
+        },
+    }  # fmt: skip
+    k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, AVATAR.plural, body
+    )
+    return public_id
+
+
+def client_for(kubeconfig: Path) -> k8s.ApiClient:
+    api: k8s.ApiClient = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+    return api
+
+
+def forbidden(call: Any, *args: Any, **kwargs: Any) -> bool:
+    try:
+        call(*args, **kwargs)
+    except k8s.ApiException as error:
+        return bool(error.status == 403)
+    return False
+
+
+def plain(api_client: k8s.ApiClient, obj: object) -> dict[str, Any]:
+    """A client model as the JSON the API server sent (camelCase keys, no None fields)."""
+    result: dict[str, Any] = api_client.sanitize_for_serialization(obj)
+    return result
+
+
+def test_the_installed_operator_and_api_take_a_session_through_its_life(
+    stack: Stack,
+    release: Release,
+    control_plane: ControlPlane,
+    api_client: k8s.ApiClient,
+    gpu_nodes: GpuNodeFactory,
+) -> None:
+    namespace = release.namespace
+    custom = k8s.CustomObjectsApi(api_client)
+
+    gpu_nodes(1)
+    # NOTES step 1: a tenant and a key, with the admin CLI as the API's ServiceAccount.
+    admin_cli(stack, "create-tenant", "acme", "--max-concurrent", "5", "--qualities", "mock,lite")
+    key = admin_cli(stack, "create-key", "acme").strip()
+    assert key.startswith("fc_")
+    avatar_id = create_avatar(api_client, namespace, "acme")
+
+    # kopf peering works with the chart's CRD, object and RBAC: the keep-alive is written
+    # (once kopf has started, see OPERATOR_START_TIMEOUT).
+    def peering_keepalive() -> dict[str, Any] | None:
+        body: Any = custom.get_namespaced_custom_object(
+            "kopf.dev", "v1", namespace, "kopfpeerings", FULLNAME
+        )
+        status: dict[str, Any] | None = body.get("status")
+        return status
+
+    wait_for(
+        peering_keepalive,
+        timeout=OPERATOR_START_TIMEOUT,
+        description="the operator's peering keep-alive",
+    )
+
+    # NOTES step 3: the first session over REST.
+    headers = {"x-api-key": key}
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as http:
+        created = http.post(
+            "/v1/sessions",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            json={
+                "avatar_id": avatar_id,
+                "quality": "mock",
+                "transport": {
+                    "type": "livekit",
+                    "url": "wss://rtc.example.com",
+                    "room_name": "demo",
+                    "worker_token": "worker-token-value",
+                },
+            },
+        )
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+        name = to_resource_name(session_id, SESSION_PREFIX)
+        sessions = Sessions(api_client, namespace)
+
+        sessions.wait_phase(name, "starting", timeout=60)
+        pod = plain(api_client, sessions.wait_pod_running(name, timeout=60))
+        assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
+        assert pod["spec"]["serviceAccountName"] == f"{name}-worker"
+        # The token Secret was created by the API's account, and mounted in the worker.
+        secret = plain(
+            api_client,
+            k8s.CoreV1Api(api_client).read_namespaced_secret(
+                contract.token_secret_name(name), namespace
+            ),
+        )
+        assert secret["metadata"]["ownerReferences"][0]["name"] == name
+
+        # The worker's part, played with the per-session account the operator made for it.
+        worker_kubeconfig = control_plane.kubeconfig_for_service_account(
+            namespace, f"{name}-worker"
+        )
+        with client_for(worker_kubeconfig) as worker_api:
+            worker = WorkerStandIn(worker_api, namespace, name)
+            worker.first_frame()
+            sessions.wait_phase(name, "running", timeout=30)
+            assert http.get(f"/v1/sessions/{session_id}").json()["status"] == "running"
+            # It may touch only its own session's status, and no Secret at all.
+            worker_custom = k8s.CustomObjectsApi(worker_api)
+            assert forbidden(
+                worker_custom.patch_namespaced_custom_object_status,
+                GROUP, VERSION, namespace, "avatarsessions", "sess-someone-else",
+                {"status": {"worker": {"frames": 1}}},
+            )  # fmt: skip
+            assert forbidden(k8s.CoreV1Api(worker_api).list_namespaced_secret, namespace)
+            worker.heartbeat(frames=250, billable_seconds=10.0)
+
+        ended = http.post(
+            f"/v1/sessions/{session_id}/end", headers={"Idempotency-Key": str(uuid.uuid4())}
+        )
+        assert ended.status_code == 200, ended.text
+        final = sessions.wait_phase(name, "ended", timeout=60)
+        assert final.status.reason == "user_ended"
+        wait_for(lambda: sessions.pod(name) is None, timeout=60, description="worker pod gone")
+        assert http.get(f"/v1/sessions/{session_id}").json()["status"] == "ended"
+
+    def transitions_posted() -> list[str] | None:
+        reasons = sessions.event_reasons(name)
+        return reasons if "Ended" in reasons else None
+
+    reasons = wait_for(transitions_posted, timeout=30, description="the operator's Events")
+    for reason in ("Queued", "Starting", "Running", "Ending", "Ended"):
+        assert reason in reasons, reasons
+    assert sessions.tenant_usage()["secondsUsed"] == 10.0
+
+    # Nothing the operator or the API tried was refused, beyond kopf's optional look-ups.
+    for process in (stack.operator, stack.api):
+        process.check_alive()
+        refused = [
+            line
+            for line in process.log_path.read_text().splitlines()
+            if ("forbidden" in line.lower() or " 403" in line)
+            and not any(expected in line for expected in EXPECTED_REFUSALS)
+        ]
+        assert not refused, f"{process.name} was refused:\n" + "\n".join(refused)
