@@ -42,3 +42,43 @@ ensure_testenv_binaries() {
 
 ensure_uv
 ensure_python_env
+
+# Debian packages the demo uses when it can: espeak-ng (real speech for the demo sentence; without
+# it the demo agent sends synthetic speech-like audio). Installed only as root with apt-get.
+ensure_demo_packages() {
+    if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        step "installing espeak-ng (Debian)"
+        apt-get install -y -qq espeak-ng >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; } \
+            || echo "espeak-ng not installed: the demo speaks synthetic audio" >&2
+    fi
+}
+
+# The browser test's Chromium: Debian's package (no browser download).
+ensure_chromium() {
+    if ! command -v chromium >/dev/null; then
+        step "installing chromium (Debian)"
+        apt-get install -y -qq chromium >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+    fi
+    export FACECAST_CHROMIUM=${FACECAST_CHROMIUM:-$(command -v chromium)}
+}
+
+# The demo page's LiveKit JS client and the browser test's playwright-core, from the npm
+# registry, cached by the lock file's hash (npm ci: exactly the locked versions, no scripts,
+# so no browser download).
+ensure_web_packages() {
+    local web=$FACECAST_ROOT/tools/localstack/web key dir
+    key=$(sha256sum "$web/package-lock.json" | cut -c1-16)
+    dir=$FACECAST_CACHE/npm/$key
+    if [ ! -f "$dir/node_modules/livekit-client/dist/livekit-client.umd.js" ]; then
+        step "npm packages (livekit-client, playwright-core) into $dir"
+        rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+        cp "$web/package.json" "$web/package-lock.json" "$dir.partial/"
+        (cd "$dir.partial" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts \
+            --no-audit --no-fund --loglevel=error >&2)
+        rm -rf "$dir" && mv "$dir.partial" "$dir"
+    fi
+    export FACECAST_NODE_MODULES=$dir/node_modules
+    export FACECAST_LIVEKIT_CLIENT_JS=$dir/node_modules/livekit-client/dist/livekit-client.umd.js
+}

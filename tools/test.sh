@@ -3,6 +3,9 @@
 # Extra arguments go to pytest (e.g. tools/test.sh -k crd -x).
 source "$(dirname "$0")/bootstrap.sh"
 ensure_testenv_binaries
+ensure_web_packages   # tests/demo: the page's LiveKit client, playwright-core
+ensure_chromium       # tests/demo: Debian's chromium for the browser test
+ensure_demo_packages  # espeak-ng: the demo avatar says a real sentence
 cd "$FACECAST_ROOT"
 
 step "ruff"
@@ -13,7 +16,7 @@ step "mypy (strict)"
 uv run --frozen --no-sync mypy -p avatar_crds -p api_shim -p avatar_operator -p avatar_worker
 # Tests are checked apart: as files under the repo root, not as the installed packages.
 test_dirs=()
-for dir in crds/tests api_shim/tests worker_image/tests tests bench; do
+for dir in crds/tests api_shim/tests worker_image/tests tests bench tools/localstack; do
     [ -d "$dir" ] && test_dirs+=("$dir")
 done
 uv run --frozen --no-sync mypy "${test_dirs[@]}"

@@ -1,0 +1,237 @@
+"""The local stack, started in order and stopped in reverse: control plane, livekit-server, CRDs,
+the local GPU node (runner), the operator, the API, then the demo tenant, avatar and session."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s
+from livekit import api as lkapi
+
+from avatar_crds import contract
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.sessions import install_crds
+from tests.testenv.controlplane import ControlPlane, running_control_plane
+from tests.testenv.kwok import node_is_ready
+from tests.testenv.livekit_server import LiveKitServer, running_livekit_server
+from tests.testenv.probes import http_ok
+from tests.testenv.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
+from tests.testenv.wait import wait_for
+from tools.localstack.agent import AGENT_IDENTITY
+from tools.localstack.runner import NODE_NAME
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "facecast"
+TENANT = "demo"
+WORKER_IDENTITY = "facecast-worker"
+WORKER_IMAGE = "facecast/worker:local"
+
+
+def progress(message: str) -> None:
+    print(f"\033[1m==> {message}\033[0m", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Stack:
+    directory: Path
+    plane: ControlPlane
+    livekit: LiveKitServer
+    api_url: str
+    avatar_store: Path
+    api_key: str = ""
+    avatar_id: str = ""
+
+    def worker_token(self, room: str) -> str:
+        """What a customer's backend mints for the worker: join, publish, speak for the agent."""
+        return (
+            lkapi.AccessToken(self.livekit.api_key, self.livekit.api_secret)
+            .with_identity(WORKER_IDENTITY)
+            .with_name("Facecast avatar")
+            .with_attributes({"lk.publish_on_behalf": AGENT_IDENTITY})
+            .with_grants(lkapi.VideoGrants(room_join=True, room=room))
+            .to_jwt()
+        )
+
+    def participant_token(self, room: str, identity: str, *, publish: bool) -> str:
+        return (
+            lkapi.AccessToken(self.livekit.api_key, self.livekit.api_secret)
+            .with_identity(identity)
+            .with_grants(
+                lkapi.VideoGrants(
+                    room_join=True, room=room, can_publish=publish, can_publish_data=publish
+                )
+            )
+            .to_jwt()
+        )
+
+    def session_request(self, room: str) -> dict[str, Any]:
+        return {
+            "avatar_id": self.avatar_id,
+            "quality": "lite",
+            "transport": {
+                "type": "livekit",
+                "url": self.livekit.url,
+                "room_name": room,
+                "worker_token": self.worker_token(room),
+                "worker_identity": WORKER_IDENTITY,
+                "audio_source": "data_stream",
+            },
+            "idle_timeout_seconds": 120,
+            "metadata": {"source": "tools/demo.sh"},
+        }
+
+    def mouth_box(self, width: int, height: int) -> dict[str, float]:
+        """Where the avatar's mouth is in a `width`x`height` video frame, by the worker's own
+        fit (for the browser test's mouth-region comparison)."""
+        from avatar_crds.avatar import Avatar
+        from avatar_crds.kinds import AVATAR
+        from avatar_crds.meta import GROUP, VERSION
+        from avatar_worker.render.portrait import FaceGeometry, fit_transform
+
+        name = self.avatar_id.replace("_", "-").lower()
+        with self.plane.api_client() as api:
+            raw = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, AVATAR.plural, name
+            )
+        spec = Avatar.model_validate(raw).spec
+        face = FaceGeometry.from_face(spec.face)
+        scale, dx, dy = fit_transform((spec.image.width, spec.image.height), face, (width, height))
+        (cx, cy), mouth = face.transformed(scale, dx, dy).mouth_center, face.mouth_width * scale
+        return {"x": cx - mouth, "y": cy - mouth * 0.6, "width": 2 * mouth, "height": 1.4 * mouth}
+
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.api_key}
+
+
+def _admin(kubeconfig: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "api_shim.admin", f"--kubeconfig={kubeconfig}",
+         f"--namespace={NAMESPACE}", *args],
+        capture_output=True, text=True, check=False, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"api_shim.admin {args[0]} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.strip()
+
+
+def _astronaut_jpeg() -> bytes:
+    from PIL import Image
+    from skimage import data
+
+    buffer = io.BytesIO()
+    photo = data.astronaut()  # type: ignore[no-untyped-call]
+    Image.fromarray(photo).save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
+    """Everything up and the demo tenant and avatar created; all stopped in reverse on exit."""
+    with contextlib.ExitStack() as stack:
+        progress("control plane: etcd, kube-apiserver, scheduler, controller-manager, kwok")
+        plane = stack.enter_context(running_control_plane(bin_dir, directory / "controlplane"))
+        progress(f"livekit-server (dev mode) on {LOOPBACK}")
+        livekit = stack.enter_context(running_livekit_server(bin_dir, directory / "livekit"))
+        progress("CRDs and namespace")
+        install_crds(bin_dir / "kubectl", plane.kubeconfig)
+        with plane.api_client() as api:
+            core = k8s.CoreV1Api(api)
+            with contextlib.suppress(k8s.ApiException):
+                core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NAMESPACE)))
+        avatar_store = directory / "avatars"
+        avatar_store.mkdir(parents=True, exist_ok=True)
+        python_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
+
+        progress(f"local GPU node {NODE_NAME} (runs worker pods as processes)")
+        node_kubeconfig = plane.kubeconfig_for(
+            "node-local-gpu-0", f"system:node:{NODE_NAME}", ("system:nodes",)
+        )
+        runner = ManagedProcess(
+            "runner",
+            [sys.executable, "-m", "tools.localstack.runner",
+             f"--kubeconfig={node_kubeconfig}", f"--work-dir={directory / 'pods'}",
+             f"--image={WORKER_IMAGE}={sys.executable} -m avatar_worker",
+             f"--host-path={contract.AVATAR_STORE_DIR}={avatar_store}"],
+            directory / "logs" / "runner.log", env=python_env, cwd=REPO_ROOT,
+        )  # fmt: skip
+        stack.callback(runner.stop, 60)
+        with plane.api_client() as api:
+            core = k8s.CoreV1Api(api)
+
+            def node_ready() -> bool:
+                runner.check_alive()
+                return node_is_ready(core.read_node(NODE_NAME))
+
+            wait_for(node_ready, timeout=60, description=f"node {NODE_NAME} Ready")
+
+        progress("operator (python -m avatar_operator)")
+        operator = OperatorProcess(
+            plane.kubeconfig,
+            NAMESPACE,
+            directory / "logs",
+            env={
+                "FACECAST_START_TIMEOUT_SECONDS": "120",
+                "FACECAST_HEARTBEAT_TIMEOUT_SECONDS": "30",
+                "FACECAST_FINALIZE_TIMEOUT_SECONDS": "30",
+                "FACECAST_SWEEP_INTERVAL_SECONDS": "30",
+                "FACECAST_WORKER_IMAGE": WORKER_IMAGE,
+                "FACECAST_WORKER_RESOURCES": '{"requests": {"cpu": "1", "memory": "1Gi"}}',
+                "FACECAST_WORKER_TERMINATION_GRACE_SECONDS": "15",
+            },
+        )
+        operator.start()
+        stack.callback(operator.stop)
+
+        progress("API (python -m api_shim)")
+        port = free_port()
+        api_url = f"http://{LOOPBACK}:{port}"
+        api_process = ManagedProcess(
+            "api",
+            [sys.executable, "-m", "api_shim"],
+            directory / "logs" / "api.log",
+            env={
+                **python_env,
+                "FACECAST_NAMESPACE": NAMESPACE,
+                "FACECAST_KUBECONFIG": str(plane.kubeconfig),
+                "FACECAST_HOST": LOOPBACK,
+                "FACECAST_PORT": str(port),
+                "FACECAST_AVATAR_STORE": str(avatar_store),
+            },
+            cwd=REPO_ROOT,
+        )
+        stack.callback(api_process.stop)
+        wait_until_serving(api_process, lambda: http_ok(f"{api_url}/readyz"), timeout=90)
+
+        result = Stack(directory, plane, livekit, api_url, avatar_store)
+        progress(f"demo tenant '{TENANT}' and API key (python -m api_shim.admin)")
+        _admin(plane.kubeconfig, "create-tenant", TENANT, "--max-concurrent", "4",
+               "--qualities", "mock,lite")  # fmt: skip
+        result.api_key = _admin(plane.kubeconfig, "create-key", TENANT).splitlines()[-1]
+
+        progress("demo avatar: POST /v1/avatars with skimage.data.astronaut()")
+        response = httpx.post(
+            f"{api_url}/v1/avatars",
+            headers=result.headers(),
+            files={"file": ("astronaut.jpg", _astronaut_jpeg(), "image/jpeg")},
+            data={"display_name": "Astronaut (scikit-image sample)", "visibility": "tenant"},
+            timeout=120,
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /v1/avatars: {response.status_code} {response.text}")
+        result.avatar_id = response.json()["id"]
+        yield result
+
+
+def new_room() -> str:
+    return f"demo-{time.strftime('%H%M%S')}-{secrets.token_hex(3)}"
