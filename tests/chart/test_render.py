@@ -348,6 +348,27 @@ def test_tenant_admin_can_be_taken_off_the_api(helm: Helm) -> None:
     assert tenant_verbs(production) == ["get", "list"]
 
 
+def test_face_model_pack_is_mounted_read_only_when_given(helm: Helm) -> None:
+    def api_container(docs: list[Manifest]) -> dict[str, Any]:
+        container: dict[str, Any] = one(docs, "Deployment", API)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        return container
+
+    default = api_container(render(helm))
+    assert "FACECAST_FACE_MODEL_DIR" not in {e["name"] for e in default["env"]}
+    docs = render(helm, sets=["faceModels.claimName=insightface-buffalo"])
+    container = api_container(docs)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "face-models")
+    assert mount["readOnly"] is True
+    assert env["FACECAST_FACE_MODEL_DIR"] == mount["mountPath"]
+    volumes = one(docs, "Deployment", API)["spec"]["template"]["spec"]["volumes"]
+    claim = next(v for v in volumes if v["name"] == "face-models")["persistentVolumeClaim"]
+    assert claim == {"claimName": "insightface-buffalo", "readOnly": True}
+    assert ApiSettings.from_env(env).face_model_dir == mount["mountPath"]  # the API reads it
+
+
 def test_images_and_digests(helm: Helm) -> None:
     digest = "sha256:" + "a" * 64
     docs = render(helm, sets=[f"operator.image.digest={digest}", "worker.image.tag=1.2.3"])
