@@ -64,3 +64,22 @@ class Renderer(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class FrameByFrameRenderer:
+    """Shared shape of the CPU tiers: one frame per call, no look-ahead, a fixed size."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self._width, self._height = size
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self._width, self._height)
+
+    @property
+    def max_batch(self) -> int:
+        return 1
+
+    @property
+    def lookahead_frames(self) -> int:
+        return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from avatar_worker.render.base import RGBA_CHANNELS, FrameRequest, Frames
+from avatar_worker.render.base import RGBA_CHANNELS, FrameByFrameRenderer, FrameRequest, Frames
 from avatar_worker.render.portrait import Portrait, fit
 from avatar_worker.render.visemes import CLOSED, MouthShape
 
@@ -102,9 +102,9 @@ def idle_sway(t: float, eye_distance: float, opening: float) -> tuple[tuple[floa
     return (sx, sy), roll
 
 
-class LiteRenderer:
+class LiteRenderer(FrameByFrameRenderer):
     def __init__(self, portrait: Portrait, size: tuple[int, int], *, seed: int = 7) -> None:
-        self._width, self._height = size
+        super().__init__(size)
         fitted = fit(portrait, size)
         self.face = fitted.face  # geometry in output coordinates (tests read it)
         self._rgb = np.ascontiguousarray(fitted.image)
@@ -172,18 +172,6 @@ class LiteRenderer:
         self._mouth_box = (mx0, my0, mx1, my1)
 
     # -- Renderer -------------------------------------------------------------------------
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self._width, self._height)
-
-    @property
-    def max_batch(self) -> int:
-        return 1
-
-    @property
-    def lookahead_frames(self) -> int:
-        return 0
 
     def pose_at(self, request: FrameRequest) -> Pose:
         shift, roll = idle_sway(request.time_s, self._ied, request.mouth.open)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from avatar_worker.render.base import RGBA_CHANNELS, FrameRequest, Frames
+from avatar_worker.render.base import RGBA_CHANNELS, FrameByFrameRenderer, FrameRequest, Frames
 
 COLS = 6
 ROWS = 5
@@ -88,26 +88,14 @@ def level_of(opening: float) -> int:
     return round(min(1.0, max(0.0, opening)) * 7)
 
 
-class MockRenderer:
+class MockRenderer(FrameByFrameRenderer):
     """Draws the stamp of each request; a few microseconds of numpy per frame."""
 
     def __init__(self, width: int, height: int) -> None:
-        self._width, self._height = width, height
+        super().__init__((width, height))
         self._cells = _cells(width, height)
         self._background = np.full((height, width, RGBA_CHANNELS), _BACKGROUND, dtype=np.uint8)
         self._background[..., 3] = 255
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self._width, self._height)
-
-    @property
-    def max_batch(self) -> int:
-        return 1
-
-    @property
-    def lookahead_frames(self) -> int:
-        return 0
 
     def stamp(self, request: FrameRequest) -> Stamp:
         return Stamp(
