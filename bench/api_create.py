@@ -54,9 +54,9 @@ from avatar_crds.ids import (  # noqa: E402
 )
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION  # noqa: E402
 from avatar_crds.meta import API_VERSION, GROUP, VERSION  # noqa: E402
-from tests.integration.sessions import install_crds  # noqa: E402
 from tests.testenv.binaries import testenv_bin_dir  # noqa: E402
 from tests.testenv.controlplane import ControlPlane, running_control_plane  # noqa: E402
+from tests.testenv.crds import install_crds  # noqa: E402
 from tests.testenv.process import free_port  # noqa: E402
 
 GOAL = 1.20  # the API may add at most 20% to the API server's own cost

@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatar_crds import contract
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions, install_crds
+from tests.integration.sessions import Sessions
 from tests.testenv.binaries import testenv_bin_dir
 from tests.testenv.controlplane import running_control_plane
+from tests.testenv.crds import install_crds
 from tests.testenv.kwok import create_gpu_nodes
 from tests.testenv.process import free_port
 from tests.testenv.wait import wait_for

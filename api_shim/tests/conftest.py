@@ -8,12 +8,8 @@ import importlib
 import io
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 def _unshadow_api_shim() -> None:
@@ -80,47 +76,3 @@ def captured_logs() -> Iterator[io.StringIO]:
     finally:
         root.handlers, root.level = handlers, level
         structlog.reset_defaults()
-
-
-# --- the real control plane ----------------------------------------------------------------------
-
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds" / "manifests"
-CRD_ESTABLISHED_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="session")
-def facecast_crds(api_client: Any) -> None:
-    """Install (or update) the generated CRDs and wait until the API server serves them."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    extensions = client.ApiextensionsV1Api(api_client)
-    names = []
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        manifest = yaml.safe_load(path.read_text())
-        names.append(manifest["metadata"]["name"])
-        try:
-            extensions.create_custom_resource_definition(manifest)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            current = extensions.read_custom_resource_definition(manifest["metadata"]["name"])
-            assert current.metadata is not None
-            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
-            extensions.replace_custom_resource_definition(manifest["metadata"]["name"], manifest)
-
-    def established(name: str) -> bool:
-        crd = extensions.read_custom_resource_definition(name)
-        conditions = (crd.status and crd.status.conditions) or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT
-    pending = set(names)
-    while pending:
-        pending = {name for name in pending if not established(name)}
-        if pending and time.monotonic() > deadline:
-            raise AssertionError(
-                f"CRDs not Established after {CRD_ESTABLISHED_TIMEOUT}s: {pending}"
-            )
-        if pending:
-            time.sleep(0.1)

@@ -179,7 +179,7 @@ class Harness:
 def harness(
     control_plane: Any,
     api_client: client.ApiClient,
-    facecast_crds: None,
+    crds: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Harness]:
     core: Any = client.CoreV1Api(api_client)

@@ -231,7 +231,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster_namespace(api_client: client.ApiClient, facecast_crds: None) -> Iterator[str]:
+def cluster_namespace(api_client: client.ApiClient, crds: None) -> Iterator[str]:
     core: Any = client.CoreV1Api(api_client)
     name = f"api-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": name}})

@@ -86,7 +86,7 @@ async def _no_network(host: str, port: int) -> list[str]:
 def fuzz_target(
     control_plane: Any,
     api_client: client.ApiClient,
-    facecast_crds: None,
+    crds: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FuzzTarget]:
     """A namespace with a tenant that has room for every session the fuzzing makes, its key,

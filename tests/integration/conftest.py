@@ -10,13 +10,8 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions, install_crds
+from tests.integration.sessions import Sessions
 from tests.testenv.controlplane import ControlPlane
-
-
-@pytest.fixture(scope="session")
-def crds(control_plane: ControlPlane, testenv_bin: Path) -> None:
-    install_crds(testenv_bin / "kubectl", control_plane.kubeconfig)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -15,19 +13,6 @@ from avatar_crds.session import AvatarSession
 from tests.testenv.wait import wait_for
 
 AVATAR = "av-01jcz3v7m4q8r2t6w9x0y1z2a3"
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds" / "manifests"
-
-
-def install_crds(kubectl: Path, kubeconfig: Path) -> None:
-    """Apply the generated CRDs with the real kubectl and wait until they are served."""
-    base = [str(kubectl), f"--kubeconfig={kubeconfig}"]
-    for args in (
-        ["apply", "--server-side", "-f", str(CRD_DIR)],
-        ["wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR)],
-    ):
-        done = subprocess.run([*base, *args], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"kubectl {args[0]} failed:\n{done.stdout}{done.stderr}")
 
 
 class Sessions:

@@ -12,6 +12,7 @@ Stable fixture names (other tests rely on them):
   apiserver URL, ``.api_client()`` a new admin ``kubernetes.client.ApiClient``,
   ``.kubeconfig_for(name, user, groups)`` a kubeconfig for another identity,
   ``.kubeconfig_for_service_account(namespace, name)`` one holding a ServiceAccount token.
+- ``crds`` (session): Facecast's generated CRDs installed and Established.
 - ``kubeconfig`` (session) -> ``Path``: ``control_plane.kubeconfig``.
 - ``api_client`` (session) -> ``kubernetes.client.ApiClient`` (admin).
 - ``namespace`` (function) -> ``str``: a fresh namespace, deleted afterwards.
@@ -42,6 +43,7 @@ from kubernetes import client as k8s
 
 from tests.testenv.binaries import testenv_bin_dir
 from tests.testenv.controlplane import ControlPlane, running_control_plane
+from tests.testenv.crds import install_crds
 from tests.testenv.helm import Helm
 from tests.testenv.kwok import GpuNodeFactory, create_gpu_nodes, delete_nodes
 from tests.testenv.livekit_server import LiveKitServer, running_livekit_server
@@ -58,6 +60,12 @@ def control_plane(
 ) -> Iterator[ControlPlane]:
     with running_control_plane(testenv_bin, tmp_path_factory.mktemp("controlplane")) as plane:
         yield plane
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane, testenv_bin: Path) -> None:
+    """Facecast's generated CRDs, installed and Established in the control plane."""
+    install_crds(testenv_bin / "kubectl", control_plane.kubeconfig)
 
 
 @pytest.fixture(scope="session")

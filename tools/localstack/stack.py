@@ -21,8 +21,8 @@ from livekit import api as lkapi
 
 from avatar_crds import contract
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import install_crds
 from tests.testenv.controlplane import ControlPlane, running_control_plane
+from tests.testenv.crds import install_crds
 from tests.testenv.kwok import node_is_ready
 from tests.testenv.livekit_server import LiveKitServer, running_livekit_server
 from tests.testenv.probes import http_ok

@@ -95,13 +95,6 @@ def test_heartbeat_interval(tmp_path: Path) -> None:
 # -- the real API server --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def crds(control_plane: Any, testenv_bin: Path) -> None:
-    from tests.integration.sessions import install_crds
-
-    install_crds(testenv_bin / "kubectl", control_plane.kubeconfig)
-
-
 @pytest.fixture
 def kube(crds: None, api_client: k8s.ApiClient, namespace: str) -> tuple[k8s.ApiClient, str]:
     return api_client, namespace
