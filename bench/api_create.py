@@ -3,9 +3,11 @@ AvatarSession directly against the API server, on the real control plane, in the
 
     uv run --frozen --no-sync python bench/api_create.py [--requests 1000 --concurrency 50]
 
-Every path is driven by one httpx.AsyncClient with `--concurrency` workers and the same request
-count, after a warm-up, and stops early after `--max-seconds`. The paths take turns in
-`--rounds` rounds, so that load from elsewhere on the machine falls on all of them alike.
+Every path is driven by one aiohttp client session with `--concurrency` workers and the same
+request count (aiohttp rather than httpx: at a fifth of the CPU per request, the client leaves
+the machine's cores to the servers it measures), after a warm-up, and stops early after
+`--max-seconds`. The paths take turns in `--rounds` rounds, so that load from elsewhere on the
+machine falls on all of them alike.
 
 Two baselines: the AvatarSession alone (what the issue compares with), and the AvatarSession
 plus its token Secret, created one after the other as the API must (the Secret's owner
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import yaml
 from kubernetes import client as k8s
 
@@ -115,7 +117,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 async def run_phase(
     result: Result,
-    call: Callable[[int], Awaitable[httpx.Response]],
+    call: Call,
     *,
     requests: int,
     concurrency: int,
@@ -137,14 +139,14 @@ async def run_phase(
             began = time.perf_counter()
             try:
                 response = await call(index)
-            except httpx.HTTPError as error:
+            except aiohttp.ClientError as error:
                 key = type(error).__name__
                 result.errors[key] = result.errors.get(key, 0) + 1
                 continue
-            if response.status_code == 201:
+            if response.status == 201:
                 result.latencies.append(time.perf_counter() - began)
             else:
-                key = f"{response.status_code} {_error_code(response)}"
+                key = f"{response.status} {_error_code(response)}"
                 result.errors[key] = result.errors.get(key, 0) + 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -153,24 +155,54 @@ async def run_phase(
         result.cpu[name] = result.cpu.get(name, 0.0) + cpu_seconds(pid) - cpu_before[name]
 
 
-def _error_code(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Call = Callable[[int], Awaitable[Reply]]
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: bytes) -> Reply:
+    async with http.post(path, data=body, headers=JSON) as response:
+        return Reply(response.status, await response.read())
+
+
+def _error_code(response: Reply) -> str:
     try:
         return str(response.json()["error"]["code"])
     except (ValueError, KeyError, TypeError):
-        return response.text[:60]
+        return response.body[:60].decode(errors="replace")
 
 
 # --- the API server directly ---------------------------------------------------------------------
 
 
-def direct_client(plane: ControlPlane, limits: httpx.Limits) -> httpx.AsyncClient:
-    """httpx with the admin kubeconfig's client certificate, as the API's own client uses."""
+def direct_client(plane: ControlPlane, connections: int) -> aiohttp.ClientSession:
+    """With the admin kubeconfig's client certificate, as the API's own client uses."""
     config = yaml.safe_load(plane.kubeconfig.read_text())
     user = config["users"][0]["user"]
     context = ssl.create_default_context(cafile=config["clusters"][0]["cluster"][
         "certificate-authority"])  # fmt: skip
     context.load_cert_chain(user["client-certificate"], user["client-key"])
-    return httpx.AsyncClient(base_url=plane.server, verify=context, limits=limits, timeout=30.0)
+    return client_session(plane.server, connections, ssl=context)
+
+
+def client_session(
+    base_url: str, connections: int, *, ssl: ssl.SSLContext | bool = False, **options: Any
+) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        # Idle while the other paths take their turn: drop a connection before uvicorn does
+        # (after 5 s), rather than reuse one it is closing.
+        connector=aiohttp.TCPConnector(ssl=ssl, limit=connections, keepalive_timeout=4.0),
+        timeout=aiohttp.ClientTimeout(total=30.0),
+        **options,
+    )
 
 
 class DirectPath:
@@ -178,7 +210,7 @@ class DirectPath:
     request only puts a fresh name in (cheaply, so the client costs little)."""
 
     def __init__(
-        self, http: httpx.AsyncClient, namespace: str, tenant: str, avatar_id: str
+        self, http: aiohttp.ClientSession, namespace: str, tenant: str, avatar_id: str
     ) -> None:
         self.http = http
         self.namespace = namespace
@@ -196,10 +228,10 @@ class DirectPath:
         self.sessions = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{AVATAR_SESSION.plural}"
         self.secrets = f"/api/v1/namespaces/{namespace}/secrets"
 
-    async def create(self, *, with_secret: bool) -> httpx.Response:
+    async def create(self, *, with_secret: bool) -> Reply:
         body = self.template.replace(self.placeholder, new_session_name())
-        response = await self.http.post(self.sessions, content=body, headers=JSON)
-        if not with_secret or response.status_code != 201:
+        response = await post(self.http, self.sessions, body.encode())
+        if not with_secret or response.status != 201:
             return response
         created = response.json()
         secret = mapping.token_secret_body(
@@ -209,7 +241,7 @@ class DirectPath:
             tenant=self.tenant,
             token=WORKER_TOKEN,
         )
-        return await self.http.post(self.secrets, json=secret)
+        return await post(self.http, self.secrets, json.dumps(secret).encode())
 
 
 JSON = {"content-type": "application/json"}
@@ -251,15 +283,16 @@ def start_api(plane: ControlPlane, namespace: str, port: int, log: Path) -> subp
         )
 
 
-async def wait_for_api(http: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+async def wait_for_api(http: aiohttp.ClientSession, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + API_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the API exited with {process.returncode}")
         try:
-            if (await http.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
+            async with http.get("/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.2)
     raise RuntimeError(f"the API did not become ready in {API_START_TIMEOUT}s")
@@ -305,7 +338,7 @@ async def prepare_namespace(
     k8s.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, AVATAR.plural, avatar_body(avatar_id, tenant)
     )
-    kube = Kube(plane.api_client(), namespace, threads=2, timeout=30.0)
+    kube = Kube(api.configuration, namespace, timeout=30.0)
     try:
         await admin.create_tenant(
             kube,
@@ -320,11 +353,8 @@ async def prepare_namespace(
         )
         key, _ = await admin.create_key(kube, tenant, "bench")
     finally:
-        kube.close()
+        await kube.aclose()
     return tenant, key, avatar_id
-
-
-Call = Callable[[int], Awaitable[httpx.Response]]
 
 
 async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespace) -> None:
@@ -336,21 +366,11 @@ async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespac
     port = free_port()
     process = start_api(plane, namespace, port, Path(args.work) / "api.log")
     pids["api"] = process.pid
-    limits = httpx.Limits(
-        max_connections=args.concurrency,
-        max_keepalive_connections=args.concurrency,
-        # Idle while the other paths take their turn: drop a connection before uvicorn does
-        # (after 5 s), rather than reuse one it is closing.
-        keepalive_expiry=4.0,
-    )
     try:
         async with (
-            direct_client(plane, limits) as direct_http,
-            httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}",
-                headers={"x-api-key": key},
-                limits=limits,
-                timeout=30.0,
+            direct_client(plane, args.concurrency) as direct_http,
+            client_session(
+                f"http://127.0.0.1:{port}", args.concurrency, headers={"x-api-key": key}
             ) as api_http,
         ):
             await wait_for_api(api_http, process)
@@ -363,15 +383,15 @@ async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespac
 
                 async def direct(
                     _: int, path: DirectPath = path, with_secret: bool = with_secret
-                ) -> httpx.Response:
+                ) -> Reply:
                     return await path.create(with_secret=with_secret)
 
                 name = "API server: session + Secret" if with_secret else "API server: session"
                 paths.append((Result(name), direct))
-            body = api_request(api_avatar)
+            body = json.dumps(api_request(api_avatar)).encode()
 
-            async def through_api(_: int) -> httpx.Response:
-                return await api_http.post("/v1/sessions", json=body)
+            async def through_api(_: int) -> Reply:
+                return await post(api_http, "/v1/sessions", body)
 
             paths.append((Result("API: POST /v1/sessions"), through_api))
 

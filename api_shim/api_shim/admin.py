@@ -195,18 +195,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value
     }
     settings = replace(settings, **overrides)
-    kube = Kube.from_settings(settings)
     try:
-        asyncio.run(_run(args, kube))
+        asyncio.run(_run_closing(args, Kube.from_settings(settings)))
     except (AdminError, ValidationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ApiError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
-    finally:
-        kube.close()
     return 0
+
+
+async def _run_closing(args: argparse.Namespace, kube: Kube) -> None:
+    try:
+        await _run(args, kube)
+    finally:
+        await kube.aclose()
 
 
 if __name__ == "__main__":

@@ -1,38 +1,41 @@
-"""Thin async adapter over the (blocking) kubernetes client: each call runs on a bounded thread
-pool, and client errors become the API's own errors. Nothing here knows about HTTP routes."""
+"""Thin async adapter over the Kubernetes REST API, on aiohttp: no worker threads, and its C
+HTTP parser keeps the cost of a call to a fraction of the official (blocking) client's, which
+is what POST /v1/sessions mostly spends (bench/api_create.py). Credentials come from the
+official client's loaders. Client errors become the API's own errors. Nothing here knows about
+HTTP routes."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import itertools
 import json
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import time
 from typing import Any, TypeVar
 
+import aiohttp
 import structlog
-import urllib3
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ValidationError
 
+from api_shim.avatar_index import AvatarIndex
 from api_shim.errors import internal_error, service_unavailable
 from api_shim.session_index import SessionIndex
 from api_shim.settings import Settings
 from avatar_crds import contract
 from avatar_crds.avatar import Avatar
+from avatar_crds.connection import bearer_token, tls_context
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION, TENANT
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession
 from avatar_crds.tenant import Tenant
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 log = structlog.get_logger("api_shim.kube")
 
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 FIELD_MANAGER = "facecast-api"
+_MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubeConflictError(Exception):
@@ -43,7 +46,7 @@ class KubeInvalidError(Exception):
     """The API server refused the object as invalid (CRD schema or CEL rule)."""
 
 
-def api_client_from_settings(settings: Settings) -> client.ApiClient:
+def configuration_from_settings(settings: Settings) -> client.Configuration:
     """From `settings.kubeconfig`, else the pod's service account, else ~/.kube/config."""
     configuration = client.Configuration()
     if settings.kubeconfig:
@@ -53,86 +56,95 @@ def api_client_from_settings(settings: Settings) -> client.ApiClient:
             config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
-    # One connection per worker thread, so concurrent calls never queue for a socket.
-    configuration.connection_pool_maxsize = settings.kube_threads
-    return client.ApiClient(configuration=configuration)
+    return configuration
 
 
 class Kube:
     def __init__(
-        self, api_client: client.ApiClient, namespace: str, *, threads: int, timeout: float
+        self,
+        configuration: client.Configuration,
+        namespace: str,
+        *,
+        timeout: float,
+        connections: int = 32,
     ) -> None:
         self.namespace = namespace
-        self._api_client = api_client
-        self._custom = client.CustomObjectsApi(api_client)
-        # Any: its methods are typed for V1 model objects, and we pass plain manifests.
-        self._core: Any = client.CoreV1Api(api_client)
+        self._configuration = configuration
         self._timeout = timeout
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self._connections = connections
+        self._ssl = tls_context(configuration)
+        self._http: aiohttp.ClientSession | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
         self._session_index: SessionIndex | None = None
+        self._avatar_index: AvatarIndex | None = None
+        self._custom_base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}"
+        self._secrets = f"/api/v1/namespaces/{namespace}/secrets"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Kube:
         return cls(
-            api_client_from_settings(settings),
+            configuration_from_settings(settings),
             settings.namespace,
-            threads=settings.kube_threads,
             timeout=settings.kube_request_timeout_seconds,
+            connections=settings.kube_connections,
         )
 
+    async def aclose(self) -> None:
+        """Close now, connections included (from the event loop that served)."""
+        http = self._http
+        if http is not None and self._http_loop is asyncio.get_running_loop():
+            await http.close()
+        self.close()
+
     def close(self) -> None:
-        if self._session_index is not None:
-            self._session_index.stop()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._api_client.close()
+        """Stop the indexes and forget the connections (they close when collected; aclose,
+        from the serving loop, closes them at once)."""
+        for index in (self._session_index, self._avatar_index):
+            if index is not None:
+                index.stop()
+        self._http = self._http_loop = None
 
     @property
     def session_index(self) -> SessionIndex:
         """The watch-backed index of this namespace's sessions (started on first use, stopped
-        by close). Its watch has a connection of its own, beside the worker threads' pool."""
+        by close)."""
         if self._session_index is None:
-            own_client = client.ApiClient(configuration=self._api_client.configuration)
             self._session_index = SessionIndex(
-                own_client, self.namespace, request_timeout=self._timeout
+                client.ApiClient(self._configuration), self.namespace, request_timeout=self._timeout
             )
         return self._session_index
+
+    @property
+    def avatar_index(self) -> AvatarIndex:
+        """The watch-backed cache of this namespace's avatars (started on first use, stopped
+        by close)."""
+        if self._avatar_index is None:
+            self._avatar_index = AvatarIndex(
+                client.ApiClient(self._configuration), self.namespace, request_timeout=self._timeout
+            )
+        return self._avatar_index
 
     # --- sessions ------------------------------------------------------------------------------
 
     async def get_session(self, name: str) -> AvatarSession | None:
-        raw = await self._get_custom(AVATAR_SESSION.plural, name)
+        raw = await self._get(AVATAR_SESSION.plural, name)
         return None if raw is None else AvatarSession.model_validate(raw)
 
     async def list_sessions(self, label_selector: str) -> list[AvatarSession]:
-        return await self._list_custom(AVATAR_SESSION.plural, label_selector, AvatarSession)
+        return await self._list(AVATAR_SESSION.plural, label_selector, AvatarSession)
 
     async def create_session(self, body: dict[str, Any]) -> AvatarSession:
-        raw = await self._run(
-            self._custom.create_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            AVATAR_SESSION.plural,
-            body,
-            field_manager=FIELD_MANAGER,
-        )
+        raw = await self._create(self._custom(AVATAR_SESSION.plural), body)
         return AvatarSession.model_validate(raw)
 
     async def patch_session(self, name: str, patch: dict[str, Any]) -> AvatarSession | None:
         """JSON merge patch of the main resource (spec, metadata); None if it is gone. A
         `metadata.resourceVersion` in the patch makes it conditional (KubeConflictError if
         stale)."""
+        path = self._custom(AVATAR_SESSION.plural, name)
         try:
-            raw = await self._run(
-                self._custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                AVATAR_SESSION.plural,
-                name,
-                patch,
-                field_manager=FIELD_MANAGER,
-                _content_type="application/merge-patch+json",
+            raw = await self._request(
+                "PATCH", path, body=patch, content_type=_MERGE_PATCH, params=_MANAGED
             )
         except _NotFoundError:
             return None
@@ -141,53 +153,26 @@ class Kube:
     async def delete_session(self, name: str) -> None:
         """Background propagation: the owned Secret (and the worker pod) go with it. Gone
         already is fine."""
-        try:
-            await self._run(
-                self._custom.delete_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                AVATAR_SESSION.plural,
-                name,
-                propagation_policy="Background",
-            )
-        except _NotFoundError:
-            return
+        await self._delete(AVATAR_SESSION.plural, name, {"propagationPolicy": "Background"})
 
     async def create_token_secret(self, body: dict[str, Any]) -> None:
-        await self._run(self._create_secret_unread, body)
-
-    def _create_secret_unread(self, body: dict[str, Any], **options: Any) -> None:
-        # The reply echoes the token: read it off the wire unparsed and drop it.
-        response = self._core.create_namespaced_secret(
-            self.namespace, body, field_manager=FIELD_MANAGER, _preload_content=False, **options
-        )
-        response.drain_conn()
-        response.release_conn()
+        # The reply echoes the token: it is read off the wire unparsed and dropped.
+        await self._request("POST", self._secrets, body=body, params=_MANAGED, read=False)
 
     # --- tenants and avatars -------------------------------------------------------------------
 
     async def get_tenant(self, name: str) -> Tenant | None:
-        raw = await self._get_custom(TENANT.plural, name)
+        raw = await self._get(TENANT.plural, name)
         return None if raw is None else Tenant.model_validate(raw)
 
     async def list_tenants(self) -> list[Tenant]:
-        return await self._list_custom(TENANT.plural, None, Tenant)
+        return await self._list(TENANT.plural, None, Tenant)
 
     async def create_tenant(self, tenant: Tenant) -> Tenant:
         body = tenant.to_k8s()
         body.pop("status", None)
         body["metadata"] = {"name": tenant.metadata.name, "labels": tenant.metadata.labels}
-        raw = await self._run(
-            self._custom.create_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            TENANT.plural,
-            body,
-            field_manager=FIELD_MANAGER,
-        )
-        return Tenant.model_validate(raw)
+        return Tenant.model_validate(await self._create(self._custom(TENANT.plural), body))
 
     async def replace_tenant_spec(self, tenant: Tenant) -> Tenant:
         """Conditional on the resourceVersion it was read at (KubeConflictError if it moved)."""
@@ -195,92 +180,64 @@ class Kube:
             "metadata": {"resourceVersion": tenant.metadata.resource_version},
             "spec": tenant.spec.to_k8s(),
         }
-        raw = await self._run(
-            self._custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            TENANT.plural,
-            tenant.metadata.name or "",
-            patch,
-            field_manager=FIELD_MANAGER,
-            _content_type="application/merge-patch+json",
+        path = self._custom(TENANT.plural, tenant.metadata.name or "")
+        raw = await self._request(
+            "PATCH", path, body=patch, content_type=_MERGE_PATCH, params=_MANAGED
         )
         return Tenant.model_validate(raw)
 
     async def get_avatar(self, name: str) -> Avatar | None:
-        raw = await self._get_custom(AVATAR.plural, name)
+        raw = await self._get(AVATAR.plural, name)
         return None if raw is None else Avatar.model_validate(raw)
 
+    async def find_avatar(self, name: str) -> Avatar | None:
+        """From the avatar index when it has it, else from the API server (an avatar made a
+        moment ago, or by another replica, may not be in the index yet). One deleted a moment
+        ago may still be found: the operator then fails the session with `avatar_not_found`."""
+        return self.avatar_index.get(name) or await self.get_avatar(name)
+
     async def list_avatars(self, label_selector: str | None = None) -> list[Avatar]:
-        return await self._list_custom(AVATAR.plural, label_selector, Avatar)
+        return await self._list(AVATAR.plural, label_selector, Avatar)
 
     async def create_avatar(self, body: dict[str, Any]) -> Avatar:
-        raw = await self._run(
-            self._custom.create_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            AVATAR.plural,
-            body,
-            field_manager=FIELD_MANAGER,
-        )
-        return Avatar.model_validate(raw)
+        return Avatar.model_validate(await self._create(self._custom(AVATAR.plural), body))
 
     async def delete_avatar(self, name: str) -> None:
         """Gone already is fine."""
-        try:
-            await self._run(
-                self._custom.delete_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                AVATAR.plural,
-                name,
-            )
-        except _NotFoundError:
-            return
+        await self._delete(AVATAR.plural, name)
+        if self._avatar_index is not None:
+            self._avatar_index.forget(name)
 
     async def ping(self) -> None:
         """Cheap proof that the API server answers and we may read our resources."""
-        await self._run(
-            self._custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            TENANT.plural,
-            limit=1,
-        )
+        await self._request("GET", self._custom(TENANT.plural), params={"limit": "1"})
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    async def _get_custom(self, plural: str, name: str) -> dict[str, Any] | None:
+    def _custom(self, plural: str, name: str = "") -> str:
+        path = f"{self._custom_base}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            raw = await self._run(
-                self._custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                plural,
-                name,
-            )
+            return await self._request("GET", self._custom(plural, name))
         except _NotFoundError:
             return None
-        return _as_dict(raw)
 
-    async def _list_custom(
-        self, plural: str, label_selector: str | None, model: type[M]
-    ) -> list[M]:
-        raw = await self._run(
-            self._custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            plural,
-            label_selector=label_selector,
-        )
+    async def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", path, body=body, params=_MANAGED)
+
+    async def _delete(self, plural: str, name: str, params: dict[str, str] | None = None) -> None:
+        try:
+            await self._request("DELETE", self._custom(plural, name), params=params)
+        except _NotFoundError:
+            return
+
+    async def _list(self, plural: str, label_selector: str | None, model: type[M]) -> list[M]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        raw = await self._request("GET", self._custom(plural), params=params)
         items: list[M] = []
-        for item in _as_dict(raw).get("items", []):
+        for item in raw.get("items", []):
             try:
                 items.append(model.model_validate(item))
             except ValidationError as error:
@@ -289,53 +246,115 @@ class Kube:
                 log.warning("skipping_invalid_object", plural=plural, name=name, error=str(error))
         return items
 
-    async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        bound = functools.partial(call, *args, _request_timeout=self._timeout, **kwargs)
+    def _client(self) -> aiohttp.ClientSession:
+        """The connection pool of the running event loop (in the server there is one; tests
+        run each in a loop of its own)."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, bound)
-        except ApiException as error:
-            raise _translate(error) from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            log.warning("kubernetes_unreachable", error_type=type(error).__name__)
-            raise service_unavailable(
-                "kubernetes_unavailable",
-                "The cluster is not answering. Retry later.",
-                retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS,
-            ) from None
+        if self._http is None or self._http_loop is not loop:
+            self._http_loop = loop
+            self._http = aiohttp.ClientSession(
+                base_url=self._configuration.host,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._connections),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                raise_for_status=False,
+            )
+        return self._http
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+        read: bool = True,
+    ) -> dict[str, Any]:
+        """The reply's JSON object ({} when `read` is False); errors translated. A 429 or 503
+        with Retry-After (the API server's "storage is (re)initializing", or priority and
+        fairness shedding load) was refused before anything was done, so it is retried, as
+        client-go does, a few times within the request timeout."""
+        headers = {"Accept": "application/json"}
+        token = bearer_token(self._configuration)
+        if token:
+            headers["Authorization"] = token
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        deadline = time.monotonic() + self._timeout
+        for attempt in itertools.count():
+            try:
+                async with self._client().request(
+                    method, path, data=data, params=params, headers=headers
+                ) as response:
+                    if response.status < 400:
+                        if not read:
+                            await response.read()
+                            return {}
+                        return _as_dict(await response.json(content_type=None))
+                    reply = await response.read()
+                    wait = _retry_after(response.status, response.headers.get("Retry-After"))
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                log.warning("kubernetes_unreachable", error_type=type(error).__name__)
+                raise service_unavailable(
+                    "kubernetes_unavailable",
+                    "The cluster is not answering. Retry later.",
+                    retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS,
+                ) from None
+            if wait is None or attempt >= MAX_RETRIES or time.monotonic() + wait > deadline:
+                raise _translate(response.status, response.reason, reply)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+MAX_RETRIES = 3
+MAX_RETRY_WAIT_SECONDS = 2.0
+
+
+def _retry_after(status: int, header: str | None) -> float | None:
+    """Seconds to wait before trying again, or None if this reply is final."""
+    if status not in (429, 503) or header is None:
+        return None
+    try:
+        return min(max(float(header), 0.0), MAX_RETRY_WAIT_SECONDS)
+    except ValueError:
+        return None
+
+
+_MANAGED = {"fieldManager": FIELD_MANAGER}
 
 
 class _NotFoundError(Exception):
     pass
 
 
-def _translate(error: ApiException) -> Exception:
+def _translate(status: int, reason: str | None, body: bytes) -> Exception:
     """Only status and reason are logged: a response body may echo what was sent."""
-    status = error.status or 0
     if status == 404:
         return _NotFoundError()
     if status == 409:
-        return KubeConflictError(error.reason)
+        return KubeConflictError(reason)
     if status == 422:
-        return KubeInvalidError(_status_message(error))
+        return KubeInvalidError(_status_message(body, reason))
     if status == 429 or status >= 500:
-        log.warning("kubernetes_busy", status=status, reason=error.reason)
+        log.warning("kubernetes_busy", status=status, reason=reason)
         return service_unavailable(
             "kubernetes_unavailable",
             "The cluster is busy. Retry later.",
             retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS,
         )
-    log.error("kubernetes_refused", status=status, reason=error.reason)
+    log.error("kubernetes_refused", status=status, reason=reason)
     return internal_error()
 
 
-def _status_message(error: ApiException) -> str:
+def _status_message(body: bytes, reason: str | None) -> str:
     """The `message` of a Kubernetes Status reply (for a CR, not a Secret: safe to read)."""
     try:
-        body = json.loads(error.body or "{}")
+        status = json.loads(body or b"{}")
     except ValueError:
-        return str(error.reason)
-    return str(body.get("message", error.reason)) if isinstance(body, dict) else str(error.reason)
+        return str(reason)
+    return str(status.get("message", reason)) if isinstance(status, dict) else str(reason)
 
 
 def _as_dict(raw: object) -> dict[str, Any]:

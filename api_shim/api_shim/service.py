@@ -122,7 +122,7 @@ class SessionService:
         if request.avatar is not None:
             return await self._create_with_inline_avatar(principal, request, labels, annotations)
         avatar_id = request.avatar_id or ""
-        avatar = await self._kube.get_avatar(to_resource_name(avatar_id, AVATAR_PREFIX))
+        avatar = await self._kube.find_avatar(to_resource_name(avatar_id, AVATAR_PREFIX))
         policy.check_avatar(avatar, tenant=principal.tenant, avatar_id=avatar_id)
         name = to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
 

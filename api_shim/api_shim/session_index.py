@@ -29,23 +29,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 from pydantic import ValidationError
 
 from api_shim import mapping
 from api_shim.errors import ApiError
+from api_shim.informer import Informer
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
-from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession
 
-log = structlog.get_logger("api_shim.session_index")
-
 SELECTOR = f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY}"
-WATCH_SECONDS = 240  # the API server ends each watch after this; it resumes where it was
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after an error, the n-th time in a row
 # A create this process finished is trusted to the watch (or to a LIST started later) to
 # report. Should neither ever do so (a delete in a watch gap), it stops counting after this.
 PENDING_GRACE_SECONDS = 60.0
@@ -103,9 +97,6 @@ class SessionIndex:
         """`autostart=False` (tests): no watch thread; feed it with `_replace` and `_apply`."""
         self.namespace = namespace
         self._autostart = autostart
-        self._api_client = api_client
-        self._custom = client.CustomObjectsApi(api_client)
-        self._request_timeout = request_timeout
         self._clock = clock
         # Everything below is shared by the watch thread and the event loop; every access
         # holds the lock, and nothing that holds it waits for anything.
@@ -116,9 +107,17 @@ class SessionIndex:
         self._pending: dict[str, _Pending] = {}
         self._listings: list[float] = []  # start times of the admission LISTs in flight
         self._synced = False
-        self._stopped = threading.Event()
-        self._watch: watch.Watch | None = None
-        self._thread: threading.Thread | None = None
+        self._informer = Informer(
+            api_client,
+            namespace,
+            AVATAR_SESSION.plural,
+            label_selector=SELECTOR,
+            request_timeout=request_timeout,
+            on_list=self._replace,
+            on_event=self._apply,
+            on_lost=self._lost,
+            clock=clock,
+        )
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -221,7 +220,7 @@ class SessionIndex:
             if known or now - pending.done_at > PENDING_GRACE_SECONDS:
                 del self._pending[name]
 
-    # --- the informer --------------------------------------------------------------------------
+    # --- fed by the informer ------------------------------------------------------------------
 
     @property
     def synced(self) -> bool:
@@ -229,62 +228,14 @@ class SessionIndex:
             return self._synced
 
     def start(self) -> None:
-        """Start the watch thread once; cheap to call again."""
-        with self._lock:
-            if self._thread is not None or self._stopped.is_set():
-                return
-            thread = self._thread = threading.Thread(
-                target=self._run, name=f"session-index-{self.namespace}", daemon=True
-            )
-        thread.start()
+        self._informer.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        current = self._watch
-        if current is not None:
-            current.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._api_client.close()
+        self._informer.stop()
 
-    def _run(self) -> None:
-        failures = 0
-        while not self._stopped.is_set():
-            try:
-                version = self._relist()
-                failures = 0
-                while not self._stopped.is_set():
-                    version = self._watch_from(version)
-            except Exception as error:
-                with self._lock:
-                    self._synced = False
-                if self._stopped.is_set():
-                    return
-                status = error.status if isinstance(error, ApiException) else None
-                if status != 410:  # an expired version only means: list again
-                    log.warning(
-                        "session_index_unavailable",
-                        error_type=type(error).__name__,
-                        status=status,
-                        retry_in=RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)],
-                    )
-                    self._stopped.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-                    failures += 1
-
-    def _relist(self) -> str:
-        started = self._clock()
-        raw = self._custom.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            AVATAR_SESSION.plural,
-            label_selector=SELECTOR,
-            _request_timeout=self._request_timeout,
-        )
-        if not isinstance(raw, dict):
-            raise TypeError(f"expected a JSON object from the API server, got {type(raw)}")
-        self._replace(raw.get("items", []), started)
-        return str(raw["metadata"]["resourceVersion"])
+    def _lost(self) -> None:
+        with self._lock:
+            self._synced = False
 
     def _replace(self, items: Iterable[dict[str, Any]], started: float) -> None:
         """A LIST started at `started` is the new truth; the index is in sync."""
@@ -303,33 +254,7 @@ class SessionIndex:
                     pending.seen = True
             self._synced = True
 
-    def _watch_from(self, version: str) -> str:
-        """Apply events until the API server ends the watch; the version to resume from."""
-        stream = watch.Watch()
-        self._watch = stream
-        try:
-            for event in stream.stream(
-                self._custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                AVATAR_SESSION.plural,
-                label_selector=SELECTOR,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
-                _request_timeout=WATCH_SECONDS + self._request_timeout,
-            ):
-                self._apply(event["type"], event["raw_object"])
-                if self._stopped.is_set():
-                    break
-        finally:
-            self._watch = None
-        return str(stream.resource_version or version)
-
     def _apply(self, kind: str, raw: dict[str, Any]) -> None:
-        if kind not in ("ADDED", "MODIFIED", "DELETED"):
-            return  # BOOKMARK: only moves the version on
         name, entry = _entry_of(raw)
         with self._lock:
             pending = self._pending.get(name)

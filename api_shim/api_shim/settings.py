@@ -31,8 +31,8 @@ class Settings:
     # An unknown key reloads the cache at most this often, so random keys cannot flood the
     # API server; 0 reloads on every miss (tests).
     auth_miss_reload_seconds: float = 1.0
-    # Threads for blocking Kubernetes client calls, and HTTP connections to the API server.
-    kube_threads: int = 32
+    # HTTP connections to the API server (requests beyond this wait for one to free up).
+    kube_connections: int = 32
     kube_request_timeout_seconds: float = 10.0
     # Bodies beyond this are refused before parsing (the largest valid one is ~20 KiB).
     max_body_bytes: int = 64 * 1024

@@ -185,7 +185,7 @@ def harness(
     core: Any = client.CoreV1Api(api_client)
     namespace = f"avatars-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": namespace}})
-    kube = Kube(control_plane.api_client(), namespace, threads=4, timeout=10.0)
+    kube = Kube(api_client.configuration, namespace, timeout=10.0)
     pipeline = AvatarPipeline(BlazeFaceDetector)
     yield Harness(kube, api_client, namespace, tmp_path_factory.mktemp("avatar-store"), pipeline)
     pipeline.close()

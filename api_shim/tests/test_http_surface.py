@@ -27,8 +27,7 @@ MAX_BODY = 4096
 def offline_app() -> Iterator[FastAPI]:
     configuration = client.Configuration()
     configuration.host = "http://127.0.0.1:1"  # nothing listens on port 1
-    configuration.retries = 0
-    kube = Kube(client.ApiClient(configuration), "facecast", threads=2, timeout=2.0)
+    kube = Kube(configuration, "facecast", timeout=2.0)
     # POST /v1/sessions may carry an inline image, so it has the image limit: the same here.
     app = create_app(Settings(max_body_bytes=MAX_BODY, max_image_body_bytes=MAX_BODY), kube)
 

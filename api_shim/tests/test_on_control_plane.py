@@ -243,7 +243,7 @@ def cluster_namespace(api_client: client.ApiClient, crds: None) -> Iterator[str]
 def cluster(
     control_plane: Any, api_client: client.ApiClient, cluster_namespace: str
 ) -> Iterator[Cluster]:
-    kube = Kube(control_plane.api_client(), cluster_namespace, threads=8, timeout=10.0)
+    kube = Kube(api_client.configuration, cluster_namespace, timeout=10.0)
     yield Cluster(kube=kube, admin_client=api_client, namespace=cluster_namespace)
     kube.close()
 
@@ -719,6 +719,40 @@ async def test_the_admission_index_follows_the_cluster_and_admits_without_listin
     assert len([s for s in cluster.sessions_of(acme) if "deletionTimestamp" not in s["metadata"]])
 
 
+async def test_sessions_find_their_avatar_in_the_watched_cache_and_a_deleted_one_is_404(
+    cluster: Cluster, make_request: RequestFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the avatar index has seen an avatar, creating a session reads nothing from the API
+    server for it; when the avatar is deleted (by anyone) the index drops it, and the session
+    is refused after a read that confirms it is gone."""
+    acme = await cluster.tenant()
+    avatar = cluster.avatar(acme)
+    name = to_resource_name(avatar, "av")
+    index = cluster.kube.avatar_index
+    await eventually(lambda: index.get(name), within=WAIT_TIMEOUT, what="the index to see it")
+    reads = 0
+    get_avatar = cluster.kube.get_avatar
+
+    async def counted(avatar_name: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return await get_avatar(avatar_name)
+
+    monkeypatch.setattr(cluster.kube, "get_avatar", counted)
+    async with cluster.api() as http:
+        await _created(http, acme, make_request(avatar_id=avatar))
+        assert reads == 0
+        cluster.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, AVATAR.plural, name
+        )
+        await eventually(
+            lambda: index.get(name) is None or None, within=WAIT_TIMEOUT, what="it to go"
+        )
+        response = await _create(http, acme, make_request(avatar_id=avatar))
+    error_of(response, 404, "not_found", "avatar_not_found")
+    assert reads == 1
+
+
 async def test_unknown_or_foreign_avatars_are_404_but_public_ones_are_usable(
     cluster: Cluster, make_request: RequestFactory
 ) -> None:
@@ -758,7 +792,7 @@ async def test_a_full_queue_is_503_at_capacity_with_retry_after(
     namespace = f"cap-{uuid.uuid4().hex[:10]}"
     cluster.core.create_namespace({"metadata": {"name": namespace}})
     try:
-        kube = Kube(cluster.admin_client, namespace, threads=4, timeout=10.0)
+        kube = Kube(cluster.admin_client.configuration, namespace, timeout=10.0)
         isolated = Cluster(kube=kube, admin_client=cluster.admin_client, namespace=namespace)
         acme, globex = await isolated.tenant(), await isolated.tenant()
         settings = replace(BASE_SETTINGS, max_queued=2, at_capacity_retry_after_seconds=7)
@@ -769,7 +803,7 @@ async def test_a_full_queue_is_503_at_capacity_with_retry_after(
         error_of(response, 503, "service_unavailable", "at_capacity")
         assert response.headers["retry-after"] == "7"
     finally:
-        kube.session_index.stop()  # not kube.close(): its client is the shared admin one
+        await kube.aclose()
         cluster.core.delete_namespace(namespace)
 
 
@@ -1028,7 +1062,7 @@ async def test_a_secret_that_cannot_be_made_leaves_no_session_behind(
         error_of(response, 500, "internal", "internal_error")
         assert cluster.sessions_of(acme) == []
     finally:
-        limited.close()
+        await limited.aclose()
 
 
 async def _until_allowed(call: Callable[[], Awaitable[None]]) -> None:

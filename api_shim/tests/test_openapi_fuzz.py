@@ -54,7 +54,7 @@ def _document_app() -> FastAPI:
     """The app as far as /openapi.json goes: the document depends on no cluster, so it is loaded
     when pytest collects this module (one test per operation). Requests go to the fixture's
     app on the real control plane, which serves the same document."""
-    kube = Kube(client.ApiClient(), "facecast", threads=1, timeout=1.0)
+    kube = Kube(client.Configuration(), "facecast", timeout=1.0)
     kube.close()  # never called: serving the document touches no cluster
     return create_app(Settings(), kube)
 
@@ -94,7 +94,7 @@ def fuzz_target(
     core: Any = client.CoreV1Api(api_client)
     namespace = f"fuzz-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": namespace}})
-    kube = Kube(control_plane.api_client(), namespace, threads=8, timeout=10.0)
+    kube = Kube(api_client.configuration, namespace, timeout=10.0)
     try:
         key = asyncio.run(_seed(kube, client.CustomObjectsApi(api_client)))
         app = create_app(

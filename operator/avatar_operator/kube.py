@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ssl
 from collections.abc import Generator
 from typing import Any
 
 import httpx
 from kubernetes import client, config
 
+from avatar_crds.connection import bearer_token, tls_context
 from avatar_crds.kinds import AVATAR_SESSION, TENANT
 from avatar_crds.meta import GROUP, VERSION
 
@@ -47,8 +47,7 @@ class _TokenAuth(httpx.Auth):
         self.cfg = cfg
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        # kubernetes>=37 keeps the token under "BearerToken"; older loaders used "authorization".
-        token = self.cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+        token = bearer_token(self.cfg)
         if token:
             request.headers["Authorization"] = token
         yield request
@@ -78,7 +77,7 @@ class Kube:
         cfg = load_configuration(kubeconfig)
         http = httpx.AsyncClient(
             base_url=cfg.host,
-            verify=_tls_context(cfg),
+            verify=tls_context(cfg),
             auth=_TokenAuth(cfg),
             timeout=httpx.Timeout(30.0),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
@@ -169,15 +168,6 @@ class Kube:
     ) -> dict[str, Any] | None:
         path = self.path("AvatarSession", namespace, name)
         return await self.request("PATCH", path, json=ops, headers=_JSON_PATCH, absent_ok=True)
-
-
-def _tls_context(cfg: client.Configuration) -> ssl.SSLContext | bool:
-    if not cfg.verify_ssl:
-        return False
-    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
-    if cfg.cert_file and cfg.key_file:
-        context.load_cert_chain(cfg.cert_file, cfg.key_file)
-    return context
 
 
 def _message(response: httpx.Response) -> str:

@@ -68,7 +68,7 @@ API_MAY: list[Check] = [
     *[(v, GROUP, "avatarsessions", "") for v in ("get", "list", "watch", "create", "patch")],
     ("delete", GROUP, "avatarsessions", ""),
     *[(v, GROUP, "tenants", "") for v in ("get", "list", "create", "patch")],  # tenantAdmin
-    *[(v, GROUP, "avatars", "") for v in ("get", "list", "create", "delete")],
+    *[(v, GROUP, "avatars", "") for v in ("get", "list", "watch", "create", "delete")],
     ("create", "", "secrets", ""),
 ]
 API_MAY_NOT: list[Check] = [
