@@ -29,7 +29,11 @@ class Services:
     avatars: AvatarService | None = None
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` although none awaits: FastAPI runs a plain `def` dependency on its
+# thread pool, a hand-off that cost more than the rest of the dependency work together.
+
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -57,7 +61,7 @@ async def authenticated(
     return principal
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(

@@ -144,7 +144,7 @@ class Kube:
         path = self._custom(AVATAR_SESSION.plural, name)
         try:
             raw = await self._request(
-                "PATCH", path, body=patch, content_type=_MERGE_PATCH, params=_MANAGED
+                "PATCH", path + _MANAGED, body=patch, content_type=_MERGE_PATCH
             )
         except _NotFoundError:
             return None
@@ -157,7 +157,7 @@ class Kube:
 
     async def create_token_secret(self, body: dict[str, Any]) -> None:
         # The reply echoes the token: it is read off the wire unparsed and dropped.
-        await self._request("POST", self._secrets, body=body, params=_MANAGED, read=False)
+        await self._request("POST", self._secrets + _MANAGED, body=body, read=False)
 
     # --- tenants and avatars -------------------------------------------------------------------
 
@@ -181,9 +181,7 @@ class Kube:
             "spec": tenant.spec.to_k8s(),
         }
         path = self._custom(TENANT.plural, tenant.metadata.name or "")
-        raw = await self._request(
-            "PATCH", path, body=patch, content_type=_MERGE_PATCH, params=_MANAGED
-        )
+        raw = await self._request("PATCH", path + _MANAGED, body=patch, content_type=_MERGE_PATCH)
         return Tenant.model_validate(raw)
 
     async def get_avatar(self, name: str) -> Avatar | None:
@@ -225,7 +223,7 @@ class Kube:
             return None
 
     async def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", path, body=body, params=_MANAGED)
+        return await self._request("POST", path + _MANAGED, body=body)
 
     async def _delete(self, plural: str, name: str, params: dict[str, str] | None = None) -> None:
         try:
@@ -322,7 +320,8 @@ def _retry_after(status: int, header: str | None) -> float | None:
         return None
 
 
-_MANAGED = {"fieldManager": FIELD_MANAGER}
+# In the path rather than as `params`: yarl's query encoding was a noticeable share of a call.
+_MANAGED = f"?fieldManager={FIELD_MANAGER}"
 
 
 class _NotFoundError(Exception):
