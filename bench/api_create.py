@@ -55,10 +55,11 @@ from avatar_crds.ids import (  # noqa: E402
     to_resource_name,
 )
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION  # noqa: E402
-from avatar_crds.meta import API_VERSION, GROUP, VERSION  # noqa: E402
+from avatar_crds.meta import GROUP, VERSION  # noqa: E402
 from tests.testenv.binaries import testenv_bin_dir  # noqa: E402
 from tests.testenv.controlplane import ControlPlane, running_control_plane  # noqa: E402
 from tests.testenv.crds import install_crds  # noqa: E402
+from tests.testenv.objects import avatar_manifest  # noqa: E402
 from tests.testenv.process import free_port  # noqa: E402
 
 GOAL = 1.20  # the API may add at most 20% to the API server's own cost
@@ -301,31 +302,6 @@ async def wait_for_api(http: aiohttp.ClientSession, process: subprocess.Popen[by
 # --- set-up --------------------------------------------------------------------------------------
 
 
-def avatar_body(avatar_id: str, tenant: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Avatar",
-        "metadata": {"name": to_resource_name(avatar_id, AVATAR_PREFIX)},
-        "spec": {
-            "tenant": tenant,
-            "visibility": "public",
-            "image": {
-                "uri": f"file:///var/lib/facecast/avatars/{avatar_id}.jpg",
-                "width": 600,
-                "height": 800,
-                "sha256": "0" * 64,
-                "sizeBytes": 51234,
-            },
-            "face": {
-                "box": {"x": 150, "y": 200, "width": 300, "height": 360},
-                "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
-                "score": 0.93,
-                "detector": "bench",
-            },
-        },
-    }
-
-
 async def prepare_namespace(
     plane: ControlPlane, api: k8s.ApiClient, namespace: str, sessions: int
 ) -> tuple[str, str, str]:
@@ -336,7 +312,11 @@ async def prepare_namespace(
     tenant = f"bench-{uuid.uuid4().hex[:6]}"
     avatar_id = new_public_id(AVATAR_PREFIX)
     k8s.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, AVATAR.plural, avatar_body(avatar_id, tenant)
+        GROUP,
+        VERSION,
+        namespace,
+        AVATAR.plural,
+        avatar_manifest(avatar_id, tenant, visibility="public", detector="bench"),
     )
     kube = Kube(api.configuration, namespace, timeout=30.0)
     try:

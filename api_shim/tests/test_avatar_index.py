@@ -12,8 +12,8 @@ from kubernetes import client
 
 from api_shim.avatar_index import AvatarIndex
 from avatar_crds.avatar import Avatar
-from avatar_crds.ids import AVATAR_PREFIX, new_public_id, to_resource_name
-from avatar_crds.meta import API_VERSION
+from avatar_crds.ids import AVATAR_PREFIX, new_public_id
+from tests.testenv.objects import avatar_manifest
 
 
 @pytest.fixture
@@ -24,29 +24,7 @@ def index() -> Iterator[AvatarIndex]:
 
 
 def raw_avatar(tenant: str = "acme") -> dict[str, Any]:
-    public_id = new_public_id(AVATAR_PREFIX)
-    raw = {
-        "apiVersion": API_VERSION,
-        "kind": "Avatar",
-        "metadata": {"name": to_resource_name(public_id, AVATAR_PREFIX), "namespace": "facecast"},
-        "spec": {
-            "tenant": tenant,
-            "visibility": "tenant",
-            "image": {
-                "uri": f"file:///var/lib/facecast/avatars/{public_id}.jpg",
-                "width": 600,
-                "height": 800,
-                "sha256": "0" * 64,
-                "sizeBytes": 51234,
-            },
-            "face": {
-                "box": {"x": 150, "y": 200, "width": 300, "height": 360},
-                "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
-                "score": 0.93,
-                "detector": "test",
-            },
-        },
-    }
+    raw = avatar_manifest(new_public_id(AVATAR_PREFIX), tenant)
     Avatar.model_validate(raw)  # the fixture itself must be valid
     return raw
 

@@ -38,7 +38,8 @@ from avatar_crds import contract
 from avatar_crds.enums import Quality
 from avatar_crds.ids import new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION, TENANT
-from avatar_crds.meta import API_VERSION, GROUP, VERSION
+from avatar_crds.meta import GROUP, VERSION
+from tests.testenv.objects import avatar_manifest
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
@@ -131,28 +132,7 @@ class Cluster:
 
     def avatar(self, owner: TenantKey, visibility: str = "tenant") -> str:
         public_id = new_public_id("av")
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "Avatar",
-            "metadata": {"name": to_resource_name(public_id, "av")},
-            "spec": {
-                "tenant": owner.name,
-                "visibility": visibility,
-                "image": {
-                    "uri": f"file:///var/lib/facecast/avatars/{public_id}.jpg",
-                    "width": 600,
-                    "height": 800,
-                    "sha256": "0" * 64,
-                    "sizeBytes": 51234,
-                },
-                "face": {
-                    "box": {"x": 150, "y": 200, "width": 300, "height": 360},
-                    "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
-                    "score": 0.93,
-                    "detector": "test",
-                },
-            },
-        }
+        body = avatar_manifest(public_id, owner.name, visibility=visibility)
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, AVATAR.plural, body
         )

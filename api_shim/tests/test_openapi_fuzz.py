@@ -33,9 +33,10 @@ from api_shim.kube import Kube
 from api_shim.schemas import CreateSessionRequest
 from api_shim.settings import Settings
 from avatar_crds.enums import Quality
-from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX, to_resource_name
+from avatar_crds.ids import SESSION_PREFIX, to_resource_name
 from avatar_crds.kinds import AVATAR
-from avatar_crds.meta import API_VERSION, GROUP, VERSION
+from avatar_crds.meta import GROUP, VERSION
+from tests.testenv.objects import avatar_manifest
 
 pytestmark = pytest.mark.controlplane
 
@@ -148,28 +149,7 @@ async def _seed(kube: Kube, custom: client.CustomObjectsApi) -> str:
 
 
 def _example_avatar(tenant: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Avatar",
-        "metadata": {"name": to_resource_name(EXAMPLE_AVATAR_ID, AVATAR_PREFIX)},
-        "spec": {
-            "tenant": tenant,
-            "visibility": "public",
-            "image": {
-                "uri": f"file:///var/lib/facecast/avatars/{EXAMPLE_AVATAR_ID}.jpg",
-                "width": 600,
-                "height": 800,
-                "sha256": "0" * 64,
-                "sizeBytes": 51234,
-            },
-            "face": {
-                "box": {"x": 150, "y": 200, "width": 300, "height": 360},
-                "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
-                "score": 0.93,
-                "detector": "test",
-            },
-        },
-    }
+    return avatar_manifest(EXAMPLE_AVATAR_ID, tenant, visibility="public")
 
 
 @schema.parametrize()

@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+from tests.testenv.objects import avatar_manifest
+
+AVATAR_PUBLIC_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
 AVATAR_NAME = "av-01jcz3v7m4q8r2t6w9x0y1z2a3"
 
 
@@ -26,22 +29,7 @@ def valid_session_spec(**overrides: Any) -> dict[str, Any]:
 
 
 def valid_avatar_spec(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "tenant": "acme",
-        "image": {
-            "uri": "file:///var/lib/facecast/avatars/av-01jcz3v7m4q8r2t6w9x0y1z2a3.jpg",
-            "width": 600,
-            "height": 800,
-            "sha256": "0" * 64,
-            "sizeBytes": 51234,
-        },
-        "face": {
-            "box": {"x": 150, "y": 200, "width": 300, "height": 360},
-            "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
-            "score": 0.93,
-            "detector": "test",
-        },
-    }
+    spec: dict[str, Any] = avatar_manifest(AVATAR_PUBLIC_ID, "acme")["spec"]
     spec.update(overrides)
     return spec
 

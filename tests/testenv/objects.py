@@ -1,0 +1,37 @@
+"""Manifests the tests and benchmarks put straight into the cluster, bypassing the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avatar_crds.ids import AVATAR_PREFIX, to_resource_name
+from avatar_crds.meta import API_VERSION
+
+
+def avatar_manifest(
+    public_id: str, tenant: str, *, visibility: str = "tenant", detector: str = "test"
+) -> dict[str, Any]:
+    """A valid Avatar `av_<ULID>` for `tenant`, as the API would record an upload (the image
+    file itself is not made: nothing here renders it)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Avatar",
+        "metadata": {"name": to_resource_name(public_id, AVATAR_PREFIX)},
+        "spec": {
+            "tenant": tenant,
+            "visibility": visibility,
+            "image": {
+                "uri": f"file:///var/lib/facecast/avatars/{public_id}.jpg",
+                "width": 600,
+                "height": 800,
+                "sha256": "0" * 64,
+                "sizeBytes": 51234,
+            },
+            "face": {
+                "box": {"x": 150, "y": 200, "width": 300, "height": 360},
+                "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
+                "score": 0.93,
+                "detector": detector,
+            },
+        },
+    }
