@@ -344,7 +344,12 @@ def test_synthetic_audio_when_nobody_speaks(livekit_server: LiveKitServer, tmp_p
             # The rule is "nobody spoke within 10 s"; 1 s here keeps the test short.
             async with running_worker(files, synthetic_after_s=1.0) as worker:
                 await wait_until(lambda: len(viewer.stamps()) >= 5, timeout=20, what="frames")
-                assert not any(stamp.speaking for _, stamp in viewer.stamps()[:5])
+                # Frames that arrived before the synthetic voice could start were rendered
+                # before it too, so they are idle. (On a loaded machine the viewer may see its
+                # first frames only after that moment; the order, not the timing, is checked.)
+                assert worker.pipeline is not None
+                onset = worker.pipeline.started_at + 1.0
+                assert not any(stamp.speaking for at, stamp in viewer.stamps() if at < onset)
                 await wait_until(
                     lambda: (window_rms(viewer.audio_since(0), 480) > 0.02).sum() >= 50,
                     timeout=15,

@@ -70,7 +70,7 @@ class Pipeline:
         self._tracker = VisemeTracker(self._fps)
         self._stopping = asyncio.Event()
         self._first_frame = asyncio.Event()
-        self._started_at = time.monotonic()
+        self.started_at = time.monotonic()  # the synthetic-speech clock starts here
         self._epoch = 0
         self._tick = asyncio.Condition()
         self.stats = PipelineStats()
@@ -123,7 +123,7 @@ class Pipeline:
         synthetic = False
         if chunk.used == 0 and self._synthetic is not None and self._voice is not None:
             now = time.monotonic()
-            if self._synthetic.active(now, self._started_at, self._first_input_at()):
+            if self._synthetic.active(now, self.started_at, self._first_input_at()):
                 samples = self._voice.next(len(samples))
                 synthetic = True
         mouth = self._tracker.update(samples, self._output.sample_rate)
