@@ -26,7 +26,6 @@ from kubernetes.client.exceptions import ApiException
 from PIL import Image
 from skimage import data
 
-from api_shim import admin
 from api_shim.app import create_app
 from api_shim.avatars.blazeface import BlazeFaceDetector
 from api_shim.avatars.decode import MAX_IMAGE_BYTES
@@ -35,13 +34,13 @@ from api_shim.kube import Kube
 from api_shim.settings import Settings
 from avatar_crds import contract
 from avatar_crds.avatar import Avatar
-from avatar_crds.enums import Quality
 from avatar_crds.ids import to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from avatar_worker.config import read_avatar_image
 from avatar_worker.render.lite import LiteRenderer
 from avatar_worker.render.portrait import load_portrait
+from tests.testenv.tenants import TenantKey, new_tenant
 
 
 def sample(name: str) -> npt.NDArray[np.uint8]:
@@ -96,16 +95,6 @@ def error_code(response: httpx.Response, status: int) -> tuple[str, str | None]:
     return error["code"], error["param"]
 
 
-@dataclass(frozen=True)
-class TenantKey:
-    name: str
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"x-api-key": self.key}
-
-
 @dataclass
 class Harness:
     kube: Kube
@@ -119,22 +108,7 @@ class Harness:
         return client.CustomObjectsApi(self.admin_client)
 
     async def tenant(self, *, url: bool = False, base64_: bool = False) -> TenantKey:
-        name = f"t-{uuid.uuid4().hex[:10]}"
-        await admin.create_tenant(
-            self.kube,
-            admin.build_tenant(
-                name,
-                max_concurrent=10,
-                minutes=60,
-                max_duration=600,
-                qualities=[Quality.MOCK, Quality.LITE],
-                requests_per_minute=600,
-                allow_url_avatars=url,
-                allow_base64_avatars=base64_,
-            ),
-        )
-        key, _ = await admin.create_key(self.kube, name, "test")
-        return TenantKey(name, key)
+        return await new_tenant(self.kube, allow_url_avatars=url, allow_base64_avatars=base64_)
 
     def avatar_object(self, avatar_id: str) -> dict[str, Any] | None:
         try:

@@ -35,11 +35,11 @@ from api_shim.kube import Kube
 from api_shim.service import utc_now
 from api_shim.settings import Settings
 from avatar_crds import contract
-from avatar_crds.enums import Quality
 from avatar_crds.ids import new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION, TENANT
 from avatar_crds.meta import GROUP, VERSION
 from tests.testenv.objects import avatar_manifest
+from tests.testenv.tenants import TenantKey, new_tenant
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
@@ -77,16 +77,6 @@ def error_of(response: httpx.Response, status: int, type_: str, code: str) -> di
 # --- the harness ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TenantKey:
-    name: str
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"x-api-key": self.key}
-
-
 @dataclass
 class Cluster:
     kube: Kube
@@ -114,21 +104,14 @@ class Cluster:
         qualities: tuple[str, ...] = ("mock", "lite"),
         rpm: int = 600,
     ) -> TenantKey:
-        """A fresh tenant with one key, made with the admin CLI's own functions."""
-        name = f"t-{uuid.uuid4().hex[:10]}"
-        await admin.create_tenant(
+        return await new_tenant(
             self.kube,
-            admin.build_tenant(
-                name,
-                max_concurrent=max_concurrent,
-                minutes=minutes,
-                max_duration=max_duration,
-                qualities=[Quality(q) for q in qualities],
-                requests_per_minute=rpm,
-            ),
+            max_concurrent=max_concurrent,
+            minutes=minutes,
+            max_duration=max_duration,
+            qualities=qualities,
+            requests_per_minute=rpm,
         )
-        key, _ = await admin.create_key(self.kube, name, "test")
-        return TenantKey(name, key)
 
     def avatar(self, owner: TenantKey, visibility: str = "tenant") -> str:
         public_id = new_public_id("av")
