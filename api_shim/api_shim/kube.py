@@ -7,7 +7,6 @@ HTTP routes."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from typing import Any, TypeVar
@@ -281,7 +280,8 @@ class Kube:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
         deadline = time.monotonic() + self._timeout
-        for attempt in itertools.count():
+        retries = 0
+        while True:
             try:
                 async with self._client().request(
                     method, path, data=data, params=params, headers=headers
@@ -300,10 +300,10 @@ class Kube:
                     "The cluster is not answering. Retry later.",
                     retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS,
                 ) from None
-            if wait is None or attempt >= MAX_RETRIES or time.monotonic() + wait > deadline:
+            if wait is None or retries >= MAX_RETRIES or time.monotonic() + wait > deadline:
                 raise _translate(response.status, response.reason, reply)
+            retries += 1
             await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
 
 
 MAX_RETRIES = 3
