@@ -9,15 +9,13 @@ missing here may be one made a moment ago: callers then read it from the API ser
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from kubernetes import client
 from pydantic import ValidationError
 
-from api_shim.informer import Informer
+from api_shim.informer import Informer, WatchSource
 from avatar_crds.avatar import Avatar
 from avatar_crds.kinds import AVATAR
 
@@ -25,48 +23,45 @@ log = structlog.get_logger("api_shim.avatar_index")
 
 
 class AvatarIndex:
-    def __init__(
-        self,
-        api_client: client.ApiClient,
-        namespace: str,
-        *,
-        request_timeout: float,
-        autostart: bool = True,
-    ) -> None:
-        """`autostart=False` (tests): no watch thread; feed it with `_replace` and `_apply`."""
-        self._autostart = autostart
-        self._lock = threading.Lock()  # shared with the informer's thread
+    def __init__(self, source: WatchSource | None) -> None:
+        """Without a `source` (tests) nothing is watched: feed it with `_replace` and
+        `_apply`."""
         self._avatars: dict[str, Avatar] = {}
         self._synced = False
-        self._informer = Informer(
-            api_client,
-            namespace,
-            AVATAR.plural,
-            label_selector=None,
-            request_timeout=request_timeout,
-            on_list=self._replace,
-            on_event=self._apply,
-            on_lost=self._lost,
+        self._informer = (
+            None
+            if source is None
+            else Informer(
+                source,
+                AVATAR.plural,
+                label_selector=None,
+                on_list=self._replace,
+                on_event=self._apply,
+                on_lost=self._lost,
+            )
         )
 
     def get(self, name: str) -> Avatar | None:
-        """The avatar as last seen; None if it was not seen, or the index is not in sync."""
-        if self._autostart:
+        """The avatar as last seen; None if it was not seen, or the index is not in sync.
+        The first call starts the watch (on the running loop)."""
+        if self._informer is not None:
             self._informer.start()
-        with self._lock:
-            return self._avatars.get(name) if self._synced else None
+        return self._avatars.get(name) if self._synced else None
 
     def forget(self, name: str) -> None:
         """This process deleted it: stop answering with it before the watch says so."""
-        with self._lock:
-            self._avatars.pop(name, None)
+        self._avatars.pop(name, None)
 
     def stop(self) -> None:
-        self._informer.stop()
+        if self._informer is not None:
+            self._informer.stop()
+
+    async def aclose(self) -> None:
+        if self._informer is not None:
+            await self._informer.aclose()
 
     def _lost(self) -> None:
-        with self._lock:
-            self._synced = False
+        self._synced = False
 
     def _replace(self, items: Iterable[dict[str, Any]], _started: float) -> None:
         avatars = {}
@@ -74,18 +69,16 @@ class AvatarIndex:
             avatar = _avatar_of(item)
             if avatar is not None:
                 avatars[avatar.metadata.name or ""] = avatar
-        with self._lock:
-            self._avatars = avatars
-            self._synced = True
+        self._avatars = avatars
+        self._synced = True
 
     def _apply(self, kind: str, raw: dict[str, Any]) -> None:
         avatar = None if kind == "DELETED" else _avatar_of(raw)
         name = str(raw.get("metadata", {}).get("name", ""))
-        with self._lock:
-            if avatar is None:
-                self._avatars.pop(name, None)
-            else:
-                self._avatars[name] = avatar
+        if avatar is None:
+            self._avatars.pop(name, None)
+        else:
+            self._avatars[name] = avatar
 
 
 def _avatar_of(raw: dict[str, Any]) -> Avatar | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from api_shim.avatar_index import AvatarIndex
 from api_shim.errors import internal_error, service_unavailable
+from api_shim.informer import WatchExpiredError
 from api_shim.session_index import SessionIndex
 from api_shim.settings import Settings
 from avatar_crds import contract
@@ -35,6 +37,9 @@ log = structlog.get_logger("api_shim.kube")
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 FIELD_MANAGER = "facecast-api"
 _MERGE_PATCH = "application/merge-patch+json"
+# aiohttp reads lines of up to twice its read buffer. Each watch event is one line, and an
+# object may be as large as etcd stores (1.5 MiB by default) and more in JSON: leave room.
+WATCH_READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class KubeConflictError(Exception):
@@ -89,7 +94,10 @@ class Kube:
         )
 
     async def aclose(self) -> None:
-        """Close now, connections included (from the event loop that served)."""
+        """Close now, watches and connections included (from the event loop that served)."""
+        for index in (self._session_index, self._avatar_index):
+            if index is not None:
+                await index.aclose()
         http = self._http
         if http is not None and self._http_loop is asyncio.get_running_loop():
             await http.close()
@@ -108,9 +116,7 @@ class Kube:
         """The watch-backed index of this namespace's sessions (started on first use, stopped
         by close)."""
         if self._session_index is None:
-            self._session_index = SessionIndex(
-                client.ApiClient(self._configuration), self.namespace, request_timeout=self._timeout
-            )
+            self._session_index = SessionIndex(self)
         return self._session_index
 
     @property
@@ -118,9 +124,7 @@ class Kube:
         """The watch-backed cache of this namespace's avatars (started on first use, stopped
         by close)."""
         if self._avatar_index is None:
-            self._avatar_index = AvatarIndex(
-                client.ApiClient(self._configuration), self.namespace, request_timeout=self._timeout
-            )
+            self._avatar_index = AvatarIndex(self)
         return self._avatar_index
 
     # --- sessions ------------------------------------------------------------------------------
@@ -205,6 +209,52 @@ class Kube:
         if self._avatar_index is not None:
             self._avatar_index.forget(name)
 
+    # --- for the informers (informer.WatchSource) ----------------------------------------------
+
+    async def list_objects(
+        self, plural: str, label_selector: str | None
+    ) -> tuple[list[dict[str, Any]], str]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        raw = await self._request("GET", self._custom(plural), params=params)
+        items = raw.get("items") or []
+        return list(items), str(raw.get("metadata", {}).get("resourceVersion", ""))
+
+    async def watch_objects(
+        self, plural: str, label_selector: str | None, version: str, *, seconds: int
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        params = {
+            "watch": "1",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        # No total: the API server ends the watch after `seconds`; a read that waits longer
+        # than that means the connection is dead.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=seconds + self._timeout
+        )
+        async with self._client().get(
+            self._custom(plural),
+            params=params,
+            headers=self._headers(),
+            timeout=timeout,
+            read_bufsize=WATCH_READ_BUFFER_BYTES,
+        ) as response:
+            if response.status == 410:
+                raise WatchExpiredError()
+            if response.status >= 400:
+                raise _translate(response.status, response.reason, await response.read())
+            async for line in response.content:  # one JSON event per line
+                event = _as_dict(json.loads(line))
+                kind, raw = str(event.get("type")), _as_dict(event.get("object"))
+                if kind == "ERROR":
+                    if raw.get("code") == 410:
+                        raise WatchExpiredError()
+                    raise _translate(int(raw.get("code") or 500), raw.get("reason"), b"")
+                yield kind, raw
+
     async def ping(self) -> None:
         """Cheap proof that the API server answers and we may read our resources."""
         await self._request("GET", self._custom(TENANT.plural), params={"limit": "1"})
@@ -231,10 +281,9 @@ class Kube:
             return
 
     async def _list(self, plural: str, label_selector: str | None, model: type[M]) -> list[M]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        raw = await self._request("GET", self._custom(plural), params=params)
+        raw_items, _ = await self.list_objects(plural, label_selector)
         items: list[M] = []
-        for item in raw.get("items", []):
+        for item in raw_items:
             try:
                 items.append(model.model_validate(item))
             except ValidationError as error:
@@ -257,6 +306,13 @@ class Kube:
             )
         return self._http
 
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = bearer_token(self._configuration)  # read each time: a rotated token works
+        if token:
+            headers["Authorization"] = token
+        return headers
+
     async def _request(
         self,
         method: str,
@@ -271,10 +327,7 @@ class Kube:
         with Retry-After (the API server's "storage is (re)initializing", or priority and
         fairness shedding load) was refused before anything was done, so it is retried, as
         client-go does, a few times within the request timeout."""
-        headers = {"Accept": "application/json"}
-        token = bearer_token(self._configuration)
-        if token:
-            headers["Authorization"] = token
+        headers = self._headers()
         data = None
         if body is not None:
             headers["Content-Type"] = content_type

@@ -1,8 +1,8 @@
 """Admission for POST /v1/sessions without listing every session on every create.
 
 The tenant's concurrency limit and the namespace's queue length are checked against an
-in-memory index of the namespace's AvatarSessions, kept by a LIST then WATCH in a background
-thread (an informer), plus the sessions this process is creating right now ("pending"), which
+in-memory index of the namespace's AvatarSessions, kept by a LIST then WATCH on the event loop
+(an informer), plus the sessions this process is creating right now ("pending"), which
 the watch may not have reported yet. Checking and reserving happen in one step without
 awaiting, so two concurrent requests in this process can never both take the last slot.
 
@@ -22,19 +22,17 @@ moved on.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
 from pydantic import ValidationError
 
 from api_shim import mapping
 from api_shim.errors import ApiError
-from api_shim.informer import Informer
+from api_shim.informer import Informer, WatchSource
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.session import AvatarSession
@@ -86,37 +84,30 @@ Check = Callable[[Counts], None]  # raises ApiError to refuse
 
 class SessionIndex:
     def __init__(
-        self,
-        api_client: client.ApiClient,
-        namespace: str,
-        *,
-        request_timeout: float,
-        clock: Callable[[], float] = time.monotonic,
-        autostart: bool = True,
+        self, source: WatchSource | None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        """`autostart=False` (tests): no watch thread; feed it with `_replace` and `_apply`."""
-        self.namespace = namespace
-        self._autostart = autostart
+        """Without a `source` (tests) nothing is watched: feed it with `_replace` and
+        `_apply`. Everything runs on the event loop, so a check and its reservation, with no
+        await between them, are one atomic step."""
         self._clock = clock
-        # Everything below is shared by the watch thread and the event loop; every access
-        # holds the lock, and nothing that holds it waits for anything.
-        self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
         self._active: dict[str, int] = {}  # by tenant: entries holding a slot
         self._waiting = 0  # entries waiting for a worker
         self._pending: dict[str, _Pending] = {}
         self._listings: list[float] = []  # start times of the admission LISTs in flight
         self._synced = False
-        self._informer = Informer(
-            api_client,
-            namespace,
-            AVATAR_SESSION.plural,
-            label_selector=SELECTOR,
-            request_timeout=request_timeout,
-            on_list=self._replace,
-            on_event=self._apply,
-            on_lost=self._lost,
-            clock=clock,
+        self._informer = (
+            None
+            if source is None
+            else Informer(
+                source,
+                AVATAR_SESSION.plural,
+                label_selector=SELECTOR,
+                on_list=self._replace,
+                on_event=self._apply,
+                on_lost=self._lost,
+                clock=clock,
+            )
         )
 
     # --- admission -----------------------------------------------------------------------------
@@ -131,21 +122,17 @@ class SessionIndex:
     ) -> AsyncIterator[None]:
         """Reserve a place for session `name` if `check` allows it, for the duration of the
         block, which creates it. Raises what `check` raises if it refuses."""
-        if self._autostart:
-            self.start()
+        self.start()
         if not self._try_admit(tenant, name, check):
             # Not in sync, or the index says no: ask the API server, as without an index.
-            with self._lock:
-                listed_at = self._clock()
-                self._listings.append(listed_at)
+            listed_at = self._clock()
+            self._listings.append(listed_at)
             try:
                 listed = await list_sessions()
-                with self._lock:
-                    check(self._counts(tenant, listed, listed_at))
-                    self._pending[name] = _Pending(tenant)
+                check(self._counts(tenant, listed, listed_at))
+                self._pending[name] = _Pending(tenant)
             finally:
-                with self._lock:
-                    self._listings.remove(listed_at)
+                self._listings.remove(listed_at)
         try:
             yield
         except asyncio.CancelledError:
@@ -154,32 +141,28 @@ class SessionIndex:
             self._finished(name)
             raise
         except BaseException:
-            with self._lock:
-                self._pending.pop(name, None)
+            self._pending.pop(name, None)
             raise
         self._finished(name)
 
     def _finished(self, name: str) -> None:
-        with self._lock:
-            pending = self._pending.get(name)
-            if pending is not None:
-                pending.done_at = self._clock()
+        pending = self._pending.get(name)
+        if pending is not None:
+            pending.done_at = self._clock()
 
     def _try_admit(self, tenant: str, name: str, check: Check) -> bool:
-        with self._lock:
-            if not self._synced:
-                return False
-            try:
-                check(self._counts(tenant, None, None))
-            except ApiError:
-                return False
-            self._pending[name] = _Pending(tenant)
-            return True
+        if not self._synced:
+            return False
+        try:
+            check(self._counts(tenant, None, None))
+        except ApiError:
+            return False
+        self._pending[name] = _Pending(tenant)
+        return True
 
     def counts(self, tenant: str) -> Counts | None:
         """What the index says now; None while it is not in sync."""
-        with self._lock:
-            return self._counts(tenant, None, None) if self._synced else None
+        return self._counts(tenant, None, None) if self._synced else None
 
     def _counts(
         self, tenant: str, listed: Iterable[AvatarSession] | None, listed_at: float | None
@@ -224,18 +207,23 @@ class SessionIndex:
 
     @property
     def synced(self) -> bool:
-        with self._lock:
-            return self._synced
+        return self._synced
 
     def start(self) -> None:
-        self._informer.start()
+        """Start watching (on the running loop); cheap to call again."""
+        if self._informer is not None:
+            self._informer.start()
 
     def stop(self) -> None:
-        self._informer.stop()
+        if self._informer is not None:
+            self._informer.stop()
+
+    async def aclose(self) -> None:
+        if self._informer is not None:
+            await self._informer.aclose()
 
     def _lost(self) -> None:
-        with self._lock:
-            self._synced = False
+        self._synced = False
 
     def _replace(self, items: Iterable[dict[str, Any]], started: float) -> None:
         """A LIST started at `started` is the new truth; the index is in sync."""
@@ -244,26 +232,24 @@ class SessionIndex:
             name, entry = _entry_of(item)
             if entry is not None:
                 entries[name] = entry
-        with self._lock:
-            self._entries = {}
-            self._active, self._waiting = {}, 0
-            for name, entry in entries.items():
-                self._put(name, entry)
-            for name, pending in self._pending.items():
-                if name in entries or (pending.done_at is not None and pending.done_at < started):
-                    pending.seen = True
-            self._synced = True
+        self._entries = {}
+        self._active, self._waiting = {}, 0
+        for name, entry in entries.items():
+            self._put(name, entry)
+        for name, pending in self._pending.items():
+            if name in entries or (pending.done_at is not None and pending.done_at < started):
+                pending.seen = True
+        self._synced = True
 
     def _apply(self, kind: str, raw: dict[str, Any]) -> None:
         name, entry = _entry_of(raw)
-        with self._lock:
-            pending = self._pending.get(name)
-            if pending is not None:
-                pending.seen = True
-            self._put(name, None if kind == "DELETED" else entry)
+        pending = self._pending.get(name)
+        if pending is not None:
+            pending.seen = True
+        self._put(name, None if kind == "DELETED" else entry)
 
     def _put(self, name: str, entry: Entry | None) -> None:
-        """Set (or with None, remove) one entry, and keep the counts in step. Holds the lock."""
+        """Set (or with None, remove) one entry, and keep the counts in step."""
         old = self._entries.pop(name, None)
         if old is not None:
             if old.holds:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from api_shim import mapping
 from api_shim.errors import ApiError, ErrorType
@@ -40,12 +39,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def index(clock: Clock) -> Iterator[SessionIndex]:
-    made = SessionIndex(
-        client.ApiClient(), "facecast", request_timeout=1.0, clock=clock, autostart=False
-    )
-    yield made
-    made.stop()
+def index(clock: Clock) -> SessionIndex:
+    return SessionIndex(None, clock=clock)
 
 
 def new_name() -> str:
