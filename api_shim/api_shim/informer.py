@@ -21,6 +21,10 @@ log = structlog.get_logger("api_shim.informer")
 
 WATCH_SECONDS = 240  # the API server ends each watch after this; it resumes where it was
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after an error, the n-th time in a row
+# A watch that ends sooner than this without a single event is treated as an error (as
+# client-go's reflector does), so that a server ending every watch at once is not asked
+# again in a tight loop.
+SHORTEST_WATCH_SECONDS = 1.0
 
 # (items, when the LIST started): the new truth. The monotonic start time lets an index tell
 # what it did itself before the LIST from what came after.
@@ -30,6 +34,10 @@ OnEvent = Callable[[str, dict[str, Any]], None]  # ADDED, MODIFIED or DELETED; t
 
 class WatchExpiredError(Exception):
     """The resourceVersion to resume from is gone from the API server's history (410)."""
+
+
+class ShortWatchError(Exception):
+    """The API server ended a watch at once without an event."""
 
 
 class WatchSource(Protocol):
@@ -139,13 +147,17 @@ class Informer:
 
     async def _watch_from(self, version: str) -> str:
         """Hand on events until the API server ends the watch; the version to resume from."""
+        started, received = self._clock(), 0
         events = self._source.watch_objects(
             self.plural, self._label_selector, version, seconds=WATCH_SECONDS
         )
         async for kind, raw in events:
+            received += 1
             version = str(raw.get("metadata", {}).get("resourceVersion") or version)
             if kind in ("ADDED", "MODIFIED", "DELETED"):  # not BOOKMARK
                 self._on_event(kind, raw)
+        if not received and self._clock() - started < SHORTEST_WATCH_SECONDS:
+            raise ShortWatchError()
         return version
 
 

@@ -141,6 +141,21 @@ async def test_an_expired_version_lists_again_at_once_and_an_error_after_a_pause
     await watching.aclose()
 
 
+async def test_a_watch_that_ends_at_once_without_events_is_an_error_not_a_tight_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(informer, "RETRY_SECONDS", (0.0,))
+    source = ScriptedSource(lists=[[obj("a", "1")], [obj("b", "2")]], watches=[([], None)])
+    recorder = Recorder()
+    watching = make(source, recorder)
+    watching.start()
+    await until(recorder, 4)
+    # Lost and listed again (after the back-off), rather than watched again at once.
+    assert recorder.calls[:4] == [("lost", None), ("list", ["a"]), ("lost", None), ("list", ["b"])]
+    assert source.watched_from[:2] == ["20", "10"]  # each from its own LIST's version
+    await watching.aclose()
+
+
 async def test_a_stopped_informer_does_not_start_again() -> None:
     source = ScriptedSource(lists=[[obj("a", "1")]], watches=[])
     recorder = Recorder()
