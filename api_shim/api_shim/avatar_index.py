@@ -15,53 +15,27 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from api_shim.informer import Informer, WatchSource
+from api_shim.informer import WatchedIndex, WatchSource
 from avatar_crds.avatar import Avatar
 from avatar_crds.kinds import AVATAR
 
 log = structlog.get_logger("api_shim.avatar_index")
 
 
-class AvatarIndex:
+class AvatarIndex(WatchedIndex):
     def __init__(self, source: WatchSource | None) -> None:
-        """Without a `source` (tests) nothing is watched: feed it with `_replace` and
-        `_apply`."""
         self._avatars: dict[str, Avatar] = {}
-        self._synced = False
-        self._informer = (
-            None
-            if source is None
-            else Informer(
-                source,
-                AVATAR.plural,
-                label_selector=None,
-                on_list=self._replace,
-                on_event=self._apply,
-                on_lost=self._lost,
-            )
-        )
+        super().__init__(source, AVATAR.plural, label_selector=None)
 
     def get(self, name: str) -> Avatar | None:
         """The avatar as last seen; None if it was not seen, or the index is not in sync.
         The first call starts the watch (on the running loop)."""
-        if self._informer is not None:
-            self._informer.start()
+        self.start()
         return self._avatars.get(name) if self._synced else None
 
     def forget(self, name: str) -> None:
         """This process deleted it: stop answering with it before the watch says so."""
         self._avatars.pop(name, None)
-
-    def stop(self) -> None:
-        if self._informer is not None:
-            self._informer.stop()
-
-    async def aclose(self) -> None:
-        if self._informer is not None:
-            await self._informer.aclose()
-
-    def _lost(self) -> None:
-        self._synced = False
 
     def _replace(self, items: Iterable[dict[str, Any]], _started: float) -> None:
         avatars = {}

@@ -161,6 +161,61 @@ class Informer:
         return version
 
 
+class WatchedIndex:
+    """What an index kept by an Informer shares: it is in sync from its first LIST until the
+    watch is lost. Without a `source` (tests) nothing is watched: feed it with `_replace` and
+    `_apply`, which each index defines."""
+
+    def __init__(
+        self,
+        source: WatchSource | None,
+        plural: str,
+        *,
+        label_selector: str | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._synced = False
+        self._informer = (
+            None
+            if source is None
+            else Informer(
+                source,
+                plural,
+                label_selector=label_selector,
+                on_list=self._replace,
+                on_event=self._apply,
+                on_lost=self._lost,
+                clock=clock,
+            )
+        )
+
+    @property
+    def synced(self) -> bool:
+        return self._synced
+
+    def start(self) -> None:
+        """Start watching (on the running loop); cheap to call again."""
+        if self._informer is not None:
+            self._informer.start()
+
+    def stop(self) -> None:
+        if self._informer is not None:
+            self._informer.stop()
+
+    async def aclose(self) -> None:
+        if self._informer is not None:
+            await self._informer.aclose()
+
+    def _lost(self) -> None:
+        self._synced = False
+
+    def _replace(self, items: Iterable[dict[str, Any]], started: float) -> None:
+        raise NotImplementedError
+
+    def _apply(self, kind: str, raw: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from api_shim import mapping
 from api_shim.errors import ApiError
-from api_shim.informer import Informer, WatchSource
+from api_shim.informer import WatchedIndex, WatchSource
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.session import AvatarSession
@@ -82,33 +82,19 @@ class _Pending:
 Check = Callable[[Counts], None]  # raises ApiError to refuse
 
 
-class SessionIndex:
+class SessionIndex(WatchedIndex):
     def __init__(
         self, source: WatchSource | None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        """Without a `source` (tests) nothing is watched: feed it with `_replace` and
-        `_apply`. Everything runs on the event loop, so a check and its reservation, with no
-        await between them, are one atomic step."""
+        """Everything runs on the event loop, so a check and its reservation, with no await
+        between them, are one atomic step."""
         self._clock = clock
         self._entries: dict[str, Entry] = {}
         self._active: dict[str, int] = {}  # by tenant: entries holding a slot
         self._waiting = 0  # entries waiting for a worker
         self._pending: dict[str, _Pending] = {}
         self._listings: list[float] = []  # start times of the admission LISTs in flight
-        self._synced = False
-        self._informer = (
-            None
-            if source is None
-            else Informer(
-                source,
-                AVATAR_SESSION.plural,
-                label_selector=SELECTOR,
-                on_list=self._replace,
-                on_event=self._apply,
-                on_lost=self._lost,
-                clock=clock,
-            )
-        )
+        super().__init__(source, AVATAR_SESSION.plural, label_selector=SELECTOR, clock=clock)
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -204,26 +190,6 @@ class SessionIndex:
                 del self._pending[name]
 
     # --- fed by the informer ------------------------------------------------------------------
-
-    @property
-    def synced(self) -> bool:
-        return self._synced
-
-    def start(self) -> None:
-        """Start watching (on the running loop); cheap to call again."""
-        if self._informer is not None:
-            self._informer.start()
-
-    def stop(self) -> None:
-        if self._informer is not None:
-            self._informer.stop()
-
-    async def aclose(self) -> None:
-        if self._informer is not None:
-            await self._informer.aclose()
-
-    def _lost(self) -> None:
-        self._synced = False
 
     def _replace(self, items: Iterable[dict[str, Any]], started: float) -> None:
         """A LIST started at `started` is the new truth; the index is in sync."""
