@@ -1,22 +1,24 @@
 """POST /v1/sessions through the API (uvicorn, its own process) next to creating the same
 AvatarSession directly against the API server, on the real control plane, in the same run.
 
-    uv run --frozen --no-sync python bench/api_create.py [--requests 1000 --concurrency 50]
+    uv run --frozen --no-sync python bench/api_create.py [--requests 4000 --concurrency 50]
 
 Every path is driven by one aiohttp client session with `--concurrency` workers and the same
 request count (aiohttp rather than httpx: at a fifth of the CPU per request, the client leaves
 the machine's cores to the servers it measures), after a warm-up, and stops early after
 `--max-seconds`. The paths take turns in `--rounds` rounds, so that load from elsewhere on the
-machine falls on all of them alike.
+machine falls on all of them alike; each round prints its p50 and throughput per path.
 
 Two baselines: the AvatarSession alone (what the issue compares with), and the AvatarSession
 plus its token Secret, created one after the other as the API must (the Secret's owner
 reference needs the session's uid): the two objects every session is. Each path works in its
 own namespace, so none sees the others' objects.
 
-Reported per path: p50/p99 latency, throughput, and the CPU time each process spent per
-create (kube-apiserver, etcd, the API, this client), read from /proc; then the API's ratios
-to each baseline. On a shared machine the CPU per create is the steadier measure of cost.
+Reported per path: p50/p99 latency, throughput, the CPU time each process spent per create
+(kube-apiserver, etcd, the API, this client), read from /proc, and the requests the API
+server served per create, from its metrics; then the API's ratios to each baseline, over the
+whole run and round by round (median and range of the ratios within each round, where the
+paths ran moments apart: this machine's speed drifts by a third from one minute to the next).
 Not part of the test suite.
 
 Two layouts. By default every process shares every core, so the API's CPU is taken from the
@@ -33,12 +35,15 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +77,9 @@ from tests.testenv.process import free_port  # noqa: E402
 GOAL = 1.20  # the API may add at most 20% to the API server's own cost
 WORKER_TOKEN = "bench-worker-token"
 API_START_TIMEOUT = 60.0
+# No operator runs, so every session the API makes holds one of its tenant's concurrency
+# slots to the end; a plan allows at most this many.
+MAX_SESSIONS = 10_000
 
 
 @dataclass
@@ -81,6 +89,19 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
+    # What the API server served meanwhile, by verb and resource (from its own metrics).
+    served: Counter[str] = field(default_factory=Counter)
+    rounds: list[Result] = field(default_factory=list)  # the same, for each round alone
+
+    def add_round(self, round_: Result) -> None:
+        self.rounds.append(round_)
+        self.latencies += round_.latencies
+        for key, count in round_.errors.items():
+            self.errors[key] = self.errors.get(key, 0) + count
+        self.seconds += round_.seconds
+        for name, seconds in round_.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
+        self.served += round_.served
 
     @property
     def done(self) -> int:
@@ -105,8 +126,14 @@ class Result:
         return (
             f"{self.name:<29} {self.done:>5} ok  p50 {self.quantile(0.5) * 1000:7.1f} ms"
             f"  p99 {self.quantile(0.99) * 1000:7.1f} ms  {self.throughput:6.1f}/s"
-            f"\n    CPU ms per create: {cpu}{detail}"
+            f"\n    CPU ms per create: {cpu}"
+            f"\n    API server requests per create: {self.served_per_create()}{detail}"
         )
+
+    def served_per_create(self) -> str:
+        per_create = ((what, count / max(1, self.done)) for what, count in self.served.items())
+        shown = [f"{what} {rate:.2f}" for what, rate in sorted(per_create) if rate >= 0.005]
+        return "  ".join(shown) or "none"
 
 
 PROCESSES = ("kube-apiserver", "etcd", "api", "client")
@@ -201,6 +228,23 @@ def _error_code(response: Reply) -> str:
         return str(response.json()["error"]["code"])
     except (ValueError, KeyError, TypeError):
         return response.body[:60].decode(errors="replace")
+
+
+async def served_requests(http: aiohttp.ClientSession) -> Counter[str]:
+    """The API server's count of the resource requests it has served, by verb and resource
+    (from every client: the path's own and the controllers' reactions to it)."""
+    async with http.get("/metrics") as response:
+        text = await response.text()
+    served: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(LABEL.findall(line))
+            if labels.get("resource"):
+                served[f"{labels['verb']} {labels['resource']}"] += int(float(line.split()[-1]))
+    return served
+
+
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 # --- the API server directly ---------------------------------------------------------------------
@@ -326,7 +370,7 @@ async def wait_for_api(http: aiohttp.ClientSession, process: subprocess.Popen[by
 
 
 async def prepare_namespace(
-    plane: ControlPlane, api: k8s.ApiClient, namespace: str, sessions: int
+    plane: ControlPlane, api: k8s.ApiClient, namespace: str
 ) -> tuple[str, str, str]:
     """The namespace, a tenant with room for every session and no rate limit to speak of,
     its key, and a public avatar: (tenant, key, avatar id)."""
@@ -347,7 +391,7 @@ async def prepare_namespace(
             kube,
             admin.build_tenant(
                 tenant,
-                max_concurrent=sessions + 1000,
+                max_concurrent=MAX_SESSIONS,
                 minutes=1_000_000,
                 max_duration=3600,
                 qualities=[Quality.LITE],
@@ -361,7 +405,6 @@ async def prepare_namespace(
 
 
 async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespace) -> None:
-    total = args.warmup + args.requests
     pids = {p.name: p.popen.pid for p in plane.processes if p.name in SERVER_SIDE}
     pids["client"] = os.getpid()
     if args.split_cores:
@@ -375,7 +418,7 @@ async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespac
             flush=True,
         )
     namespace = f"api-{uuid.uuid4().hex[:6]}"
-    _, key, api_avatar = await prepare_namespace(plane, api, namespace, total)
+    _, key, api_avatar = await prepare_namespace(plane, api, namespace)
     port = free_port()
     process = start_api(plane, namespace, port, Path(args.work) / "api.log")
     pids["api"] = process.pid
@@ -390,7 +433,7 @@ async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespac
             paths: list[tuple[Result, Call]] = []
             for with_secret in (False, True):
                 direct_ns = f"direct-{uuid.uuid4().hex[:6]}"
-                tenant, _, avatar_id = await prepare_namespace(plane, api, direct_ns, total)
+                tenant, _, avatar_id = await prepare_namespace(plane, api, direct_ns)
 
                 path = DirectPath(direct_http, direct_ns, tenant, avatar_id)
 
@@ -415,11 +458,22 @@ async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespac
             }
             for _, call in paths:
                 await run_phase(Result("warm-up"), call, requests=args.warmup, **phase)
+            started = time.perf_counter()
             for round_ in range(args.rounds):
                 share = args.requests // args.rounds + (round_ < args.requests % args.rounds)
-                for result, call in paths:
-                    await run_phase(result, call, requests=share, **phase)
-                print(f"round {round_ + 1}/{args.rounds} done", flush=True)
+                this_round = [Result(result.name) for result, _ in paths]
+                for (result, call), part in zip(paths, this_round, strict=True):
+                    served_before = await served_requests(direct_http)
+                    await run_phase(part, call, requests=share, **phase)
+                    part.served = await served_requests(direct_http) - served_before
+                    result.add_round(part)
+                p50 = " / ".join(f"{part.quantile(0.5) * 1000:.0f}" for part in this_round)
+                rate = " / ".join(f"{part.throughput:.0f}" for part in this_round)
+                print(
+                    f"round {round_ + 1}/{args.rounds} ({time.perf_counter() - started:.0f} s):"
+                    f" p50 {p50} ms, {rate} per s",
+                    flush=True,
+                )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -446,14 +500,35 @@ def report(results: list[Result]) -> None:
             f" ({with_api:.1f} ms = API {shim.cpu_ms('api'):.1f}"
             f" + cluster {shim.cpu_ms(*SERVER_SIDE):.1f}, vs {own:.1f})"
         )
+        print(f"    {round_by_round(shim, baseline)}")
+
+
+def round_by_round(shim: Result, baseline: Result) -> str:
+    """The ratios within each round, where both paths ran moments apart, so that the
+    machine's drift between rounds cancels out."""
+    pairs = list(zip(shim.rounds, baseline.rounds, strict=True))
+    p50 = [s.quantile(0.5) / b.quantile(0.5) for s, b in pairs if s.done and b.done]
+    throughput = [s.throughput / b.throughput for s, b in pairs if s.done and b.done]
+    if not p50:
+        return "round by round: no round with results on both paths"
+    under = sum(ratio <= GOAL for ratio in p50)
+    return (
+        f"round by round ({len(p50)}): latency p50 {spread(p50)}"
+        f"  throughput {spread(throughput)}  p50 within the goal in {under} of {len(p50)}"
+    )
+
+
+def spread(ratios: list[float]) -> str:
+    """Median and range."""
+    return f"x{statistics.median(ratios):.2f} (x{min(ratios):.2f}-x{max(ratios):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1000, help="per phase, after warm-up")
+    parser.add_argument("--requests", type=int, default=4000, help="per path, after warm-up")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=100, help="requests before each phase")
-    parser.add_argument("--rounds", type=int, default=4, help="turns each path takes")
+    parser.add_argument("--rounds", type=int, default=8, help="turns each path takes")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="per path, all rounds")
     parser.add_argument(
         "--split-cores",
@@ -461,6 +536,8 @@ def main() -> None:
         help="control plane on half the cores, the API and this client on the other half",
     )
     args = parser.parse_args()
+    if args.warmup + args.requests > MAX_SESSIONS:
+        parser.error(f"--warmup plus --requests may be at most {MAX_SESSIONS} (a plan's limit)")
     with tempfile.TemporaryDirectory(prefix="facecast-bench-api-") as work:
         args.work = work
         with (

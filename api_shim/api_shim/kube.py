@@ -70,7 +70,7 @@ class Kube:
         namespace: str,
         *,
         timeout: float,
-        connections: int = 32,
+        connections: int = Settings.kube_connections,
     ) -> None:
         self.namespace = namespace
         self._configuration = configuration

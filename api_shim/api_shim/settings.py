@@ -31,8 +31,12 @@ class Settings:
     # An unknown key reloads the cache at most this often, so random keys cannot flood the
     # API server; 0 reloads on every miss (tests).
     auth_miss_reload_seconds: float = 1.0
-    # HTTP connections to the API server (requests beyond this wait for one to free up).
-    kube_connections: int = 32
+    # HTTP connections to the API server (requests beyond this wait for one to free up). A
+    # create makes two writes in turn, and with fewer connections than creates in flight its
+    # second write queues behind other sessions' first ones: at 50 concurrent creates, 32
+    # connections cost up to a tenth of the throughput (bench/api_create.py). The API
+    # server's priority and fairness limits, not this pool, are what protect it.
+    kube_connections: int = 100
     kube_request_timeout_seconds: float = 10.0
     # Bodies beyond this are refused before parsing (the largest valid one is ~20 KiB).
     max_body_bytes: int = 64 * 1024
