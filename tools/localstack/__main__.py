@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 from livekit import rtc
 
+from avatar_worker.process_exit import exit_without_finalizing
 from tests.testenv.binaries import testenv_bin_dir
 from tests.testenv.process import LOOPBACK, free_port
 from tools.localstack import agent, recorder, web
@@ -237,4 +237,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_finalizing(main())

@@ -11,7 +11,6 @@ patched there. For a local run, give the resources as files:
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Sequence
 
 from avatar_crds.enums import FailureReason
@@ -24,6 +23,7 @@ from avatar_worker.config import (
     kubernetes_api_client,
 )
 from avatar_worker.drain import ShutdownSignals
+from avatar_worker.process_exit import exit_without_finalizing
 from avatar_worker.reporting import JsonLinesStatusSink, KubernetesStatusSink, StatusSink
 from avatar_worker.worker import EXIT_FAILED, Worker
 
@@ -77,4 +77,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_finalizing(main())
