@@ -10,6 +10,8 @@ export FACECAST_CACHE=${FACECAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facecast
 UV_VERSION=0.13.8
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# shellcheck source=tools/cache.sh
+source "$FACECAST_ROOT/tools/cache.sh"
 
 ensure_uv() {
     local dir=$FACECAST_CACHE/uv/$UV_VERSION
@@ -31,12 +33,15 @@ ensure_python_env() {
     export UV_PROJECT_ENVIRONMENT=$FACECAST_CACHE/venvs/$key
     step "python environment $UV_PROJECT_ENVIRONMENT"
     (cd "$FACECAST_ROOT" && uv sync --frozen --all-packages --quiet)
+    prune_stale "$FACECAST_CACHE/venvs" "$key"
 }
 
 ensure_testenv_binaries() {
     step "test binaries (kube-apiserver, etcd, kwok, helm, livekit-server, ...)"
     FACECAST_TESTENV_BIN=$("$FACECAST_ROOT/tools/testenv/build.sh" | tail -n 1)
     export FACECAST_TESTENV_BIN
+    local keyed=${FACECAST_TESTENV_BIN%/bin}  # $FACECAST_CACHE/testenv/<key>
+    prune_stale "${keyed%/*}" "${keyed##*/}"
     export PATH=$FACECAST_TESTENV_BIN:$PATH
 }
 
@@ -79,6 +84,7 @@ ensure_web_packages() {
             --no-audit --no-fund --loglevel=error >&2)
         rm -rf "$dir" && mv "$dir.partial" "$dir"
     fi
+    prune_stale "$FACECAST_CACHE/npm" "$key"
     export FACECAST_NODE_MODULES=$dir/node_modules
     export FACECAST_LIVEKIT_CLIENT_JS=$dir/node_modules/livekit-client/dist/livekit-client.umd.js
 }
