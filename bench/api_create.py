@@ -18,7 +18,7 @@ Reported per path: p50/p99 latency, throughput, the CPU time each process spent 
 (kube-apiserver, etcd, the API, this client), read from /proc, and the requests the API
 server served per create, from its metrics; then the API's ratios to each baseline, over the
 whole run and round by round (median and range of the ratios within each round, where the
-paths ran moments apart: this machine's speed drifts by a third from one minute to the next).
+paths ran moments apart: a shared machine's speed can drift by a third within minutes).
 Not part of the test suite.
 
 Two layouts. By default every process shares every core, so the API's CPU is taken from the
