@@ -14,7 +14,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DemoProcess:
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str], *, sigint_ignored: bool = False
+    ) -> None:
+        """`sigint_ignored`: start it as a shell without job control starts `cmd &`, with
+        SIGINT ignored (inherited across exec), which Ctrl-C must stop all the same."""
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         self.log_path = log_path
@@ -28,6 +32,7 @@ class DemoProcess:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -92,3 +97,7 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(f"{entry.name}: {cmdline}")
     return found
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

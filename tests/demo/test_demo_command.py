@@ -49,6 +49,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path, web_packages: dict[str, str]) -
          "--record-seconds", "1"],
         tmp_path / "demo.log",
         web_packages,
+        sigint_ignored=True,
     )  # fmt: skip
     demo.wait_line("Ctrl-C stops everything", START_DEADLINE)
     run_dir = demo.run_dir()

@@ -216,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             "FACECAST_LIVEKIT_CLIENT_JS does not name livekit-client.umd.js"
             " (tools/demo.sh installs it; or pass --no-browser-page)"
         )
-    # SIGTERM (e.g. from a test or a supervisor) stops as cleanly as Ctrl-C.
+    # Ctrl-C stops everything even where SIGINT came in ignored (a shell without job control
+    # starts `cmd &` so, and its children inherit that); SIGTERM (e.g. from a test or a
+    # supervisor) stops as cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     directory = Path(tempfile.mkdtemp(prefix="facecast-demo-"))
     progress(f"run directory {directory}")
