@@ -11,33 +11,13 @@ from api_shim.errors import ApiError, ErrorType
 from avatar_crds.avatar import Avatar
 from avatar_crds.enums import Quality
 from avatar_crds.tenant import Plan, TenantUsage
+from tests.testenv.objects import avatar_manifest
 
 AVATAR_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
 
 
 def _avatar(tenant: str, visibility: str) -> Avatar:
-    return Avatar.model_validate(
-        {
-            "metadata": {"name": "av-01jcz3v7m4q8r2t6w9x0y1z2a3"},
-            "spec": {
-                "tenant": tenant,
-                "visibility": visibility,
-                "image": {
-                    "uri": "file:///a.jpg",
-                    "width": 600,
-                    "height": 800,
-                    "sha256": "0" * 64,
-                    "sizeBytes": 1000,
-                },
-                "face": {
-                    "box": {"x": 100, "y": 100, "width": 300, "height": 300},
-                    "landmarks": [{"x": 200 + i, "y": 200 + i} for i in range(5)],
-                    "score": 0.9,
-                    "detector": "test",
-                },
-            },
-        }
-    )
+    return Avatar.model_validate(avatar_manifest(AVATAR_ID, tenant, visibility=visibility))
 
 
 def _raises(call: object, *args: object, **kwargs: object) -> ApiError:

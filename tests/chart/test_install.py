@@ -22,7 +22,7 @@ from kubernetes import config as k8s_config
 from avatar_crds import contract
 from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX, new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR
-from avatar_crds.meta import API_VERSION, GROUP, VERSION
+from avatar_crds.meta import GROUP, VERSION
 from avatar_operator.kube import Kube, KubeError
 from tests.chart.conftest import Release
 from tests.chart.dockerfiles import DOCKERFILES
@@ -32,6 +32,7 @@ from tests.integration.sessions import Sessions
 from tests.integration.worker_standin import WorkerStandIn
 from tests.testenv.controlplane import ControlPlane
 from tests.testenv.kwok import GpuNodeFactory
+from tests.testenv.objects import avatar_manifest
 from tests.testenv.probes import http_ok
 from tests.testenv.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
 from tests.testenv.wait import wait_for
@@ -229,23 +230,7 @@ def admin_cli(stack: Stack, *args: str) -> str:
 def create_avatar(api_client: k8s.ApiClient, namespace: str, tenant: str) -> str:
     """What POST /v1/avatars will store; written directly until avatars land in the API."""
     public_id = new_public_id(AVATAR_PREFIX)
-    body = {
-        "apiVersion": API_VERSION,
-        "kind": "Avatar",
-        "metadata": {"name": to_resource_name(public_id, AVATAR_PREFIX)},
-        "spec": {
-            "tenant": tenant,
-            "image": {
-                "uri": f"file://{contract.AVATAR_STORE_DIR}/{public_id}.jpg",
-                "width": 600, "height": 800, "sha256": "0" * 64, "sizeBytes": 51234,
-            },
-            "face": {
-                "box": {"x": 150, "y": 200, "width": 300, "height": 360},
-                "landmarks": [{"x": 250 + i, "y": 330 + i} for i in range(5)],
-                "score": 0.93, "detector": "test",
-            },
-        },
-    }  # fmt: skip
+    body = avatar_manifest(public_id, tenant)
     k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
         GROUP, VERSION, namespace, AVATAR.plural, body
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from avatar_crds import contract
 from avatar_crds.ids import AVATAR_PREFIX, to_resource_name
 from avatar_crds.meta import API_VERSION
 
@@ -21,7 +22,7 @@ def avatar_manifest(
             "tenant": tenant,
             "visibility": visibility,
             "image": {
-                "uri": f"file:///var/lib/facecast/avatars/{public_id}.jpg",
+                "uri": f"file://{contract.AVATAR_STORE_DIR}/{public_id}.jpg",
                 "width": 600,
                 "height": 800,
                 "sha256": "0" * 64,
