@@ -137,18 +137,15 @@ class Kube:
         return await self._list(AVATAR_SESSION.plural, label_selector, AvatarSession)
 
     async def create_session(self, body: dict[str, Any]) -> AvatarSession:
-        raw = await self._create(self._custom(AVATAR_SESSION.plural), body)
+        raw = await self._create(AVATAR_SESSION.plural, body)
         return AvatarSession.model_validate(raw)
 
     async def patch_session(self, name: str, patch: dict[str, Any]) -> AvatarSession | None:
         """JSON merge patch of the main resource (spec, metadata); None if it is gone. A
         `metadata.resourceVersion` in the patch makes it conditional (KubeConflictError if
         stale)."""
-        path = self._custom(AVATAR_SESSION.plural, name)
         try:
-            raw = await self._request(
-                "PATCH", path + _MANAGED, body=patch, content_type=_MERGE_PATCH
-            )
+            raw = await self._merge_patch(AVATAR_SESSION.plural, name, patch)
         except _NotFoundError:
             return None
         return AvatarSession.model_validate(raw)
@@ -175,7 +172,7 @@ class Kube:
         body = tenant.to_k8s()
         body.pop("status", None)
         body["metadata"] = {"name": tenant.metadata.name, "labels": tenant.metadata.labels}
-        return Tenant.model_validate(await self._create(self._custom(TENANT.plural), body))
+        return Tenant.model_validate(await self._create(TENANT.plural, body))
 
     async def replace_tenant_spec(self, tenant: Tenant) -> Tenant:
         """Conditional on the resourceVersion it was read at (KubeConflictError if it moved)."""
@@ -183,8 +180,7 @@ class Kube:
             "metadata": {"resourceVersion": tenant.metadata.resource_version},
             "spec": tenant.spec.to_k8s(),
         }
-        path = self._custom(TENANT.plural, tenant.metadata.name or "")
-        raw = await self._request("PATCH", path + _MANAGED, body=patch, content_type=_MERGE_PATCH)
+        raw = await self._merge_patch(TENANT.plural, tenant.metadata.name or "", patch)
         return Tenant.model_validate(raw)
 
     async def get_avatar(self, name: str) -> Avatar | None:
@@ -201,7 +197,7 @@ class Kube:
         return await self._list(AVATAR.plural, label_selector, Avatar)
 
     async def create_avatar(self, body: dict[str, Any]) -> Avatar:
-        return Avatar.model_validate(await self._create(self._custom(AVATAR.plural), body))
+        return Avatar.model_validate(await self._create(AVATAR.plural, body))
 
     async def delete_avatar(self, name: str) -> None:
         """Gone already is fine."""
@@ -271,8 +267,12 @@ class Kube:
         except _NotFoundError:
             return None
 
-    async def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", path + _MANAGED, body=body)
+    async def _create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", self._custom(plural) + _MANAGED, body=body)
+
+    async def _merge_patch(self, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        path = self._custom(plural, name) + _MANAGED
+        return await self._request("PATCH", path, body=patch, content_type=_MERGE_PATCH)
 
     async def _delete(self, plural: str, name: str, params: dict[str, str] | None = None) -> None:
         try:
