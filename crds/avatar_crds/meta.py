@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
@@ -41,6 +42,7 @@ def nullable() -> dict[str, Any]:
     return {"nullable": True}
 
 
+@cache  # a model's fields never change, and every dump of every nested model asks
 def _nullable_names(model: type[BaseModel]) -> frozenset[str]:
     names: set[str] = set()
     for name, field in model.model_fields.items():
