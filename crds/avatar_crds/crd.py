@@ -65,7 +65,11 @@ def crd_manifest(kind: ResourceKind) -> dict[str, Any]:
 
 class _Dumper(yaml.SafeDumper):
     """Quotes strings that YAML 1.1 readers (Go's yaml.v2, used by kubectl) take for booleans:
-    an unquoted `y` in `required: [x, y]` would reach the API server as `true`."""
+    an unquoted `y` in `required: [x, y]` would reach the API server as `true`. Writes a value
+    used twice (an enum's list) twice, rather than as an anchor and an alias."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 _YAML11_BOOLEANS = re.compile(r"^(y|Y|n|N|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$")

@@ -96,6 +96,16 @@ class CancelReason(StrEnum):
     USER_CANCELED = "user_canceled"
 
 
+class WebhookEvent(StrEnum):
+    """What a tenant's webhook endpoint is told about a session."""
+
+    QUEUED = "session.queued"
+    STARTED = "session.started"
+    FIRST_FRAME = "session.first_frame"
+    ENDED = "session.ended"  # canceled sessions too: `data.status` tells them apart
+    FAILED = "session.failed"
+
+
 SessionReason = EndReason | FailureReason | CancelReason
 
 REASONS_BY_PHASE: dict[Phase, frozenset[str]] = {

@@ -21,6 +21,7 @@ from avatar_crds.enums import (
     Quality,
     TransportType,
     VideoCodec,
+    WebhookEvent,
 )
 from avatar_crds.ids import AVATAR_PREFIX, name_pattern
 from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta, nullable
@@ -224,6 +225,16 @@ class Usage(CamelModel):
     billable_seconds: Annotated[float, Field(ge=0)] = 0.0
 
 
+# Written with the transition that caused it, in the same status write, and removed once the
+# event is delivered (or given up on): an operator that restarts in between sends it again.
+class PendingWebhook(CamelModel):
+    """A webhook event decided on but not yet delivered."""
+
+    event: WebhookEvent
+    phase: Phase = Field(description="The session's phase when it happened, as the event reports.")
+    occurred_at: datetime
+
+
 _TERMINAL_HAS_REASON = [
     Rule(
         f"!has(self.phase) || self.phase != '{phase}'"
@@ -260,6 +271,14 @@ class AvatarSessionStatus(CamelModel):
         default_factory=list,
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    pending_webhooks: list[PendingWebhook] = Field(
+        default_factory=list,
+        max_length=len(WebhookEvent),
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["event"],
+        },
     )
 
     @model_validator(mode="after")

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase
+from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.session import (
     AvatarSessionSpec,
     AvatarSessionStatus,
     Deadlines,
+    PendingWebhook,
     SessionReason,
     Usage,
 )
@@ -65,6 +66,10 @@ class Facts:
     node_present: bool = True
     admitted: bool = False
     minutes_exhausted: bool = False
+    webhooks_enabled: bool = False
+    """The tenant has a webhook endpoint: transitions queue events for it in the status."""
+    webhooks_done: frozenset[WebhookEvent] = frozenset()
+    """Pending events delivered (or given up on) since: they leave the status."""
 
 
 # Actions: what the handlers must do besides writing the returned status.
@@ -90,20 +95,13 @@ class DeleteSession:
 
 
 @dataclass(frozen=True)
-class Notify:
-    """Send the customer's webhook, e.g. `session.first_frame`."""
-
-    event: str
-
-
-@dataclass(frozen=True)
 class ChargeTenant:
     """Add this session's billable seconds to its tenant's usage, once."""
 
     seconds: float
 
 
-Action = CreateWorker | DeleteWorker | RemoveFinalizer | DeleteSession | Notify | ChargeTenant
+Action = CreateWorker | DeleteWorker | RemoveFinalizer | DeleteSession | ChargeTenant
 
 
 @dataclass(frozen=True)
@@ -148,9 +146,20 @@ class _Draft:
             finished_at=self.now,
             usage=Usage(billable_seconds=billable),
         )
-        self.actions += [Notify(_TERMINAL_EVENTS[phase]), ChargeTenant(billable)]
+        self.notify(_TERMINAL_EVENTS[phase])
+        self.actions.append(ChargeTenant(billable))
         if self.facts.pod is not None:
             self.actions.append(DeleteWorker())
+
+    def notify(self, event: WebhookEvent) -> None:
+        """Queue the tenant's webhook for the phase just entered, in the status written with
+        it; the handlers deliver what the status lists."""
+        if not self.facts.webhooks_enabled:
+            return
+        phase = self.status.phase or CREATED
+        pending = PendingWebhook(event=event, phase=phase, occurred_at=self.now)
+        queued = [*self.status.pending_webhooks, pending]
+        self.status = self.status.model_copy(update={"pending_webhooks": queued})
 
     def decision(self) -> Decision:
         future = [moment for moment in self.wake if moment is not None]
@@ -162,12 +171,18 @@ class _Draft:
         )
 
 
-_TERMINAL_EVENTS = {ENDED: "session.ended", FAILED: "session.failed", CANCELED: "session.ended"}
+_TERMINAL_EVENTS = {
+    ENDED: WebhookEvent.ENDED,
+    FAILED: WebhookEvent.FAILED,
+    CANCELED: WebhookEvent.ENDED,
+}
 
 
 def step(phase: Phase | None, facts: Facts, now: datetime) -> Decision:
     current = phase or CREATED
-    draft = _Draft(facts=facts, now=now, status=facts.status.model_copy(update={"phase": current}))
+    pending = [w for w in facts.status.pending_webhooks if w.event not in facts.webhooks_done]
+    status = facts.status.model_copy(update={"phase": current, "pending_webhooks": pending})
+    draft = _Draft(facts=facts, now=now, status=status)
     _STEPS[current](draft)
     check_transition(current, draft.status.phase or CREATED)
     return draft.decision()
@@ -178,7 +193,7 @@ def _created(d: _Draft) -> None:
         d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled before it was queued")
         return
     d.move(QUEUED, "waiting for a GPU", queued_at=d.now)
-    d.actions.append(Notify("session.queued"))
+    d.notify(WebhookEvent.QUEUED)
 
 
 def _queued(d: _Draft) -> None:
@@ -196,7 +211,8 @@ def _queued(d: _Draft) -> None:
         starting_at=d.now,
         deadlines=Deadlines(start_by=start_by),
     )
-    d.actions += [CreateWorker(), Notify("session.started")]
+    d.actions.append(CreateWorker())
+    d.notify(WebhookEvent.STARTED)
     d.wake.append(start_by)
 
 
@@ -214,7 +230,7 @@ def _starting(d: _Draft) -> None:
         )
         d.move(RUNNING, "first frame published", running_at=d.now, deadlines=deadlines)
         d.status = d.status.model_copy(update={"deadlines": _with_idle(d.status, facts.spec)})
-        d.actions.append(Notify("session.first_frame"))
+        d.notify(WebhookEvent.FIRST_FRAME)
         _arm_running_timers(d)
         return
     start_by = _deadline(status).start_by
@@ -277,24 +293,27 @@ def _terminal(d: _Draft) -> None:
     finished = status.finished_at or d.now
     if status.finished_at is None:  # recorded by an older operator, or by hand
         d.status = status.model_copy(update={"finished_at": finished})
+    # A session's last events go out before it does (within the finalize timeout): its status
+    # is what brings them back after a restart.
+    delivering = bool(d.status.pending_webhooks)
     if facts.deleting:
         force_at = finished + facts.limits.finalize_timeout
-        if facts.pod is None or d.now >= force_at:
+        if (facts.pod is None and not delivering) or d.now >= force_at:
             if facts.pod is not None:
                 d.actions.append(DeleteWorker(force=True))
             d.actions.append(RemoveFinalizer())
         else:
-            if not facts.pod.deleting:
+            if facts.pod is not None and not facts.pod.deleting:
                 d.actions.append(DeleteWorker())
             d.wake.append(force_at)
         return
     if facts.pod is not None and not facts.pod.deleting:
         d.actions.append(DeleteWorker())
     expires = finished + facts.limits.terminal_ttl
-    if d.now >= expires:
-        d.actions.append(DeleteSession())
-    else:
+    if d.now < expires:
         d.wake.append(expires)
+    elif not delivering:  # else the end of the delivery brings the session back here
+        d.actions.append(DeleteSession())
 
 
 _STEPS = {

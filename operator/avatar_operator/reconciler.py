@@ -7,7 +7,7 @@ its pod's events, deadline wake-ups, admission pokes), so decisions never interl
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import structlog
 
 from avatar_crds import contract
-from avatar_crds.enums import Phase
+from avatar_crds.enums import Phase, WebhookEvent
 from avatar_crds.session import AvatarSession
-from avatar_crds.tenant import Tenant
+from avatar_crds.tenant import Tenant, Webhook
 from avatar_operator import metrics, queue, resources, webhooks
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.kube import FINALIZER, Kube, KubeError
@@ -30,7 +30,6 @@ from avatar_operator.machine import (
     DeleteWorker,
     Facts,
     Limits,
-    Notify,
     RemoveFinalizer,
     step,
 )
@@ -75,6 +74,10 @@ class Reconciler:
     retries: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The API server's answer to our own last write, until the watch shows it (or newer)."""
+    delivering: set[tuple[Key, WebhookEvent]] = field(default_factory=set)
+    """Pending webhook events being sent (or retried) now."""
+    delivered: dict[Key, set[WebhookEvent]] = field(default_factory=dict)
+    """Pending webhook events sent or given up on, until the status no longer lists them."""
 
     @property
     def limits(self) -> Limits:
@@ -185,6 +188,12 @@ class Reconciler:
         facts = await self._facts(session, phase, deleting)
         decision = step(phase, facts, utcnow())
         await self._apply(session, decision, bound)
+        # Written: these are out of the status now. (Any delivered meanwhile stay, for next time.)
+        done = self.delivered.get(key)
+        if done is not None:
+            done -= facts.webhooks_done
+            if not done:
+                del self.delivered[key]
 
     async def _facts(self, session: AvatarSession, phase: Phase, deleting: bool) -> Facts:
         key = (session.metadata.namespace or "", session.metadata.name or "")
@@ -205,6 +214,8 @@ class Reconciler:
             node_present=node_present,
             admitted=admitted,
             minutes_exhausted=self._minutes_exhausted(session),
+            webhooks_enabled=self._webhook_of(session) is not None,
+            webhooks_done=frozenset(self.delivered.get(key, ())),
         )
 
     async def _pod(self, key: Key, phase: Phase) -> PodFacts | None:
@@ -272,11 +283,9 @@ class Reconciler:
                 self.written[_key_of(session)] = updated
         if decision.phase != old_phase:
             self._record_transition(session, decision, bound)
+        await self._send_webhooks(session.model_copy(update={"status": decision.status}))
         for action in decision.actions:
             match action:
-                case Notify(event=event):
-                    decided = session.model_copy(update={"status": decision.status})
-                    await self._notify(decided, event)
                 case RemoveFinalizer():
                     await self.kube.remove_finalizer(namespace, name, session.metadata.finalizers)
                 case DeleteSession():
@@ -307,20 +316,46 @@ class Reconciler:
     def post_event(self, session: AvatarSession, kind: str, reason: str, message: str) -> None:
         """Overridden by the kopf adapter, which owns Event posting."""
 
-    async def _notify(self, session: AvatarSession, event: str) -> None:
+    # --- webhooks ----------------------------------------------------------------------------
+
+    async def _send_webhooks(self, session: AvatarSession) -> None:
+        """Start delivering every event the (just written) status lists that is not already
+        on its way: new ones, and after a restart those the last operator left undelivered."""
+        key = _key_of(session)
+        done = self.delivered.get(key, set())
+        waiting = [
+            pending
+            for pending in session.status.pending_webhooks
+            if pending.event not in done and (key, pending.event) not in self.delivering
+        ]
+        if not waiting:
+            return
+        hook = self._webhook_of(session)
+        secret = None
+        if hook is not None:
+            secret = await self.kube.read_secret_value(
+                key[0], hook.secret_ref.name, hook.secret_ref.key
+            )
+            if secret is None:
+                log.warning("webhook_secret_missing", tenant=session.spec.tenant, session=key[1])
+        for pending in waiting:
+            self.delivering.add((key, pending.event))
+            on_done = functools.partial(self._webhook_done, key, pending.event)
+            if hook is None or secret is None:
+                on_done()  # nowhere to send it (the tenant dropped its endpoint): let it go
+                continue
+            body = webhooks.payload(pending, session)
+            self.webhooks.send(hook.url, secret, body, key[1], on_done=on_done)
+
+    def _webhook_done(self, key: Key, event: WebhookEvent) -> None:
+        """Delivered or given up on: the next reconciliation takes it out of the status."""
+        self.delivering.discard((key, event))
+        self.delivered.setdefault(key, set()).add(event)
+        self.schedule(key)
+
+    def _webhook_of(self, session: AvatarSession) -> Webhook | None:
         tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
-        hook = tenant.spec.webhook if tenant else None
-        if hook is None:
-            return
-        namespace = session.metadata.namespace or ""
-        secret = await self.kube.read_secret_value(
-            namespace, hook.secret_ref.name, hook.secret_ref.key
-        )
-        if secret is None:
-            log.warning("webhook_secret_missing", tenant=session.spec.tenant)
-            return
-        body = webhooks.payload(event, session, time.time())
-        self.webhooks.send(hook.url, secret, body, session.metadata.name or "")
+        return tenant.spec.webhook if tenant else None
 
     async def _charge(self, session: AvatarSession, seconds: float) -> None:
         """Add the session's seconds to its tenant once, even across retries and restarts."""
@@ -376,6 +411,7 @@ class Reconciler:
             if handle is not None:
                 handle.cancel()
         self.reserved.discard(key)
+        self.delivered.pop(key, None)
         self.locks.pop(key, None)
 
 

@@ -2,7 +2,11 @@
 
 Signature (like Stripe's): header `Facecast-Signature: t=<unix seconds>,v1=<hex>` where
 v1 = HMAC-SHA256(secret, f"{t}.{body}"). Receivers recompute it and reject old timestamps.
-Deliveries live in memory: a restart drops the ones still retrying (noted in the README).
+
+Delivery is at least once. The events waiting for delivery are listed in the session's status
+(written with the transition that caused them), so an operator that restarts sends again the
+ones still being retried, with fresh attempts; an event's `id` is stable, for receivers to
+drop a repeat.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +24,7 @@ import httpx
 import structlog
 
 from avatar_crds import ids
-from avatar_crds.session import AvatarSession
+from avatar_crds.session import AvatarSession, PendingWebhook
 
 SIGNATURE_HEADER = "Facecast-Signature"
 log = structlog.get_logger("avatar_operator.webhooks")
@@ -36,18 +41,20 @@ def verify(secret: str, header: str, body: bytes) -> bool:
     return hmac.compare_digest(expected, header)
 
 
-def payload(event: str, session: AvatarSession, now: float) -> dict[str, Any]:
-    """The JSON body: which session, what happened, and the customer's metadata echoed."""
+def payload(pending: PendingWebhook, session: AvatarSession) -> dict[str, Any]:
+    """The JSON body: which session, what happened and when, and the customer's metadata
+    echoed. The status is the one the event reports, even if the session has moved on since."""
     name = session.metadata.name or ""
-    status = session.status
+    event = str(pending.event)
+    reason = session.status.reason if pending.phase.is_terminal else None  # final once set
     return {
         "id": f"evt_{hashlib.sha256(f'{name}:{event}'.encode()).hexdigest()[:24]}",
         "type": event,
-        "created": int(now),
+        "created": int(pending.occurred_at.timestamp()),
         "data": {
             "session_id": ids.to_public_id(name),
-            "status": str(status.phase or "created"),
-            "reason": str(status.reason) if status.reason else None,
+            "status": str(pending.phase),
+            "reason": str(reason) if reason else None,
             "metadata": session.spec.metadata,
         },
     }
@@ -59,6 +66,7 @@ class Delivery:
     secret: str
     body: bytes
     session: str
+    event: str
 
 
 class WebhookSender:
@@ -70,11 +78,31 @@ class WebhookSender:
         self.http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def send(self, url: str, secret: str, body: dict[str, Any], session: str) -> None:
+    def send(
+        self,
+        url: str,
+        secret: str,
+        body: dict[str, Any],
+        session: str,
+        *,
+        on_done: Callable[[], None],
+    ) -> None:
+        """`on_done` is called once the event is delivered or given up on, not if the sender
+        is closed first: then the event is still pending."""
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        task = asyncio.create_task(self._deliver(Delivery(url, secret, data, session)))
+        delivery = Delivery(url, secret, data, session, str(body.get("type")))
+        task = asyncio.create_task(self._deliver(delivery))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self.tasks.discard(task)
+            if task.cancelled():
+                return
+            if task.exception() is not None:  # a bug, or a URL httpx refuses outright
+                log.error("webhook_failed", session=session, error=repr(task.exception()))
+            on_done()
+
+        task.add_done_callback(finished)
 
     async def _deliver(self, delivery: Delivery) -> None:
         backoff = self.first_backoff
@@ -89,16 +117,32 @@ class WebhookSender:
                     delivery.url, content=delivery.body, headers=headers
                 )
                 if response.status_code < 300:
-                    log.info("webhook_delivered", session=delivery.session, attempt=attempt)
+                    log.info(
+                        "webhook_delivered",
+                        session=delivery.session,
+                        webhook_event=delivery.event,
+                        attempt=attempt,
+                    )
                     return
                 outcome = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
-            log.warning("webhook_retry", session=delivery.session, attempt=attempt, outcome=outcome)
+            log.warning(
+                "webhook_retry",
+                session=delivery.session,
+                webhook_event=delivery.event,
+                attempt=attempt,
+                outcome=outcome,
+            )
             if attempt < self.max_attempts:
                 await asyncio.sleep(backoff)  # backoff between deliveries, not a test wait
                 backoff *= 2
-        log.error("webhook_gave_up", session=delivery.session, attempts=self.max_attempts)
+        log.error(
+            "webhook_gave_up",
+            session=delivery.session,
+            webhook_event=delivery.event,
+            attempts=self.max_attempts,
+        )
 
     async def close(self) -> None:
         for task in list(self.tasks):

@@ -27,12 +27,14 @@ SIGNING_KEY = "whsec-test-3b1f0c"
 
 class Receiver(ThreadingHTTPServer):
     """A customer's webhook endpoint on loopback: refuses the very first delivery with a 500
-    (to prove the retry), accepts everything after, and records what it got."""
+    (to prove the retry), and every delivery while `down`; accepts everything else, and
+    records what it got."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.received: list[tuple[dict[str, Any], str, bytes]] = []
         self.refused = 0
+        self.down = False
 
     @property
     def url(self) -> str:
@@ -47,7 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.server.refused == 0:
+        if self.server.down or self.server.refused == 0:
             self.server.refused += 1
             self.send_response(500)
         else:
@@ -86,11 +88,7 @@ def metric(port: int, line_prefix: str) -> float | None:
     return None
 
 
-def test_webhooks_are_signed_retried_and_echo_metadata(
-    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
-    api_client: k8s.ApiClient, receiver: Receiver, metrics_port: int,
-) -> None:  # fmt: skip
-    gpu_nodes(1)
+def create_tenant_with_webhook(sessions: Sessions, receiver: Receiver) -> None:
     secret = k8s.V1Secret.model_validate(
         {"metadata": {"name": "acme-webhook"}, "stringData": {"signing": SIGNING_KEY}}
     )
@@ -98,6 +96,14 @@ def test_webhooks_are_signed_retried_and_echo_metadata(
     sessions.create_tenant(
         webhook={"url": receiver.url, "secretRef": {"name": "acme-webhook", "key": "signing"}}
     )
+
+
+def test_webhooks_are_signed_retried_and_echo_metadata(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient, receiver: Receiver, metrics_port: int,
+) -> None:  # fmt: skip
+    gpu_nodes(1)
+    create_tenant_with_webhook(sessions, receiver)
     name = sessions.create(metadata={"order": 42, "channel": "support"})
     sessions.wait_pod_running(name)
     WorkerStandIn(api_client, sessions.namespace, name).first_frame()
@@ -127,3 +133,35 @@ def test_webhooks_are_signed_retried_and_echo_metadata(
     assert metric(metrics_port, "facecast_time_to_running_seconds_count") == 1.0
     assert metric(metrics_port, "facecast_reconciles_total") is not None
     assert metric(metrics_port, 'facecast_sessions{phase="ended"}') == 1.0
+
+
+@pytest.mark.parametrize("operator_env", [{"FACECAST_WEBHOOK_MAX_ATTEMPTS": "20"}])
+def test_a_restarted_operator_delivers_what_the_last_one_could_not(
+    operator: OperatorProcess, sessions: Sessions, receiver: Receiver
+) -> None:
+    receiver.down = True
+    create_tenant_with_webhook(sessions, receiver)
+    name = sessions.create()  # no GPU node: it stays queued
+    sessions.wait_phase(name, "queued")
+    wait_for(lambda: receiver.refused >= 2, timeout=30, description="a delivery retried")
+
+    def pending() -> list[str]:
+        session = sessions.get(name)
+        assert session is not None
+        return [str(p.event) for p in session.status.pending_webhooks]
+
+    operator.stop()  # while it still retries `session.queued`
+    assert pending() == ["session.queued"]
+    receiver.down = False
+    operator.start()
+
+    wait_for(lambda: receiver.types() == ["session.queued"], timeout=30, description="delivered")
+    wait_for(lambda: pending() == [], timeout=30, description="taken out of the status")
+    body, signature, raw = receiver.received[0]
+    assert verify(SIGNING_KEY, signature, raw)
+    session = sessions.get(name)
+    assert session is not None
+    assert session.status.queued_at is not None
+    # The event tells when it happened, not when it finally got through.
+    assert body["created"] == int(session.status.queued_at.timestamp())
+    assert body["data"]["status"] == "queued"

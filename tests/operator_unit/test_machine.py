@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from avatar_crds.enums import EndReason, FailureReason, Phase
+from avatar_crds.enums import EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.session import AvatarSessionSpec, AvatarSessionStatus, WorkerStatus
 from avatar_operator.machine import (
     LEGAL_TRANSITIONS,
     ChargeTenant,
     CreateWorker,
+    Decision,
     DeleteSession,
     DeleteWorker,
     Facts,
     IllegalTransitionError,
     Limits,
-    Notify,
     RemoveFinalizer,
     check_transition,
     step,
@@ -61,13 +61,19 @@ def pod(**changes: Any) -> PodFacts:
 
 
 def facts(status: dict[str, Any] | None = None, **changes: Any) -> Facts:
+    """The tenant has a webhook endpoint unless `webhooks_enabled=False`."""
     spec = changes.pop("spec", SPEC)
     return Facts(
         spec=spec,
         status=AvatarSessionStatus.model_validate(status or {}),
         limits=LIMITS,
-        **changes,
+        **{"webhooks_enabled": True, **changes},
     )
+
+
+def announced(decision: Decision) -> list[WebhookEvent]:
+    """The webhook events the decision's status queues for delivery."""
+    return [pending.event for pending in decision.status.pending_webhooks]
 
 
 STARTING = {
@@ -132,7 +138,7 @@ def test_new_session_is_queued_and_announced() -> None:
     d = step(None, facts(), T0)
     assert d.phase is Phase.QUEUED
     assert d.status.queued_at == T0
-    assert Notify("session.queued") in d.actions
+    assert announced(d) == [WebhookEvent.QUEUED]
     assert d.event is not None
     assert d.event[1] == "Queued"
 
@@ -179,7 +185,7 @@ def test_first_frame_makes_it_running_with_absolute_deadlines() -> None:
     assert d.status.deadlines is not None
     assert d.status.deadlines.max_duration_at == now + timedelta(seconds=600)
     assert d.status.deadlines.idle_at == now + timedelta(seconds=30)
-    assert Notify("session.first_frame") in d.actions
+    assert announced(d) == [WebhookEvent.FIRST_FRAME]
     assert d.wake_at == now + timedelta(seconds=20)  # the heartbeat check comes first
 
 
@@ -200,7 +206,7 @@ def test_worker_breakage_fails_the_session(
     d = step(Phase.STARTING, facts(status, pod=pod_facts, node_present=node_present), T0)
     assert d.phase is Phase.FAILED
     assert d.status.reason == reason
-    assert Notify("session.failed") in d.actions
+    assert announced(d) == [WebhookEvent.FAILED]
     assert d.event is not None
     assert d.event[0] == "Warning"
 
@@ -303,7 +309,7 @@ def test_ending_becomes_ended_when_the_pod_is_gone_and_charges_once() -> None:
     assert d.phase is Phase.ENDED
     assert d.status.reason == EndReason.IDLE_TIMEOUT
     assert ChargeTenant(42.0) in d.actions
-    assert Notify("session.ended") in d.actions
+    assert announced(d) == [WebhookEvent.ENDED]
 
 
 def test_ending_forces_a_stuck_pod_after_the_finalize_timeout() -> None:
@@ -358,3 +364,49 @@ def test_worker_status_is_never_changed_by_the_machine() -> None:
     status = AvatarSessionStatus.model_validate({**RUNNING}).model_copy(update={"worker": worker})
     d = step(Phase.RUNNING, Facts(spec=SPEC, status=status, limits=LIMITS, pod=pod()), T0)
     assert d.status.worker == worker
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+def test_a_transition_queues_its_webhook_with_the_phase_and_the_time() -> None:
+    now = T0 + timedelta(seconds=2)
+    d = step(Phase.QUEUED, facts({"phase": "queued", "queuedAt": T0}, admitted=True), now)
+    assert d.phase is Phase.STARTING
+    [pending] = d.status.pending_webhooks
+    assert (pending.event, pending.phase, pending.occurred_at) == (
+        WebhookEvent.STARTED,
+        Phase.STARTING,
+        now,
+    )
+
+
+def test_webhooks_stay_in_the_status_until_delivered() -> None:
+    queued = step(None, facts(), T0)
+    started = step(Phase.QUEUED, facts(queued.status.to_k8s(), admitted=True), T0)
+    assert announced(started) == [WebhookEvent.QUEUED, WebhookEvent.STARTED]
+    done = frozenset({WebhookEvent.QUEUED})
+    later = step(Phase.STARTING, facts(started.status.to_k8s(), pod=pod(), webhooks_done=done), T0)
+    assert announced(later) == [WebhookEvent.STARTED]
+
+
+def test_no_webhooks_without_an_endpoint() -> None:
+    assert announced(step(None, facts(webhooks_enabled=False), T0)) == []
+
+
+def test_a_terminal_session_stays_until_its_webhooks_are_out() -> None:
+    failed = {"event": "session.failed", "phase": "failed", "occurredAt": T0}
+    pending = {**FAILED, "pendingWebhooks": [failed]}
+    expired = T0 + LIMITS.terminal_ttl
+    waiting = step(Phase.FAILED, facts(pending), expired)
+    assert DeleteSession() not in waiting.actions
+    assert waiting.wake_at is None  # the end of the delivery brings it back, not a timer
+    done = frozenset({WebhookEvent.FAILED})
+    delivered = step(Phase.FAILED, facts(pending, webhooks_done=done), expired)
+    assert DeleteSession() in delivered.actions
+    # Deleted by the customer: the finalizer waits for the delivery, up to the finalize timeout.
+    early = step(Phase.FAILED, facts(pending, deleting=True), T0)
+    assert RemoveFinalizer() not in early.actions
+    assert early.wake_at == T0 + LIMITS.finalize_timeout
+    late = step(Phase.FAILED, facts(pending, deleting=True), T0 + LIMITS.finalize_timeout)
+    assert late.actions == (RemoveFinalizer(),)
