@@ -145,6 +145,9 @@ class WebhookSender:
         )
 
     async def close(self) -> None:
-        for task in list(self.tasks):
+        """Stop delivering. What was still on its way stays pending (`on_done` is not called)."""
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.http.aclose()

@@ -1,0 +1,141 @@
+"""The webhook sender's promise to the reconciler (it says when an event is finished with, and
+only then), and what a payload reports. Deliveries go to a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+
+from avatar_crds.enums import Phase, WebhookEvent
+from avatar_crds.session import AvatarSession, PendingWebhook
+from avatar_operator.webhooks import SIGNATURE_HEADER, WebhookSender, payload, verify
+
+SECRET = "whsec-unit"
+DEADLINE_SECONDS = 10.0
+SESSION = AvatarSession.model_validate(
+    {
+        "metadata": {"name": "sess-01jcz3v7m4q8r2t6w9x0y1z2a3", "namespace": "fc"},
+        "spec": {
+            "tenant": "acme",
+            "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
+            "quality": "mock",
+            "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
+            "tokenSecretRef": {"name": "t"},
+            "metadata": {"order": 7},
+        },
+        "status": {"phase": "failed", "reason": "pod_failed"},
+    }
+)
+
+
+class Endpoint:
+    """Answers every delivery with `status`; records the bodies and signatures it got."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.received: list[tuple[bytes, str]] = []
+        self.reached = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((await request.read(), request.headers[SIGNATURE_HEADER]))
+        self.reached.set()
+        return web.Response(status=self.status)
+
+
+@asynccontextmanager
+async def serve(endpoint: Endpoint) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/hook", endpoint.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        await runner.cleanup()
+
+
+async def deliver(status: int, *, max_attempts: int) -> tuple[Endpoint, int]:
+    """One event to an endpoint answering `status`: what it received, and how many times the
+    sender said it was finished with it."""
+    endpoint = Endpoint(status)
+    done = asyncio.Event()
+    calls = 0
+
+    def on_done() -> None:
+        nonlocal calls
+        calls += 1
+        done.set()
+
+    async with serve(endpoint) as url:
+        sender = WebhookSender(max_attempts, timeout=5.0, first_backoff=0.01)
+        sender.send(url, SECRET, {"type": "session.queued"}, "s", on_done=on_done)
+        await asyncio.wait_for(done.wait(), DEADLINE_SECONDS)
+        await sender.close()
+    return endpoint, calls
+
+
+def test_a_delivered_event_is_finished_with_once() -> None:
+    endpoint, calls = asyncio.run(deliver(204, max_attempts=3))
+    assert calls == 1
+    [(body, signature)] = endpoint.received
+    assert verify(SECRET, signature, body)
+
+
+def test_an_event_given_up_on_is_finished_with_after_every_attempt() -> None:
+    endpoint, calls = asyncio.run(deliver(500, max_attempts=3))
+    assert calls == 1
+    assert len(endpoint.received) == 3
+
+
+def test_an_event_still_retrying_when_the_sender_closes_stays_pending() -> None:
+    async def scenario() -> tuple[int, int]:
+        endpoint = Endpoint(500)
+        calls = 0
+
+        def on_done() -> None:
+            nonlocal calls
+            calls += 1
+
+        async with serve(endpoint) as url:
+            # A long backoff: the second attempt never comes before the close.
+            sender = WebhookSender(5, timeout=5.0, first_backoff=60.0)
+            sender.send(url, SECRET, {"type": "session.queued"}, "s", on_done=on_done)
+            await asyncio.wait_for(endpoint.reached.wait(), DEADLINE_SECONDS)
+            await sender.close()
+        return len(endpoint.received), calls
+
+    attempts, calls = asyncio.run(scenario())
+    assert attempts == 1
+    assert calls == 0  # the reconciler keeps it pending, and a restart sends it again
+
+
+@pytest.mark.parametrize(
+    ("event", "phase", "reason"),
+    [
+        (WebhookEvent.QUEUED, Phase.QUEUED, None),  # the session has failed since
+        (WebhookEvent.FAILED, Phase.FAILED, "pod_failed"),
+    ],
+)
+def test_a_payload_reports_the_event_as_it_happened(
+    event: WebhookEvent, phase: Phase, reason: str | None
+) -> None:
+    at = datetime(2026, 11, 21, 12, 0, 5, tzinfo=UTC)
+    body = payload(PendingWebhook(event=event, phase=phase, occurred_at=at), SESSION)
+    assert body["type"] == str(event)
+    assert body["created"] == int(at.timestamp())
+    assert body["data"] == {
+        "session_id": "sess_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3",
+        "status": str(phase),
+        "reason": reason,
+        "metadata": {"order": 7},
+    }
+    again = payload(PendingWebhook(event=event, phase=phase, occurred_at=at), SESSION)
+    assert again["id"] == body["id"]  # stable, for receivers to drop a repeat
