@@ -11,19 +11,9 @@ from avatar_crds.enums import Phase
 from avatar_crds.session import AvatarSession, AvatarSessionStatus
 from avatar_operator.resources import status_patch, worker_pod, worker_rbac
 from avatar_operator.settings import Settings, SettingsError, WorkerPodSettings, load_settings
+from tests.testenv.objects import SAMPLE_SESSION, session_manifest
 
-SESSION = AvatarSession.model_validate(
-    {
-        "metadata": {"name": "sess-01jcz3v7m4q8r2t6w9x0y1z2a3", "namespace": "fc", "uid": "u-1"},
-        "spec": {
-            "tenant": "acme",
-            "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
-            "quality": "lite",
-            "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
-            "tokenSecretRef": {"name": "sess-01jcz3v7m4q8r2t6w9x0y1z2a3-token"},
-        },
-    }
-)
+SESSION = AvatarSession.model_validate(session_manifest(uid="u-1"))
 
 
 def build(**settings: Any) -> dict[str, Any]:
@@ -36,7 +26,7 @@ def test_pod_is_named_owned_and_labelled_from_the_session() -> None:
     assert meta["name"] == "sess-01jcz3v7m4q8r2t6w9x0y1z2a3-worker"
     assert meta["ownerReferences"][0]["uid"] == "u-1"
     assert meta["ownerReferences"][0]["controller"] is True
-    assert meta["labels"][contract.LABEL_SESSION] == "sess-01jcz3v7m4q8r2t6w9x0y1z2a3"
+    assert meta["labels"][contract.LABEL_SESSION] == SAMPLE_SESSION
     assert meta["labels"][contract.LABEL_TENANT] == "acme"
     assert build() == pod  # deterministic
 

@@ -14,22 +14,14 @@ from aiohttp import web
 from avatar_crds.enums import Phase, WebhookEvent
 from avatar_crds.session import AvatarSession, PendingWebhook
 from avatar_operator.webhooks import SIGNATURE_HEADER, WebhookSender, payload, verify
+from tests.testenv.objects import session_manifest
 
 SECRET = "whsec-unit"
 DEADLINE_SECONDS = 10.0
 SESSION = AvatarSession.model_validate(
-    {
-        "metadata": {"name": "sess-01jcz3v7m4q8r2t6w9x0y1z2a3", "namespace": "fc"},
-        "spec": {
-            "tenant": "acme",
-            "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
-            "quality": "mock",
-            "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
-            "tokenSecretRef": {"name": "t"},
-            "metadata": {"order": 7},
-        },
-        "status": {"phase": "failed", "reason": "pod_failed"},
-    }
+    session_manifest(
+        spec={"metadata": {"order": 7}}, status={"phase": "failed", "reason": "pod_failed"}
+    )
 )
 
 

@@ -1,7 +1,9 @@
-"""Manifests the tests and benchmarks put straight into the cluster, bypassing the API."""
+"""Manifests for tests and benchmarks: put straight into the cluster, bypassing the API, or
+handed to the operator's code in unit tests."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from avatar_crds import contract
@@ -36,3 +38,33 @@ def avatar_manifest(
             },
         },
     }
+
+
+SAMPLE_SESSION = "sess-01jcz3v7m4q8r2t6w9x0y1z2a3"
+
+
+def session_manifest(
+    *,
+    spec: Mapping[str, Any] | None = None,
+    status: Mapping[str, Any] | None = None,
+    uid: str | None = None,
+) -> dict[str, Any]:
+    """A valid AvatarSession `SAMPLE_SESSION` in namespace `fc` (LiveKit transport, `lite`,
+    token Secret `<name>-token`), with the given spec fields changed."""
+    metadata = {"name": SAMPLE_SESSION, "namespace": "fc", **({"uid": uid} if uid else {})}
+    body: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "AvatarSession",
+        "metadata": metadata,
+        "spec": {
+            "tenant": "acme",
+            "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
+            "quality": "lite",
+            "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
+            "tokenSecretRef": {"name": f"{SAMPLE_SESSION}-token"},
+            **(spec or {}),
+        },
+    }
+    if status is not None:
+        body["status"] = dict(status)
+    return body
