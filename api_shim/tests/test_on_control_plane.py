@@ -1048,7 +1048,8 @@ async def test_python_m_api_shim_serves_real_http_and_logs_json(
     worker_token: str,
     tmp_path: Path,
 ) -> None:
-    """The production entry point: uvicorn, settings from FACECAST_*, JSON logs on stdout."""
+    """The production entry point: uvicorn, settings from FACECAST_*, JSON logs on stdout, and
+    the startup objects frozen out of the garbage collector's way."""
     acme = await cluster.tenant()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -1087,6 +1088,9 @@ async def test_python_m_api_shim_serves_real_http_and_logs_json(
         server.terminate()
         await asyncio.wait_for(server.wait(), timeout=WAIT_TIMEOUT)
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    [starting] = [line for line in lines if line.get("event") == "api_starting"]
+    # The startup objects are out of the garbage collector's way (see __main__).
+    assert starting["objects_frozen"] > 10_000
     access = [line for line in lines if line.get("event") == "request"]
     assert {line["path"] for line in access} >= {"/healthz", "/readyz", "/v1/sessions"}
     assert all(line["request_id"].startswith("req_") for line in access)
