@@ -8,6 +8,7 @@ restart no session is judged before all sessions, pods and nodes are known.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -124,7 +125,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     )
     if config.metrics_port:
         start_http_server(config.metrics_port)
-    log.info("operator_started", namespace=config.namespace)
+    log.info(
+        "operator_started",
+        namespace=config.namespace,
+        objects_frozen=gc.get_freeze_count(),  # see __main__.tune_garbage_collector
+    )
 
 
 @kopf.on.cleanup()
