@@ -205,6 +205,7 @@ class Reconciler:
         admitted = key in self.reserved
         if phase in (Phase.CREATED, Phase.QUEUED) and not deleting and not admitted:
             self.poke_queued()
+        tenant = self._tenant(key[0], session.spec.tenant)
         return Facts(
             spec=session.spec,
             status=session.status,
@@ -213,8 +214,8 @@ class Reconciler:
             pod=pod,
             node_present=node_present,
             admitted=admitted,
-            minutes_exhausted=self._minutes_exhausted(session),
-            webhooks_enabled=self._webhook_of(session) is not None,
+            minutes_exhausted=_minutes_exhausted(session, tenant),
+            webhooks_enabled=tenant is not None and tenant.spec.webhook is not None,
             webhooks_done=frozenset(self.delivered.get(key, ())),
         )
 
@@ -248,13 +249,6 @@ class Reconciler:
     def _tenant(self, namespace: str, name: str) -> Tenant | None:
         body = self.view.tenant(namespace, name)
         return Tenant.model_validate(body) if body else None
-
-    def _minutes_exhausted(self, session: AvatarSession) -> bool:
-        tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
-        if tenant is None:
-            return False
-        own = session.status.worker.billable_seconds if session.status.worker else 0.0
-        return tenant.status.usage.seconds_used + own >= tenant.spec.plan.minutes * 60
 
     # --- carrying out a decision ---------------------------------------------------------
 
@@ -418,6 +412,13 @@ class Reconciler:
 def _log_admission_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admission_failed", error=repr(task.exception()))
+
+
+def _minutes_exhausted(session: AvatarSession, tenant: Tenant | None) -> bool:
+    if tenant is None:
+        return False
+    own = session.status.worker.billable_seconds if session.status.worker else 0.0
+    return tenant.status.usage.seconds_used + own >= tenant.spec.plan.minutes * 60
 
 
 def _version(body: dict[str, Any]) -> int:
