@@ -245,6 +245,14 @@ async def served_requests(http: aiohttp.ClientSession) -> Counter[str]:
     return served
 
 
+async def api_server_gomaxprocs(http: aiohttp.ClientSession) -> str:
+    """How many threads the API server's Go scheduler runs at once (its metrics)."""
+    async with http.get("/metrics") as response:
+        text = await response.text()
+    found = re.search(r"^go_sched_gomaxprocs_threads (\S+)$", text, re.MULTILINE)
+    return found.group(1) if found else "unknown"
+
+
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -425,6 +433,7 @@ async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespac
             ) as api_http,
         ):
             await wait_for_api(api_http, process)
+            print(f"API server GOMAXPROCS {await api_server_gomaxprocs(direct_http)}", flush=True)
             paths: list[tuple[Result, Call]] = []
             for with_secret in (False, True):
                 direct_ns = f"direct-{uuid.uuid4().hex[:6]}"
