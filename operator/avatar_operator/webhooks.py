@@ -5,8 +5,9 @@ v1 = HMAC-SHA256(secret, f"{t}.{body}"). Receivers recompute it and reject old t
 
 Delivery is at least once. The events waiting for delivery are listed in the session's status
 (written with the transition that caused them), so an operator that restarts sends again the
-ones still being retried, with fresh attempts; an event's `id` is stable, for receivers to
-drop a repeat.
+ones still being retried; an event's `id` is stable, for receivers to drop a repeat. Attempts
+keep to one schedule counted from the event (0, b, 3b, 7b, ... seconds after it), so that a
+restart carries the schedule on rather than starting it over.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -60,6 +62,21 @@ def payload(pending: PendingWebhook, session: AvatarSession) -> dict[str, Any]:
     }
 
 
+def due_after(attempt: int, first_backoff: float) -> float:
+    """Seconds after the event when attempt `attempt` (counted from 1) is due."""
+    return first_backoff * ((1 << (attempt - 1)) - 1)
+
+
+def resume_at(age: float, first_backoff: float, max_attempts: int) -> int:
+    """The attempt to start with for an event `age` seconds old: the last one already due.
+    Attempts are not recorded, so this is what keeps an operator that restarts (or crashes in
+    a loop) from granting an event a fresh set of them; it still tries at least once."""
+    attempt = 1
+    while attempt < max_attempts and due_after(attempt + 1, first_backoff) <= age:
+        attempt += 1
+    return attempt
+
+
 @dataclass(frozen=True)
 class Delivery:
     url: str
@@ -67,6 +84,7 @@ class Delivery:
     body: bytes
     session: str
     event: str
+    occurred_at: datetime
 
 
 class WebhookSender:
@@ -85,12 +103,13 @@ class WebhookSender:
         body: dict[str, Any],
         session: str,
         *,
+        occurred_at: datetime,
         on_done: Callable[[], None],
     ) -> None:
         """`on_done` is called once the event is delivered or given up on, not if the sender
         is closed first: then the event is still pending."""
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        delivery = Delivery(url, secret, data, session, str(body.get("type")))
+        delivery = Delivery(url, secret, data, session, str(body.get("type")), occurred_at)
         task = asyncio.create_task(self._deliver(delivery))
         self.tasks.add(task)
 
@@ -105,8 +124,12 @@ class WebhookSender:
         task.add_done_callback(finished)
 
     async def _deliver(self, delivery: Delivery) -> None:
-        backoff = self.first_backoff
-        for attempt in range(1, self.max_attempts + 1):
+        occurred = delivery.occurred_at.timestamp()
+        first = resume_at(time.time() - occurred, self.first_backoff, self.max_attempts)
+        for attempt in range(first, self.max_attempts + 1):
+            if attempt > first:  # the backoff between deliveries, not a test wait
+                due = occurred + due_after(attempt, self.first_backoff)
+                await asyncio.sleep(max(0.0, due - time.time()))
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
@@ -134,9 +157,6 @@ class WebhookSender:
                 attempt=attempt,
                 outcome=outcome,
             )
-            if attempt < self.max_attempts:
-                await asyncio.sleep(backoff)  # backoff between deliveries, not a test wait
-                backoff *= 2
         log.error(
             "webhook_gave_up",
             session=delivery.session,

@@ -6,18 +6,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
 
 from avatar_crds.enums import Phase, WebhookEvent
 from avatar_crds.session import AvatarSession, PendingWebhook
-from avatar_operator.webhooks import SIGNATURE_HEADER, WebhookSender, payload, verify
+from avatar_operator.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookSender,
+    payload,
+    resume_at,
+    verify,
+)
 from tests.testenv.objects import session_manifest
 
 SECRET = "whsec-unit"
 DEADLINE_SECONDS = 10.0
+QUEUED = {"type": "session.queued"}
 SESSION = AvatarSession.model_validate(
     session_manifest(
         spec={"metadata": {"order": 7}}, status={"phase": "failed", "reason": "pod_failed"}
@@ -54,9 +61,11 @@ async def serve(endpoint: Endpoint) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def deliver(status: int, *, max_attempts: int) -> tuple[Endpoint, int]:
-    """One event to an endpoint answering `status`: what it received, and how many times the
-    sender said it was finished with it."""
+async def deliver(
+    status: int, *, max_attempts: int, age: timedelta = timedelta(0)
+) -> tuple[Endpoint, int]:
+    """One event, `age` old, to an endpoint answering `status`: what it received, and how many
+    times the sender said it was finished with it."""
     endpoint = Endpoint(status)
     done = asyncio.Event()
     calls = 0
@@ -68,7 +77,8 @@ async def deliver(status: int, *, max_attempts: int) -> tuple[Endpoint, int]:
 
     async with serve(endpoint) as url:
         sender = WebhookSender(max_attempts, timeout=5.0, first_backoff=0.01)
-        sender.send(url, SECRET, {"type": "session.queued"}, "s", on_done=on_done)
+        occurred_at = datetime.now(UTC) - age
+        sender.send(url, SECRET, QUEUED, "s", occurred_at=occurred_at, on_done=on_done)
         await asyncio.wait_for(done.wait(), DEADLINE_SECONDS)
         await sender.close()
     return endpoint, calls
@@ -87,6 +97,23 @@ def test_an_event_given_up_on_is_finished_with_after_every_attempt() -> None:
     assert len(endpoint.received) == 3
 
 
+def test_an_event_left_over_from_before_a_restart_goes_on_with_its_schedule() -> None:
+    # Long past its last attempt's time (5 attempts at 0.01 s backoff end 0.15 s after it):
+    # one more attempt, not a fresh five.
+    endpoint, calls = asyncio.run(deliver(500, max_attempts=5, age=timedelta(hours=1)))
+    assert calls == 1
+    assert len(endpoint.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("age", "attempt"),
+    [(0.0, 1), (0.99, 1), (1.0, 2), (2.99, 2), (3.0, 3), (10.0, 4), (15.0, 5), (86_400.0, 5)],
+)
+def test_an_event_resumes_at_the_last_attempt_already_due(age: float, attempt: int) -> None:
+    # Attempts are due 0, 1, 3, 7 and 15 s after the event (first backoff 1 s).
+    assert resume_at(age, first_backoff=1.0, max_attempts=5) == attempt
+
+
 def test_an_event_still_retrying_when_the_sender_closes_stays_pending() -> None:
     async def scenario() -> tuple[int, int]:
         endpoint = Endpoint(500)
@@ -99,7 +126,7 @@ def test_an_event_still_retrying_when_the_sender_closes_stays_pending() -> None:
         async with serve(endpoint) as url:
             # A long backoff: the second attempt never comes before the close.
             sender = WebhookSender(5, timeout=5.0, first_backoff=60.0)
-            sender.send(url, SECRET, {"type": "session.queued"}, "s", on_done=on_done)
+            sender.send(url, SECRET, QUEUED, "s", occurred_at=datetime.now(UTC), on_done=on_done)
             await asyncio.wait_for(endpoint.reached.wait(), DEADLINE_SECONDS)
             await sender.close()
         return len(endpoint.received), calls
