@@ -28,8 +28,12 @@ ensure_python_env() {
     export UV_CACHE_DIR=$FACECAST_CACHE/uv-cache
     export UV_PYTHON_DOWNLOADS=never
     export UV_PYTHON=python3.11
+    # Keyed by the checkout too: the workspace's own packages are installed editable, pointing
+    # into one checkout, so two checkouts sharing an environment would run each other's code.
+    # A new checkout's environment is hardlinked from uv's cache in a second or two.
     local key
-    key=$(cat "$FACECAST_ROOT/uv.lock" "$FACECAST_ROOT/.python-version" 2>/dev/null | sha256sum | cut -c1-16)
+    key=$({ cat "$FACECAST_ROOT/uv.lock" "$FACECAST_ROOT/.python-version" 2>/dev/null
+            echo "$FACECAST_ROOT"; } | sha256sum | cut -c1-16)
     export UV_PROJECT_ENVIRONMENT=$FACECAST_CACHE/venvs/$key
     step "python environment $UV_PROJECT_ENVIRONMENT"
     (cd "$FACECAST_ROOT" && uv sync --frozen --all-packages --quiet)
