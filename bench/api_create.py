@@ -416,7 +416,7 @@ async def prepare_namespace(
 async def bench(plane: ControlPlane, api: k8s.ApiClient, args: argparse.Namespace) -> None:
     pids = {p.name: p.popen.pid for p in plane.processes if p.name in SERVER_SIDE}
     pids["client"] = os.getpid()
-    if args.split_cores:
+    if args.api_cores:
         # The control plane was started on its own cores (see main); the API, started
         # below, inherits these.
         pin(os.getpid(), args.api_cores)
@@ -546,10 +546,10 @@ def main() -> None:
         " API and this client on the other half)",
     )
     args = parser.parse_args()
-    args.split_cores = not args.shared_cores
     if args.warmup + args.requests > MAX_SESSIONS:
         parser.error(f"--warmup plus --requests may be at most {MAX_SESSIONS} (a plan's limit)")
-    if args.split_cores:
+    args.api_cores = None
+    if not args.shared_cores:
         cluster_cores, args.api_cores = split_cores()
         # Before the control plane starts, so that its processes inherit the cores: Go sizes
         # its scheduler (GOMAXPROCS) from them at start. Pinned afterwards, the API server and
