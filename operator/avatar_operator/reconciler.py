@@ -338,10 +338,7 @@ class Reconciler:
             if hook is None or secret is None:
                 on_done()  # nowhere to send it (the tenant dropped its endpoint): let it go
                 continue
-            body = webhooks.payload(pending, session)
-            self.webhooks.send(
-                hook.url, secret, body, key[1], occurred_at=pending.occurred_at, on_done=on_done
-            )
+            self.webhooks.send(hook.url, secret, pending, session, on_done=on_done)
 
     def _webhook_done(self, key: Key, event: WebhookEvent) -> None:
         """Delivered or given up on: the next reconciliation takes it out of the status."""

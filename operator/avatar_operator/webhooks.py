@@ -19,7 +19,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -83,8 +82,7 @@ class Delivery:
     secret: str
     body: bytes
     session: str
-    event: str
-    occurred_at: datetime
+    pending: PendingWebhook
 
 
 class WebhookSender:
@@ -100,16 +98,17 @@ class WebhookSender:
         self,
         url: str,
         secret: str,
-        body: dict[str, Any],
-        session: str,
+        pending: PendingWebhook,
+        session: AvatarSession,
         *,
-        occurred_at: datetime,
         on_done: Callable[[], None],
     ) -> None:
         """`on_done` is called once the event is delivered or given up on, not if the sender
         is closed first: then the event is still pending."""
+        body = payload(pending, session)
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        delivery = Delivery(url, secret, data, session, str(body.get("type")), occurred_at)
+        name = session.metadata.name or ""
+        delivery = Delivery(url, secret, data, name, pending)
         task = asyncio.create_task(self._deliver(delivery))
         self.tasks.add(task)
 
@@ -118,13 +117,13 @@ class WebhookSender:
             if task.cancelled():
                 return
             if task.exception() is not None:  # a bug, or a URL httpx refuses outright
-                log.error("webhook_failed", session=session, error=repr(task.exception()))
+                log.error("webhook_failed", session=name, error=repr(task.exception()))
             on_done()
 
         task.add_done_callback(finished)
 
     async def _deliver(self, delivery: Delivery) -> None:
-        occurred = delivery.occurred_at.timestamp()
+        occurred = delivery.pending.occurred_at.timestamp()
         first = resume_at(time.time() - occurred, self.first_backoff, self.max_attempts)
         for attempt in range(first, self.max_attempts + 1):
             if attempt > first:  # the backoff between deliveries, not a test wait
@@ -143,7 +142,7 @@ class WebhookSender:
                     log.info(
                         "webhook_delivered",
                         session=delivery.session,
-                        webhook_event=delivery.event,
+                        webhook_event=str(delivery.pending.event),
                         attempt=attempt,
                     )
                     return
@@ -153,14 +152,14 @@ class WebhookSender:
             log.warning(
                 "webhook_retry",
                 session=delivery.session,
-                webhook_event=delivery.event,
+                webhook_event=str(delivery.pending.event),
                 attempt=attempt,
                 outcome=outcome,
             )
         log.error(
             "webhook_gave_up",
             session=delivery.session,
-            webhook_event=delivery.event,
+            webhook_event=str(delivery.pending.event),
             attempts=self.max_attempts,
         )
 

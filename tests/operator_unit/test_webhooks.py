@@ -24,12 +24,15 @@ from tests.testenv.objects import session_manifest
 
 SECRET = "whsec-unit"
 DEADLINE_SECONDS = 10.0
-QUEUED = {"type": "session.queued"}
 SESSION = AvatarSession.model_validate(
     session_manifest(
         spec={"metadata": {"order": 7}}, status={"phase": "failed", "reason": "pod_failed"}
     )
 )
+
+
+def queued(at: datetime) -> PendingWebhook:
+    return PendingWebhook(event=WebhookEvent.QUEUED, phase=Phase.QUEUED, occurred_at=at)
 
 
 class Endpoint:
@@ -77,8 +80,7 @@ async def deliver(
 
     async with serve(endpoint) as url:
         sender = WebhookSender(max_attempts, timeout=5.0, first_backoff=0.01)
-        occurred_at = datetime.now(UTC) - age
-        sender.send(url, SECRET, QUEUED, "s", occurred_at=occurred_at, on_done=on_done)
+        sender.send(url, SECRET, queued(datetime.now(UTC) - age), SESSION, on_done=on_done)
         await asyncio.wait_for(done.wait(), DEADLINE_SECONDS)
         await sender.close()
     return endpoint, calls
@@ -126,7 +128,7 @@ def test_an_event_still_retrying_when_the_sender_closes_stays_pending() -> None:
         async with serve(endpoint) as url:
             # A long backoff: the second attempt never comes before the close.
             sender = WebhookSender(5, timeout=5.0, first_backoff=60.0)
-            sender.send(url, SECRET, QUEUED, "s", occurred_at=datetime.now(UTC), on_done=on_done)
+            sender.send(url, SECRET, queued(datetime.now(UTC)), SESSION, on_done=on_done)
             await asyncio.wait_for(endpoint.reached.wait(), DEADLINE_SECONDS)
             await sender.close()
         return len(endpoint.received), calls
