@@ -9,7 +9,10 @@ the machine's cores to the servers it measures), after a warm-up, and stops earl
 `--max-seconds`. The paths take turns in `--rounds` rounds, in every order, so that load from
 elsewhere on the machine falls on all of them alike; each round prints its p50 and throughput
 per path. A path's turn ends once the control plane has settled: the work its creates cause
-after they are answered is charged to it, and does not slow down the next path.
+after they are answered is charged to it, and does not slow down the next path. Nothing is
+measured before kube-controller-manager watches the new kinds: its garbage collector's first
+look at them (every session listed, the owner of every Secret looked up) would otherwise fall
+into one path's turn.
 
 Two baselines: the AvatarSession alone (what the issue compares with), and the AvatarSession
 plus its token Secret, created one after the other as the API must (the Secret's owner
@@ -50,6 +53,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +78,7 @@ from avatar_crds.kinds import AVATAR, AVATAR_SESSION  # noqa: E402
 from avatar_crds.meta import GROUP, VERSION  # noqa: E402
 from tests.testenv.binaries import testenv_bin_dir  # noqa: E402
 from tests.testenv.controlplane import ControlPlane, running_control_plane  # noqa: E402
-from tests.testenv.crds import install_crds  # noqa: E402
+from tests.testenv.crds import install_crds, wait_until_controllers_watch  # noqa: E402
 from tests.testenv.objects import avatar_manifest  # noqa: E402
 from tests.testenv.process import free_port  # noqa: E402
 
@@ -593,6 +597,9 @@ def main() -> None:
             plane.api_client() as api,
         ):
             install_crds(plane.bin_dir / "kubectl", plane.kubeconfig)
+            wait_until_controllers_watch(
+                plane.bin_dir / "kubectl", plane.kubeconfig, log=partial(print, flush=True)
+            )
             print(
                 f"{args.requests} creates per path at concurrency {args.concurrency}, in"
                 f" {args.rounds} rounds (after {args.warmup} to warm up)",

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from kubernetes import client as k8s
@@ -30,7 +31,7 @@ from tests.integration.operator_process import OperatorProcess
 from tests.integration.sessions import Sessions
 from tests.testenv.binaries import testenv_bin_dir
 from tests.testenv.controlplane import running_control_plane
-from tests.testenv.crds import install_crds
+from tests.testenv.crds import install_crds, wait_until_controllers_watch
 from tests.testenv.kwok import create_gpu_nodes
 from tests.testenv.process import free_port
 from tests.testenv.wait import wait_for
@@ -100,6 +101,9 @@ def main() -> int:
     with running_control_plane(testenv_bin_dir(), work / "cp") as plane, plane.api_client() as api:
         core = k8s.CoreV1Api(api)
         install_crds(plane.bin_dir / "kubectl", plane.kubeconfig)
+        wait_until_controllers_watch(
+            plane.bin_dir / "kubectl", plane.kubeconfig, log=partial(print, flush=True)
+        )
         for ns in ("bench", "bench-raw"):
             core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
         print(

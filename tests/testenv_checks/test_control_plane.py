@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +12,9 @@ from kubernetes import client as k8s
 
 from tests.testenv.binaries import REPO_ROOT
 from tests.testenv.controlplane import ControlPlane
+from tests.testenv.crds import PLURALS, cluster_watched, wait_until_controllers_watch
 from tests.testenv.kwok import GPU_RESOURCE, GPU_TAINT, GpuNodeFactory
-from tests.testenv.wait import wait_for
+from tests.testenv.wait import WaitTimeoutError, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -190,3 +192,31 @@ def test_apiserver_reports_the_pinned_version(api_client: k8s.ApiClient) -> None
     match = re.search(r"^\s*k8s\.io/kubernetes (v\S+)", go_mod, re.MULTILINE)
     assert match is not None
     assert k8s.VersionApi(api_client).get_code().git_version == match.group(1)
+
+
+def test_cluster_watched_counts_only_open_cluster_wide_watches_of_facecast_kinds() -> None:
+    metrics = "\n".join(
+        f'apiserver_longrunning_requests{{component="apiserver",group="{group}",'
+        f'resource="{resource}",scope="{scope}",subresource="",verb="{verb}",version="v1"}} {n}'
+        for group, resource, scope, verb, n in (
+            ("facecast.io", "avatarsessions", "cluster", "WATCH", 1),
+            ("facecast.io", "avatars", "namespace", "WATCH", 1),  # the API's own, not the GC's
+            ("facecast.io", "tenants", "cluster", "WATCH", 0),  # ended
+            ("", "secrets", "cluster", "WATCH", 2),
+            ("facecast.io", "avatars", "cluster", "LIST", 1),
+        )
+    )
+    assert cluster_watched(metrics) == {"avatarsessions"}
+
+
+@pytest.mark.usefixtures("crds")
+def test_benchmarks_can_wait_for_the_controllers_to_watch_the_facecast_kinds(
+    testenv_bin: Path, kubeconfig: Path
+) -> None:
+    """kube-controller-manager's garbage collector finds the CRDs by its own discovery and
+    watches every kind; a kind nobody watches ends the wait with its name."""
+    kubectl = testenv_bin / "kubectl"
+    wait_until_controllers_watch(kubectl, kubeconfig)
+
+    with pytest.raises(WaitTimeoutError, match=r"none of nosuchthings$"):
+        wait_until_controllers_watch(kubectl, kubeconfig, [*PLURALS, "nosuchthings"], timeout=1)
