@@ -64,7 +64,7 @@ def wait_until_controllers_watch(
     try:
         wait_for(watched, timeout=timeout, interval=0.5, description="cluster-wide watches")
     except WaitTimeoutError as error:
-        raise WaitTimeoutError(f"{error}: none of {', '.join(sorted(missing))}") from error
+        raise WaitTimeoutError(f"{error} of {', '.join(sorted(missing))}") from error
     if told:
         log(f"... watched after {time.monotonic() - started:.0f} s")
 
