@@ -42,7 +42,6 @@ import asyncio
 import itertools
 import json
 import os
-import re
 import ssl
 import statistics
 import subprocess
@@ -79,6 +78,7 @@ from avatar_crds.meta import GROUP, VERSION  # noqa: E402
 from tests.testenv.binaries import testenv_bin_dir  # noqa: E402
 from tests.testenv.controlplane import ControlPlane, running_control_plane  # noqa: E402
 from tests.testenv.crds import install_crds, wait_until_controllers_watch  # noqa: E402
+from tests.testenv.metrics import samples  # noqa: E402
 from tests.testenv.objects import avatar_manifest  # noqa: E402
 from tests.testenv.process import free_port  # noqa: E402
 
@@ -264,26 +264,22 @@ def _error_code(response: Reply) -> str:
 async def served_requests(http: aiohttp.ClientSession) -> Counter[str]:
     """The API server's count of the resource requests it has served, by verb and resource
     (from every client: the path's own and the controllers' reactions to it)."""
-    async with http.get("/metrics") as response:
-        text = await response.text()
     served: Counter[str] = Counter()
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(LABEL.findall(line))
-            if labels.get("resource"):
-                served[f"{labels['verb']} {labels['resource']}"] += int(float(line.split()[-1]))
+    for labels, count in samples(await metrics_text(http), "apiserver_request_total"):
+        if labels.get("resource"):
+            served[f"{labels['verb']} {labels['resource']}"] += int(count)
     return served
 
 
 async def api_server_gomaxprocs(http: aiohttp.ClientSession) -> str:
     """How many threads the API server's Go scheduler runs at once (its metrics)."""
+    found = samples(await metrics_text(http), "go_sched_gomaxprocs_threads")
+    return f"{found[0][1]:g}" if found else "unknown"
+
+
+async def metrics_text(http: aiohttp.ClientSession) -> str:
     async with http.get("/metrics") as response:
-        text = await response.text()
-    found = re.search(r"^go_sched_gomaxprocs_threads (\S+)$", text, re.MULTILINE)
-    return found.group(1) if found else "unknown"
-
-
-LABEL = re.compile(r'(\w+)="([^"]*)"')
+        return await response.text()
 
 
 # --- the API server directly ---------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from avatar_crds.kinds import ALL_KINDS
 from avatar_crds.meta import GROUP
+from tests.testenv.metrics import samples
 from tests.testenv.wait import WaitTimeoutError, wait_for
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds" / "manifests"
@@ -69,21 +69,16 @@ def wait_until_controllers_watch(
         log(f"... watched after {time.monotonic() - started:.0f} s")
 
 
-_LONG_RUNNING = re.compile(r"^apiserver_longrunning_requests\{([^}]*)\} (\S+)$", re.MULTILINE)
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
 def cluster_watched(metrics: str) -> set[str]:
     """The Facecast plurals with at least one cluster-wide WATCH open, from the API server's
     metrics text."""
     found = set()
-    for labels_text, value in _LONG_RUNNING.findall(metrics):
-        labels = dict(_LABEL.findall(labels_text))
+    for labels, value in samples(metrics, "apiserver_longrunning_requests"):
         if (
             labels.get("verb") == "WATCH"
             and labels.get("scope") == "cluster"
             and labels.get("group") == GROUP
-            and float(value) >= 1
+            and value >= 1
         ):
             found.add(labels["resource"])
     return found

@@ -14,6 +14,7 @@ from tests.testenv.binaries import REPO_ROOT
 from tests.testenv.controlplane import ControlPlane
 from tests.testenv.crds import PLURALS, cluster_watched, wait_until_controllers_watch
 from tests.testenv.kwok import GPU_RESOURCE, GPU_TAINT, GpuNodeFactory
+from tests.testenv.metrics import samples
 from tests.testenv.wait import WaitTimeoutError, wait_for
 
 pytestmark = pytest.mark.controlplane
@@ -192,6 +193,24 @@ def test_apiserver_reports_the_pinned_version(api_client: k8s.ApiClient) -> None
     match = re.search(r"^\s*k8s\.io/kubernetes (v\S+)", go_mod, re.MULTILINE)
     assert match is not None
     assert k8s.VersionApi(api_client).get_code().git_version == match.group(1)
+
+
+def test_samples_reads_one_metric_with_or_without_labels() -> None:
+    metrics = "\n".join(
+        (
+            "# HELP go_sched_gomaxprocs_threads The current runtime.GOMAXPROCS setting.",
+            "go_sched_gomaxprocs_threads 1",
+            'apiserver_request_total{code="201",resource="secrets",verb="POST"} 4000',
+            'apiserver_request_total{code="200",resource="",verb="GET"} 2.5e+01',
+            'apiserver_request_total_other{resource="secrets"} 7',
+        )
+    )
+    assert samples(metrics, "go_sched_gomaxprocs_threads") == [({}, 1.0)]
+    assert samples(metrics, "apiserver_request_total") == [
+        ({"code": "201", "resource": "secrets", "verb": "POST"}, 4000.0),
+        ({"code": "200", "resource": "", "verb": "GET"}, 25.0),
+    ]
+    assert samples(metrics, "apiserver_watch_events_total") == []
 
 
 def test_cluster_watched_counts_only_open_cluster_wide_watches_of_facecast_kinds() -> None:
