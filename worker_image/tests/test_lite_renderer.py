@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import math
+import statistics
+import time
+
 import numpy as np
 import pytest
 from skimage import color, feature
@@ -8,6 +12,7 @@ from skimage import data as skdata
 from avatar_crds.enums import AspectRatio, FailureReason, Quality
 from avatar_worker.errors import WorkerError
 from avatar_worker.render.base import FrameRequest, Renderer
+from avatar_worker.render.fields import bilinear_float, bilinear_packed, packed
 from avatar_worker.render.lite import (
     BLINK_GAP,
     BlinkSchedule,
@@ -16,11 +21,14 @@ from avatar_worker.render.lite import (
     blink_shape,
 )
 from avatar_worker.render.portrait import FaceGeometry, Portrait, decode_image, fit
-from avatar_worker.render.resolution import resolution
+from avatar_worker.render.resolution import FPS, resolution
 from avatar_worker.render.visemes import CLOSED, MouthShape
 from worker_image.tests.support import ASTRONAUT_FACE, astronaut_rgb
 
 SIZE = resolution(Quality.LITE, AspectRatio.LANDSCAPE)
+# A lite frame may take this share of the frame interval on one core: the rest of the core is
+# for VP8 encoding and the media pipeline (bench/renderer.py measures the whole session).
+FRAME_BUDGET_SHARE = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +200,38 @@ def test_unreadable_image_is_reported_as_avatar_unreadable() -> None:
     with pytest.raises(WorkerError) as caught:
         decode_image(b"definitely not a JPEG")
     assert caught.value.reason is FailureReason.AVATAR_UNREADABLE
+
+
+def test_a_frame_costs_well_under_the_frame_interval(portrait: Portrait) -> None:
+    lite = LiteRenderer(portrait, SIZE)
+    # Speech with the jaw and lips moving, the head swaying, and a blink at 1.5 s.
+    requests = [
+        FrameRequest(
+            index=i,
+            time_s=1.3 + i / FPS,
+            mouth=MouthShape(open=0.5 + 0.5 * math.sin(i / 3), width=math.sin(i / 7)),
+            speaking=True,
+        )
+        for i in range(40)
+    ]
+    lite.render(requests[:3])
+    took = []
+    for request in requests:
+        # CPU time of this thread, not wall time: what a frame costs a core, however busy the
+        # machine running the test is.
+        start = time.thread_time()
+        lite.render([request])
+        took.append(time.thread_time() - start)
+    assert statistics.median(took) < FRAME_BUDGET_SHARE / FPS
+
+
+def test_packed_sampling_matches_float_sampling() -> None:
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)
+    ys, xs = np.mgrid[0:40, 0:50].astype(np.float32)
+    assert np.array_equal(bilinear_packed(packed(rgba), xs, ys), packed(rgba))  # whole pixels
+    xs += rng.uniform(-3, 3, xs.shape).astype(np.float32)
+    ys += rng.uniform(-3, 3, ys.shape).astype(np.float32)
+    fast = bilinear_packed(packed(rgba), xs, ys).view(np.uint8).reshape(40, 50, 4)
+    exact = bilinear_float(rgba, xs, ys)
+    assert np.abs(fast.astype(np.float32) - exact).max() <= 1.5

@@ -16,7 +16,7 @@ from livekit import api, rtc
 from skimage import color
 
 from avatar_crds.enums import AspectRatio, AudioSource, Quality, VideoCodec
-from avatar_worker.render.lite import JAW_DROP
+from avatar_worker.render.mouth import JAW_DROP
 from avatar_worker.render.portrait import FaceGeometry, fit_transform
 from avatar_worker.render.resolution import resolution
 from avatar_worker.worker import EXIT_OK

@@ -1,11 +1,14 @@
 """`lite` tier: one portrait animated on the CPU with numpy.
 
-Set-up (once): the portrait is fitted to the output frame, and displacement *basis fields* are
-built over the head region from the face landmarks: jaw drop, lip spread, eyelids, and a rigid
-head motion (shift and roll about the neck). Per frame, the displacement is a weighted sum of
-those fields (weights from the mouth shape, the blink schedule and a slow idle sway), applied as
-one backward bilinear warp of the head region; the opened mouth gets a dark interior drawn in.
-The cost scales with the head region, not the frame: a few milliseconds at 640x480 on one core.
+Set-up (once): the portrait is fitted to the output frame, and from the face landmarks the
+renderer builds a rigid head motion field over the head region (shift and roll about the neck),
+a mouth rig (`render.mouth`: the lips' seam, the jaw's fields, interior colours from the skin
+tone) and an eyelid per eye (`render.eyes`: lid skin and lash colours sampled from the
+portrait). Per frame, the lids are lowered on a copy of the portrait (blink schedule), the
+head motion (slow idle sway) and the mouth warp (jaw drop and lip spread from the mouth shape)
+are composed into one backward bilinear warp of the head region, and the gap that opens between
+the lips is painted with the interior. The cost scales with the head region, not the frame: a
+few milliseconds at 640x480 on one core.
 """
 
 from __future__ import annotations
@@ -19,30 +22,21 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_worker.render.base import RGBA_CHANNELS, FrameByFrameRenderer, FrameRequest, Frames
-from avatar_worker.render.portrait import Portrait, fit
+from avatar_worker.render.eyes import Eyelid
+from avatar_worker.render.fields import F32, bilinear_packed, packed, region_median, smoothstep
+from avatar_worker.render.mouth import MouthRig
+from avatar_worker.render.portrait import FaceGeometry, Portrait, fit
 from avatar_worker.render.visemes import CLOSED, MouthShape
 
-F32 = npt.NDArray[np.float32]
-
 # Motion amplitudes, in units of the distance between the eyes.
-JAW_DROP = 0.30  # jaw travel at full opening
-EYE_HALF_SIZE = (0.34, 0.17)  # half width and half height of the eye opening
-LASH_DARKEN = 0.45  # how much darker the lid edge is than the skin
-SPREAD = 0.18  # horizontal stretch of the mouth at full spread
 SWAY_SHIFT = (0.035, 0.02)  # idle head shift, x and y
 SWAY_ROLL = 0.015  # idle head roll, radians
 NOD = 0.04  # extra downward head motion while the jaw is open
-MOUTH_INTERIOR = np.array([58.0, 22.0, 26.0], dtype=np.float32)
-MOUTH_OPACITY = 0.9
+CHEEK = (0.6, 0.12)  # cheek sample below each eye (depth) and its half size
 
 # Blink timing, seconds.
 BLINK_CLOSE, BLINK_HOLD, BLINK_OPEN = 0.07, 0.04, 0.12
 BLINK_GAP = (2.2, 5.5)
-
-
-def smoothstep(x: F32) -> F32:
-    x = np.clip(x, 0.0, 1.0)
-    return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
 
 
 def blink_shape(since_start: float) -> float:
@@ -121,11 +115,9 @@ class LiteRenderer(FrameByFrameRenderer):
         ied = max(face.eye_distance, 8.0)
         self._ied = ied
         bx, by, bw, bh = face.box
-        mcx, mcy = face.mouth_center
+        _, mcy = face.mouth_center
         mouth_w = max(face.mouth_width, 0.3 * ied)
-        self._mouth_w = mouth_w
-        self._lip_y = lip_y = mcy + 0.06 * mouth_w
-        self._mcx = mcx
+        lip_y = mcy + 0.06 * mouth_w
         chin_y = max(lip_y + 0.6 * ied, min(by + bh, lip_y + 1.2 * ied))
         fall = 0.6 * ied
         fcx, fcy = bx + bw / 2, by + bh / 2
@@ -148,28 +140,13 @@ class LiteRenderer(FrameByFrameRenderer):
         self._roll_x = (-(ys - py) * head).astype(np.float32)
         self._roll_y = ((xs - px) * head).astype(np.float32)
 
-        # Jaw: everything from the lip line to the chin drops, fading out below the chin.
-        ramp = max(1.5, 0.04 * ied)
-        wy = smoothstep((ys - (lip_y - ramp)) / (2 * ramp)) * smoothstep(
-            (chin_y + fall - ys) / fall
-        )
-        wx = np.exp(-(((xs - mcx) / (0.8 * ied)) ** 4)).astype(np.float32)
-        self._jaw = (wx * wy).astype(np.float32)
-
-        # Lip spread: horizontal stretch about the mouth centre.
-        g = np.exp(-(((xs - mcx) / (0.7 * mouth_w)) ** 2) - ((ys - lip_y) / (0.45 * mouth_w)) ** 2)
-        self._spread = ((xs - mcx) * g).astype(np.float32)
-
-        # Eyelids: a closed-eye patch per eye, made once from the skin just above and below it.
-        self._eyes = [self._eye_patch(ex, ey) for ex, ey in face.eyes]
-
-        # Where the mouth interior can appear.
-        max_open = JAW_DROP * ied
-        mx0 = max(x0, int(mcx - 0.75 * mouth_w))
-        mx1 = min(x1, math.ceil(mcx + 0.75 * mouth_w))
-        my0 = max(y0, int(lip_y - 0.1 * ied - 4))
-        my1 = min(y1, math.ceil(lip_y + max_open + 0.1 * ied + 4))
-        self._mouth_box = (mx0, my0, mx1, my1)
+        self.skin = skin_tone(self._rgb, face)
+        (lx, ly), (rx, ry) = face.mouth_corners
+        if rx - lx < 0.3 * ied:  # corners (nearly) on top of each other: a mouth of some width
+            lx, rx = (lx + rx) / 2 - 0.5 * mouth_w, (lx + rx) / 2 + 0.5 * mouth_w
+        left, right = (lx, ly), (rx, ry)
+        self.mouth = MouthRig(self._rgb, left, right, self.skin, ied, self._roi, chin_y)
+        self.eyelids = [Eyelid(self._rgb, eye, ied, self.skin) for eye in face.eyes]
 
     # -- Renderer -------------------------------------------------------------------------
 
@@ -201,107 +178,36 @@ class LiteRenderer(FrameByFrameRenderer):
             out = np.empty((self._height, self._width, RGBA_CHANNELS), dtype=np.uint8)
         out[...] = self._base
         x0, y0, x1, y1 = self._roi
-        opening = min(1.0, max(0.0, pose.mouth.open))
-        open_px = opening * JAW_DROP * self._ied
         sx, sy = pose.shift
-        dx = sx * self._head + pose.roll * self._roll_x
-        dy = sy * self._head + pose.roll * self._roll_y
-        if open_px > 0.0:
-            dy += open_px * self._jaw
-            if pose.mouth.width != 0.0:
-                dx += (SPREAD * pose.mouth.width * min(1.0, 3.0 * opening)) * self._spread
-        source = self._with_blink(pose.blink) if pose.blink > 0.01 else self._rgb
-        warped = bilinear(source, self._xs - dx, self._ys - dy)
-        if open_px > 0.5:
-            self._draw_interior(warped, pose, open_px)
-        out[y0:y1, x0:x1, :3] = warped
+        # Head coordinates of every output pixel: where it was before the head moved.
+        qx = self._xs - (sx * self._head + pose.roll * self._roll_x)
+        qy = self._ys - (sy * self._head + pose.roll * self._roll_y)
+        source = self._with_blink(pose.blink) if pose.blink > 0.01 else self._base
+        frame = packed(out)
+        if pose.mouth.open <= 0.0:
+            frame[y0:y1, x0:x1] = bilinear_packed(packed(source), qx, qy)
+            return out
+        mx0, my0, mx1, my1 = self.mouth.box
+        jaw = (slice(my0 - y0, my1 - y0), slice(mx0 - x0, mx1 - x0))
+        warp = self.mouth.warp(qx[jaw], qy[jaw], pose.mouth)
+        qx[jaw] = warp.src_x
+        qy[jaw] = warp.src_y
+        frame[y0:y1, x0:x1] = bilinear_packed(packed(source), qx, qy)
+        self.mouth.paint(out[my0:my1, mx0:mx1, :3], warp)
         return out
 
-    def _draw_interior(self, roi: npt.NDArray[np.uint8], pose: Pose, open_px: float) -> None:
-        x0, y0, _, _ = self._roi
-        mx0, my0, mx1, my1 = self._mouth_box
-        sx, sy = pose.shift
-        px, py = self._pivot
-        # Where the head motion moved the mouth.
-        cx = self._mcx + sx - pose.roll * (self._lip_y - py)
-        cy = self._lip_y + sy + pose.roll * (self._mcx - px) + open_px / 2
-        ax = 0.5 * self._mouth_w * (0.88 + 0.12 * pose.mouth.width)
-        ay = max(0.5, 0.5 * open_px)
-        ys, xs = np.mgrid[my0:my1, mx0:mx1].astype(np.float32)
-        r2 = ((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2
-        alpha = np.clip((1.0 - r2) * 2.5, 0.0, 1.0) * (MOUTH_OPACITY * min(1.0, open_px / 3.0))
-        # Darker towards the middle, like a mouth cavity.
-        shade = MOUTH_INTERIOR * (0.75 + 0.25 * np.clip(r2, 0.0, 1.0))[..., None]
-        patch = roi[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0].astype(np.float32)
-        a = alpha[..., None]
-        patch = patch * (1.0 - a) + shade * a
-        roi[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0] = patch.astype(np.uint8)
-
-    def _eye_patch(self, ex: float, ey: float) -> _EyePatch:
-        ax, ay = EYE_HALF_SIZE[0] * self._ied, EYE_HALF_SIZE[1] * self._ied
-        x0 = max(0, int(ex - ax) - 1)
-        x1 = min(self._width, math.ceil(ex + ax) + 2)
-        y0 = max(1, int(ey - ay) - 1)
-        y1 = min(self._height - 1, math.ceil(ey + ay) + 2)
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        q = ((xs - ex) / ax) ** 2 + ((ys - ey) / ay) ** 2
-        mask = smoothstep((1.0 - q) / 0.35)
-        # Closed lid: per column, a vertical blend of the skin above and below the eye.
-        above = self._rgb[y0 - 1, x0:x1].astype(np.float32)
-        below = self._rgb[min(self._height - 1, y1), x0:x1].astype(np.float32)
-        t = ((ys - (y0 - 1)) / max(1.0, y1 - y0 + 1.0))[..., None]
-        skin = above[None, :, :] * (1.0 - t) + below[None, :, :] * t
-        return _EyePatch(
-            box=(x0, y0, x1, y1), ys=ys, mask=mask, skin=skin, top=ey - ay, travel=1.35 * ay
-        )
-
     def _with_blink(self, closure: float) -> npt.NDArray[np.uint8]:
-        """The source image with the eyelids lowered by `closure` (0 open .. 1 closed)."""
-        source = self._rgb.copy()
-        lash = max(0.8, 0.025 * self._ied)
-        for eye in self._eyes:
-            x0, y0, x1, y1 = eye.box
-            lid = eye.top + min(1.0, closure) * eye.travel
-            cover = np.clip((lid - eye.ys) / 1.5 + 0.5, 0.0, 1.0) * eye.mask
-            edge = (
-                LASH_DARKEN
-                * np.exp(-(((eye.ys - lid) / lash) ** 2))
-                * eye.mask
-                * min(1.0, 4 * closure)
-            )
-            patch = source[y0:y1, x0:x1].astype(np.float32)
-            patch = patch * (1.0 - cover[..., None]) + eye.skin * cover[..., None]
-            patch *= (1.0 - edge)[..., None]
-            source[y0:y1, x0:x1] = (patch + 0.5).astype(np.uint8)
+        """The RGBA source with the eyelids lowered by `closure` (0 open .. 1 closed)."""
+        source = self._base.copy()
+        for lid in self.eyelids:
+            lid.close(source, closure)
         return source
 
 
-@dataclass(frozen=True)
-class _EyePatch:
-    box: tuple[int, int, int, int]
-    ys: F32
-    mask: F32
-    skin: F32
-    top: float
-    travel: float
-
-
-def bilinear(image: npt.NDArray[np.uint8], xs: F32, ys: F32) -> npt.NDArray[np.uint8]:
-    """`image` (h, w, c) sampled at float coordinates (clamped to the edges)."""
-    height, width, channels = image.shape
-    xs = np.clip(xs, 0.0, width - 1.001)
-    ys = np.clip(ys, 0.0, height - 1.001)
-    xi = xs.astype(np.int32)
-    yi = ys.astype(np.int32)
-    fx = (xs - xi)[..., None]
-    fy = (ys - yi)[..., None]
-    flat = image.reshape(-1, channels)
-    idx = yi * width + xi
-    a = flat[idx].astype(np.float32)
-    b = flat[idx + 1].astype(np.float32)
-    c = flat[idx + width].astype(np.float32)
-    d = flat[idx + width + 1].astype(np.float32)
-    top = a + (b - a) * fx
-    bottom = c + (d - c) * fx
-    out: npt.NDArray[np.uint8] = (top + (bottom - top) * fy + 0.5).astype(np.uint8)
+def skin_tone(rgb: npt.NDArray[np.uint8], face: FaceGeometry) -> F32:
+    """The face's skin colour: the median of a patch of each cheek, below the eyes."""
+    ied = max(face.eye_distance, 8.0)
+    depth, half = CHEEK
+    patches = [region_median(rgb, (ex, ey + depth * ied), half * ied) for ex, ey in face.eyes]
+    out: F32 = np.mean(patches, axis=0).astype(np.float32)
     return out
