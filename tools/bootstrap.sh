@@ -73,6 +73,41 @@ ensure_chromium() {
     export FACECAST_CHROMIUM=${FACECAST_CHROMIUM:-$(command -v chromium)}
 }
 
+# The image tests' Docker engine: Debian's docker.io (a real dockerd; the tests use its classic
+# builder) and mmdebstrap (no image registry is reachable, so the tests make their Debian base
+# image from Debian's packages). Starts dockerd if none answers, logging to $FACECAST_CACHE;
+# stop_docker stops only a dockerd started here.
+FACECAST_DOCKERD_PID=
+ensure_docker() {
+    if ! command -v dockerd >/dev/null || ! command -v mmdebstrap >/dev/null; then
+        step "installing docker.io and mmdebstrap (Debian)"
+        apt-get install -y -qq docker.io mmdebstrap >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get install -y -qq docker.io mmdebstrap >/dev/null; }
+    fi
+    if docker info >/dev/null 2>&1; then
+        return
+    fi
+    step "starting dockerd (log: $FACECAST_CACHE/dockerd.log)"
+    mkdir -p "$FACECAST_CACHE"
+    dockerd >"$FACECAST_CACHE/dockerd.log" 2>&1 &
+    FACECAST_DOCKERD_PID=$!
+    local deadline=$((SECONDS + 60))
+    until docker info >/dev/null 2>&1; do
+        if ! kill -0 "$FACECAST_DOCKERD_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+            echo "dockerd did not start; see $FACECAST_CACHE/dockerd.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+stop_docker() {
+    if [ -n "$FACECAST_DOCKERD_PID" ]; then
+        kill "$FACECAST_DOCKERD_PID" 2>/dev/null && wait "$FACECAST_DOCKERD_PID" || true
+        FACECAST_DOCKERD_PID=
+    fi
+}
+
 # The demo page's LiveKit JS client and the browser test's playwright-core, from the npm
 # registry, cached by the lock file's hash (npm ci: exactly the locked versions, no scripts,
 # so no browser download).

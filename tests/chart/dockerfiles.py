@@ -1,7 +1,8 @@
-"""A small Dockerfile reader: stages, instructions and the final image's ENV and USER.
+"""A small Dockerfile reader: build arguments, stages, instructions and the final image's ENV
+and USER.
 
-No Docker engine runs here, so the images cannot be built; this is enough to check what
-they are made of and to replay their dependency-install steps with uv.
+Enough to check what the images are made of and to replay their dependency-install steps with
+uv; tests/images builds them for real with a Docker engine.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Instruction:
 
 @dataclass
 class Stage:
-    base: str
+    base: str  # the FROM reference, build arguments replaced by their defaults
     alias: str | None
     instructions: list[Instruction] = field(default_factory=list)
 
@@ -79,8 +80,31 @@ def _logical_lines(text: str) -> list[str]:
     return lines
 
 
+def build_args(path: Path) -> dict[str, str]:
+    """The ARGs declared before the first FROM (those a FROM may use), with their defaults."""
+    declared: dict[str, str] = {}
+    for line in _logical_lines(path.read_text()):
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            break
+        if keyword.upper() == "ARG":
+            name, _, default = rest.strip().partition("=")
+            declared[name] = default
+    return declared
+
+
+def _substitute(reference: str, args: dict[str, str], path: Path) -> str:
+    def default(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in args, f"{path}: FROM uses ${name}, which no ARG before it declares"
+        return args[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", default, reference)
+
+
 def parse(path: Path) -> list[Stage]:
     stages: list[Stage] = []
+    args = build_args(path)
     for line in _logical_lines(path.read_text()):
         keyword, _, rest = line.partition(" ")
         flags: list[str] = []
@@ -93,7 +117,9 @@ def parse(path: Path) -> list[Stage]:
         if instruction.keyword == "FROM":
             match = re.fullmatch(r"(\S+)(?:\s+AS\s+(\S+))?", rest, flags=re.IGNORECASE)
             assert match, f"unreadable FROM in {path}: {line}"
-            stages.append(Stage(match.group(1), match.group(2)))
+            stages.append(Stage(_substitute(match.group(1), args, path), match.group(2)))
+        elif instruction.keyword == "ARG" and not stages:
+            continue  # a build argument for the FROM lines (build_args)
         else:
             assert stages, f"{path}: {keyword} before the first FROM"
             stages[-1].instructions.append(instruction)

@@ -1,7 +1,7 @@
-"""The three Dockerfiles and kind-config.yaml. No Docker engine runs here, so the images are
-not built; the Dockerfiles are read for their invariants, and each builder stage's install
-steps (its COPYs and `uv sync` commands, exactly as written) are replayed with uv against the
-lock, offline, to show that they install the member with exactly the locked versions."""
+"""The three Dockerfiles and kind-config.yaml, read for their invariants; each builder stage's
+install steps (its COPYs and `uv sync` commands, exactly as written) are replayed with uv against
+the lock, offline, to show that they install the member with exactly the locked versions.
+tests/images builds the images for real."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from avatar_operator.resources import WORKER_UID
-from tests.chart.dockerfiles import DOCKERFILES, Stage, image_tag, parse
+from tests.chart.dockerfiles import DOCKERFILES, Stage, build_args, image_tag, parse
 from tests.chart.rendering import API, OPERATOR, container, one, render
 from tests.testenv.binaries import REPO_ROOT
 from tests.testenv.helm import Helm
+from tests.testenv.images import BASE_ARGUMENTS, OTHER_ARGUMENTS
 from tests.testenv.kwok import GPU_PRESENT_LABEL, GPU_TAINT
 
 COMPONENTS = list(DOCKERFILES)
@@ -76,6 +77,35 @@ def test_multi_stage_with_pinned_bases(component: str) -> None:
     else:
         assert runtime.base.startswith("python:3.11.")
         assert "slim" in runtime.base
+
+
+def test_bases_are_build_arguments(component: str) -> None:
+    """Every base image is a build argument (its default the public image, checked above), so
+    tests/images can build on a base made locally and users keep the public one; every argument
+    the tests pass is one the Dockerfile declares."""
+    text = DOCKERFILES[component].read_text()
+    aliases = {s.alias for s in stages(component) if s.alias}
+    declared = build_args(DOCKERFILES[component])
+    for reference in re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE):
+        if reference in aliases:
+            continue
+        match = re.fullmatch(r"\$\{(\w+)\}", reference)
+        assert match, f"FROM {reference}: not a build argument"
+        assert match.group(1) in declared
+    stage_args = {i.rest.partition("=")[0] for s in stages(component) for i in s.all("ARG")}
+    passed = BASE_ARGUMENTS[component].keys() | OTHER_ARGUMENTS.get(component, {}).keys()
+    assert passed <= declared.keys() | stage_args
+    assert BASE_ARGUMENTS[component].keys() <= declared.keys()
+
+
+def test_the_classic_builder_can_build_it(component: str) -> None:
+    """No BuildKit-only syntax: the suite builds with the classic builder (no buildx here)."""
+    text = DOCKERFILES[component].read_text()
+    syntax = re.search(r"^#\s*syntax=.*", text, flags=re.MULTILINE | re.IGNORECASE)
+    assert syntax is None, f"{syntax.group()}: a frontend image BuildKit pulls"
+    for stage in stages(component):
+        for instruction in stage.instructions:
+            assert not any(f.startswith("--mount") for f in instruction.flags), instruction
 
 
 def test_installs_only_the_locked_member(component: str) -> None:
@@ -134,13 +164,13 @@ def test_dockerignore_keeps_the_context_small() -> None:
                     assert (REPO_ROOT / source).exists(), source
 
 
-def _normal(name: str) -> str:
+def normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _locked_versions() -> dict[str, str]:
+def locked_versions() -> dict[str, str]:
     lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
-    return {_normal(p["name"]): p["version"] for p in lock["package"] if "version" in p}
+    return {normal(p["name"]): p["version"] for p in lock["package"] if "version" in p}
 
 
 def replay_builder(component: str, workdir: Path) -> Path:
@@ -166,6 +196,7 @@ def replay_builder(component: str, workdir: Path) -> Path:
         "UV_NO_PROGRESS": "1",
     }
     env.pop("VIRTUAL_ENV", None)
+    env.pop("UV_NO_CACHE", None)  # offline, the cache is where the locked wheels are
     for instruction in builder.instructions:
         if instruction.keyword == "COPY" and not instruction.flags:
             *sources, destination = shlex.split(instruction.rest)
@@ -198,9 +229,9 @@ def test_builder_installs_exactly_the_locked_versions(component: str, tmp_path: 
          "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    installed: dict[str, Any] = {_normal(k): v for k, v in json.loads(listing.stdout).items()}
-    locked = _locked_versions()
-    assert _normal(member_name(component)) in installed
+    installed: dict[str, Any] = {normal(k): v for k, v in json.loads(listing.stdout).items()}
+    locked = locked_versions()
+    assert normal(member_name(component)) in installed
     for name, version in installed.items():
         assert name in locked, f"{name} is not in uv.lock"
         assert version == locked[name], f"{name} {version}, locked {locked[name]}"
