@@ -6,6 +6,8 @@ ensure_testenv_binaries
 ensure_web_packages   # tests/demo: the page's LiveKit client, playwright-core
 ensure_chromium       # tests/demo: Debian's chromium for the browser test
 ensure_demo_packages  # espeak-ng: the demo avatar says a real sentence
+trap stop_docker EXIT # the dockerd ensure_docker started, if it started one (not one already up)
+ensure_docker         # tests/images: Docker Engine and mmdebstrap, the images built and run
 cd "$FACECAST_ROOT"
 
 step "ruff"
@@ -13,10 +15,10 @@ uv run --frozen --no-sync ruff check .
 uv run --frozen --no-sync ruff format --check .
 
 step "mypy (strict)"
-uv run --frozen --no-sync mypy -p avatar_crds -p api_shim -p avatar_operator -p avatar_worker
+uv run --frozen --no-sync mypy -p avatar_crds -p api_shim -p avatar_operator -p avatar_worker -p facecast
 # Tests are checked apart: as files under the repo root, not as the installed packages.
 test_dirs=()
-for dir in crds/tests api_shim/tests worker_image/tests tests bench tools/localstack; do
+for dir in crds/tests api_shim/tests worker_image/tests client/tests tests bench tools/localstack; do
     [ -d "$dir" ] && test_dirs+=("$dir")
 done
 uv run --frozen --no-sync mypy "${test_dirs[@]}"
