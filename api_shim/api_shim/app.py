@@ -16,7 +16,9 @@ from api_shim.avatars.fetch import Fetcher
 from api_shim.avatars.pipeline import AvatarPipeline, default_detector
 from api_shim.avatars.service import AvatarService
 from api_shim.avatars.store import FilesystemStore
-from api_shim.deps import Services
+from api_shim.bodies import BodyLimits
+from api_shim.capacity import Slots
+from api_shim.deps import Services, authenticate_request, key_routes
 from api_shim.errors import (
     ApiError,
     ErrorType,
@@ -25,7 +27,11 @@ from api_shim.errors import (
     request_id_of,
 )
 from api_shim.kube import Kube, KubeConflictError, KubeInvalidError
-from api_shim.middleware import RequestContextMiddleware
+from api_shim.middleware import (
+    AuthenticationMiddleware,
+    BodyMiddleware,
+    RequestContextMiddleware,
+)
 from api_shim.openapi import build_openapi
 from api_shim.ratelimit import RateLimiter
 from api_shim.routes import avatars as avatars_routes
@@ -57,12 +63,14 @@ def create_app(
         functools.partial(default_detector, settings.face_model_dir),
         fetcher=Fetcher(timeout_seconds=settings.avatar_fetch_timeout_seconds),
         threads=settings.avatar_threads,
+        queue=settings.avatar_queue,
+        retry_after=settings.busy_retry_after_seconds,
     )
     avatars = AvatarService(kube, pipeline, FilesystemStore(settings.avatar_store))
     services = Services(
         settings=settings,
         kube=kube,
-        sessions=SessionService(kube, settings, now=now, avatars=avatars),
+        sessions=SessionService(kube, settings, avatars, now=now),
         authenticator=Authenticator(
             kube.list_tenants,
             ttl=settings.auth_cache_ttl_seconds,
@@ -93,14 +101,26 @@ def create_app(
     app.include_router(avatars_routes.router)
     app.include_router(usage.router)
     app.include_router(health.router)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        large_bodies={
+    limits = BodyLimits(
+        default=settings.max_body_bytes,
+        large={
             avatars_routes.router.prefix: settings.max_image_body_bytes,
             sessions.router.prefix: settings.max_image_body_bytes,
         },
     )
+    large_bodies = Slots(
+        settings.max_large_bodies,
+        what="large requests",
+        retry_after=settings.busy_retry_after_seconds,
+    )
+    # The last one added is the outermost: see middleware.py for the order and why.
+    app.add_middleware(BodyMiddleware, limits=limits, slots=large_bodies)
+    app.add_middleware(
+        AuthenticationMiddleware,
+        routes=functools.partial(key_routes, app),
+        authenticate=functools.partial(authenticate_request, services),
+    )
+    app.add_middleware(RequestContextMiddleware, limits=limits)
     return app
 
 

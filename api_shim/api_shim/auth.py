@@ -15,11 +15,12 @@ from datetime import datetime
 
 from api_shim.errors import authentication_failed
 from avatar_crds.ids import API_KEY_PREFIX, new_public_id
+from avatar_crds.redact import API_KEY_SECRET_PREFIX
 from avatar_crds.tenant import ApiKey, Plan, Tenant, TenantUsage
 
-KEY_PREFIX = "fc_"
+KEY_PREFIX = API_KEY_SECRET_PREFIX  # in avatar_crds: every component's log redaction knows it
 KEY_RANDOM_BYTES = 32
-KEY_PATTERN = re.compile(r"^fc_[A-Za-z0-9_-]{43}$")
+KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[A-Za-z0-9_-]{{43}}$")
 HINT_LENGTH = 4
 
 
@@ -115,9 +116,6 @@ class Authenticator:
         if principal is None:
             raise authentication_failed("The API key is not valid.")
         return principal
-
-    def invalidate(self) -> None:
-        self._loaded_at = None
 
     def _stale(self, max_age: float) -> bool:
         return self._loaded_at is None or self._clock() - self._loaded_at >= max_age

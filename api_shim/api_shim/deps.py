@@ -1,5 +1,6 @@
 """FastAPI dependencies: the app's services, the calling tenant (authenticated and rate
-limited) and the Idempotency-Key header."""
+limited by AuthenticationMiddleware, with the functions here) and the Idempotency-Key
+header."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Header, Request, Security
+from fastapi import Depends, FastAPI, Header, Request, Security
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute
 
 from api_shim import idempotency
 from api_shim.auth import Authenticator, Principal, key_from_headers
 from api_shim.avatars.service import AvatarService
+from api_shim.errors import internal_error
 from api_shim.kube import Kube
+from api_shim.middleware import PRINCIPAL_STATE
 from api_shim.ratelimit import RateLimiter
 from api_shim.service import SessionService
 from api_shim.settings import Settings
@@ -26,7 +32,7 @@ class Services:
     sessions: SessionService
     authenticator: Authenticator
     rate_limiter: RateLimiter
-    avatars: AvatarService | None = None
+    avatars: AvatarService
 
 
 # Dependencies are `async def` although none awaits: FastAPI runs a plain `def` dependency on its
@@ -48,17 +54,49 @@ _bearer_scheme = HTTPBearer(
 )
 
 
-async def authenticated(
-    request: Request,
-    services: Annotated[Services, Depends(get_services)],
-    _api_key: Annotated[str | None, Security(_api_key_scheme)] = None,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)] = None,
-) -> Principal:
-    key = key_from_headers(request.headers.get("x-api-key"), request.headers.get("authorization"))
+async def authenticate_request(services: Services, headers: Headers) -> Principal:
+    """The caller of a route that needs a key, rate limited. Run by AuthenticationMiddleware,
+    before the body is read."""
+    key = key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
     principal = await services.authenticator.authenticate(key)
     structlog.contextvars.bind_contextvars(tenant=principal.tenant, key_id=principal.key_id)
     services.rate_limiter.check(principal.tenant, principal.plan.requests_per_minute)
     return principal
+
+
+async def authenticated(
+    request: Request,
+    _api_key: Annotated[str | None, Security(_api_key_scheme)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)] = None,
+) -> Principal:
+    """The caller AuthenticationMiddleware authenticated: every route that depends on this is
+    one it authenticates (key_routes)."""
+    principal = getattr(request.state, PRINCIPAL_STATE, None)
+    if not isinstance(principal, Principal):
+        # The middleware is missing, or disagrees with the router: fail closed.
+        raise internal_error()
+    return principal
+
+
+def key_routes(app: FastAPI) -> list[tuple[RouteContext, bool]]:
+    """Every route of `app` in the router's order, and whether it needs an API key: whether
+    it depends on `authenticated`, however deeply (AuthenticationMiddleware's `routes`)."""
+    return [
+        (context, _depends_on_authenticated(context.original_route))
+        for context in iter_route_contexts(app.routes)
+    ]
+
+
+def _depends_on_authenticated(route: BaseRoute) -> bool:
+    if not isinstance(route, APIRoute):
+        return False
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if dependency.call is authenticated:
+            return True
+        pending.extend(dependency.dependencies)
+    return False
 
 
 async def idempotency_key(

@@ -128,14 +128,17 @@ def authentication_failed(message: str) -> ApiError:
     return ApiError(ErrorType.AUTHENTICATION, "invalid_api_key", message)
 
 
-def request_too_large(limit: int | None = None) -> ApiError:
-    size = "the limit" if limit is None else f"{limit} bytes"
-    return ApiError(
-        ErrorType.INVALID_REQUEST,
-        "request_too_large",
-        f"The request body is larger than {size}.",
-        status=413,
-    )
+def request_too_large(message: str) -> ApiError:
+    return ApiError(ErrorType.INVALID_REQUEST, "request_too_large", message, status=413)
+
+
+class BodyRefusedError(StarletteHTTPException):
+    """An ApiError met while a request's body is read. FastAPI lets only HTTPExceptions out of
+    its body reading (anything else becomes a bare 400), so the error travels inside one."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.status, error.message)
+        self.error = error
 
 
 def internal_error() -> ApiError:
@@ -224,8 +227,11 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own errors (unknown route, wrong method) in the same envelope."""
+    """Starlette's own errors (unknown route, wrong method) in the same envelope, and ours
+    from reading a body (BodyRefusedError) as they are."""
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyRefusedError):
+        return error_response(exc.error, request_id_of(request))
     if exc.status_code == 404:
         error = not_found("route_not_found", f"No route {request.method} {request.url.path}.")
     elif exc.status_code == 405:
@@ -235,8 +241,6 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
             f"{request.method} is not allowed on {request.url.path}.",
             status=405,
         )
-    elif exc.status_code == 413:
-        error = request_too_large()
     elif exc.status_code >= 500:
         error = internal_error()
     else:

@@ -83,6 +83,7 @@ class Kube:
         self._avatar_index: AvatarIndex | None = None
         self._custom_base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}"
         self._secrets = f"/api/v1/namespaces/{namespace}/secrets"
+        self._leases = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Kube:
@@ -138,7 +139,10 @@ class Kube:
 
     async def create_session(self, body: dict[str, Any]) -> AvatarSession:
         raw = await self._create(AVATAR_SESSION.plural, body)
-        return AvatarSession.model_validate(raw)
+        session = AvatarSession.model_validate(raw)
+        if self._session_index is not None:  # read-your-writes before the watch reports it
+            self._session_index.created(session)
+        return session
 
     async def patch_session(self, name: str, patch: dict[str, Any]) -> AvatarSession | None:
         """JSON merge patch of the main resource (spec, metadata); None if it is gone. A
@@ -154,10 +158,46 @@ class Kube:
         """Background propagation: the owned Secret (and the worker pod) go with it. Gone
         already is fine."""
         await self._delete(AVATAR_SESSION.plural, name, {"propagationPolicy": "Background"})
+        if self._session_index is not None:  # its slot is free for this process's next create
+            self._session_index.deleted(name)
 
     async def create_token_secret(self, body: dict[str, Any]) -> None:
         # The reply echoes the token: it is read off the wire unparsed and dropped.
         await self._request("POST", self._secrets + _MANAGED, body=body, read=False)
+
+    # --- idempotency claims (coordination.k8s.io Leases, see idempotency.py) ----------------
+
+    async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """KubeConflictError if a Lease of that name exists."""
+        return await self._request("POST", self._leases + _MANAGED, body=body)
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", f"{self._leases}/{name}")
+        except _NotFoundError:
+            return None
+
+    async def patch_lease(self, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge patch; None if it is gone, KubeConflictError if a resourceVersion in
+        `patch` is stale."""
+        path = f"{self._leases}/{name}{_MANAGED}"
+        try:
+            return await self._request("PATCH", path, body=patch, content_type=_MERGE_PATCH)
+        except _NotFoundError:
+            return None
+
+    async def delete_lease(self, name: str, *, uid: str, resource_version: str) -> None:
+        """Only that very version of it: KubeConflictError if it changed; gone already is
+        fine."""
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid, "resourceVersion": resource_version},
+        }
+        try:
+            await self._request("DELETE", f"{self._leases}/{name}", body=options)
+        except _NotFoundError:
+            return
 
     # --- tenants and avatars -------------------------------------------------------------------
 

@@ -1,13 +1,13 @@
 """Structured JSON logs, one event per line, with the request id (and tenant, session id) bound.
 
-Nothing secret is ever passed to a logger on purpose; `redact_secrets` is the safety net for
-fields named like secrets and for anything shaped like an API key.
+Nothing secret is ever passed to a logger on purpose; the shared redaction (avatar_crds.redact)
+is the safety net. It runs last, on the whole event (nested values, exception text and
+tracebacks included), so nothing added after it can bring a secret back.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -15,26 +15,16 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-REDACTED = "[redacted]"
-_SECRET_FIELDS = frozenset(
-    {"token", "worker_token", "api_key", "x-api-key", "authorization", "key", "secret"}
-)
-_API_KEY_SHAPE = re.compile(r"fc_[A-Za-z0-9_-]{43}")
+from avatar_crds.redact import redact_mapping
+
 # Chatty at DEBUG (request and response bodies): never let them run below WARNING.
 _QUIET_LIBRARIES = ("kubernetes", "urllib3")
 
 
-def redact_secrets(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    return _redact(event)
-
-
-def _redact(mapping: MutableMapping[str, Any]) -> EventDict:
-    for name, value in list(mapping.items()):
-        if name.lower() in _SECRET_FIELDS:
-            mapping[name] = REDACTED
-        elif isinstance(value, str):
-            mapping[name] = _API_KEY_SHAPE.sub(REDACTED, value)
-    return dict(mapping)
+def redact_secrets(
+    _logger: WrappedLogger, _method: str, event: MutableMapping[str, Any]
+) -> EventDict:
+    return redact_mapping(event)
 
 
 def _shared_processors() -> list[Processor]:
@@ -42,7 +32,15 @@ def _shared_processors() -> list[Processor]:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _rendering() -> list[Processor]:
+    """Tracebacks become text first, so that the redaction sees them."""
+    return [
+        structlog.processors.format_exc_info,
         redact_secrets,
+        structlog.processors.JSONRenderer(),
     ]
 
 
@@ -51,11 +49,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     out = stream or sys.stdout
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[
-            *_shared_processors(),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*_shared_processors(), *_rendering()],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
@@ -64,11 +58,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_shared_processors(),
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_rendering()],
         )
     )
     root = logging.getLogger()

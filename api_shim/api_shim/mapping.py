@@ -19,6 +19,7 @@ from api_shim.schemas import (
 from avatar_crds import contract
 from avatar_crds.enums import TERMINAL_PHASES, Phase, TransportType, VideoCodec
 from avatar_crds.ids import AVATAR_PREFIX, to_public_id, to_resource_name
+from avatar_crds.messages import fit_message
 from avatar_crds.meta import API_VERSION, ObjectMeta
 from avatar_crds.session import (
     AvatarSession,
@@ -166,10 +167,6 @@ def is_waiting(session: AvatarSession) -> bool:
     return phase_of(session) in _WAITING_PHASES and not is_being_deleted(session)
 
 
-def tenant_of(session: AvatarSession) -> str:
-    return session.spec.tenant
-
-
 def to_public_session(session: AvatarSession) -> Session:
     spec, status = session.spec, session.status
     phase = phase_of(session)
@@ -198,7 +195,8 @@ def to_public_session(session: AvatarSession) -> Session:
         ended_at=finished if phase in (Phase.ENDED, Phase.CANCELED) else None,
         failed_at=finished if phase is Phase.FAILED else None,
         end_reason=reason if phase in (Phase.ENDED, Phase.CANCELED) else None,
-        failure=Failure(code=reason or "internal_error", message=status.message or "")
+        # Redacted again: a status written by an older operator may still quote a secret.
+        failure=Failure(code=reason or "internal_error", message=fit_message(status.message or ""))
         if phase is Phase.FAILED
         else None,
         usage=SessionUsage(

@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from api_shim.middleware import REQUEST_ID_HEADER
 
 DESCRIPTION = """\
-Real-time talking-avatar sessions in your own LiveKit or Daily room.
+Real-time talking-avatar sessions in your own LiveKit room (Daily rooms: not yet).
 
 Authenticate with `x-api-key: fc_...` or `Authorization: Bearer fc_...`. Every error is
 `{"error": {"type", "code", "message", "param", "request_id"}}`, and every response carries

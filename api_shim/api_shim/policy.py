@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from api_shim.errors import ApiError, ErrorType, not_found, service_unavailable
-from api_shim.mapping import holds_concurrency, is_waiting
+from api_shim.mapping import holds_concurrency
 from api_shim.schemas import Concurrency, Minutes, Usage
+from avatar_crds import billing
 from avatar_crds.avatar import Avatar
 from avatar_crds.enums import Quality, Visibility
 from avatar_crds.session import AvatarSession
@@ -40,12 +42,13 @@ def resolve_max_duration(plan: Plan, requested: int, *, explicit: bool) -> int:
     return limit
 
 
-def minutes_used(usage: TenantUsage) -> float:
-    return usage.seconds_used / 60
+def minutes_used(usage: TenantUsage, now: datetime) -> float:
+    """In the billing period `now` is in: none once the recorded period has ended."""
+    return billing.seconds_used(usage, now) / 60
 
 
-def check_minutes(plan: Plan, usage: TenantUsage) -> None:
-    if usage.seconds_used >= plan.minutes * 60:
+def check_minutes(plan: Plan, usage: TenantUsage, now: datetime) -> None:
+    if billing.seconds_used(usage, now) >= plan.minutes * 60:
         raise ApiError(
             ErrorType.QUOTA_EXCEEDED,
             "minutes_exhausted",
@@ -65,10 +68,6 @@ def check_avatar(avatar: Avatar | None, *, tenant: str, avatar_id: str) -> None:
 
 def active_count(sessions: Iterable[AvatarSession]) -> int:
     return sum(1 for session in sessions if holds_concurrency(session))
-
-
-def waiting_count(sessions: Iterable[AvatarSession]) -> int:
-    return sum(1 for session in sessions if is_waiting(session))
 
 
 def check_concurrency(plan: Plan, active: int, *, retry_after: int) -> None:
@@ -92,8 +91,12 @@ def check_capacity(waiting: int, *, max_queued: int, retry_after: int) -> None:
         )
 
 
-def usage_snapshot(plan: Plan, usage: TenantUsage, active: int) -> Usage:
-    used = minutes_used(usage)
+def usage_snapshot(plan: Plan, usage: TenantUsage, active: int, now: datetime) -> Usage:
+    used = minutes_used(usage, now)
+    # A period that has ended is not the one `used` counts: report the one `now` is in.
+    period_start = usage.period_start
+    if period_start is not None and not billing.is_current(usage, now):
+        period_start = billing.period_start(now)
     return Usage(
         concurrency=Concurrency(
             current=active,
@@ -105,5 +108,5 @@ def usage_snapshot(plan: Plan, usage: TenantUsage, active: int) -> Usage:
             used=round(used, 3),
             total_remaining=round(max(0.0, plan.minutes - used), 3),
         ),
-        period_start=usage.period_start,
+        period_start=period_start,
     )

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from api_shim.avatars.schemas import InlineAvatar, exactly_one_given, exactly_one_of
+from avatar_crds.capabilities import RENDERABLE_QUALITIES
 from avatar_crds.enums import AspectRatio, AudioSource, Phase, Quality
 from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX
 from avatar_crds.session import (
@@ -32,8 +34,14 @@ from avatar_crds.session import (
     METADATA_MAX_KEYS,
     RESERVED_METADATA_PREFIX,
     HttpsUrl,
-    TransportUrl,
     validate_metadata,
+)
+from avatar_crds.transport_rules import (
+    MAX_ROOM_NAME_BYTES,
+    TRANSPORT_URL_PATTERN,
+    TransportUrlError,
+    parse_transport_url,
+    validate_room_name,
 )
 
 REDACTED: Literal["[redacted]"] = "[redacted]"
@@ -87,8 +95,21 @@ class LiveKitTransportRequest(_Request):
     """Your own LiveKit room; the worker joins it with `worker_token`."""
 
     type: Literal["livekit"]
-    url: TransportUrl = Field(description="`wss://` (or `ws://`) URL of your LiveKit server.")
-    room_name: Annotated[str, Field(min_length=1, max_length=256)]
+    url: Annotated[str, Field(max_length=2048, pattern=TRANSPORT_URL_PATTERN)] = Field(
+        description=(
+            "`wss://` (or `ws://`) URL of your LiveKit server: a public host name or address"
+            " (400 `transport_url_forbidden` for private, loopback, link-local or cluster"
+            " addresses, unless the platform allows its own LiveKit)."
+        )
+    )
+    room_name: Annotated[
+        str, Field(min_length=1, max_length=256), AfterValidator(validate_room_name)
+    ] = Field(
+        description=(
+            f"At most {MAX_ROOM_NAME_BYTES} bytes as UTF-8 (LiveKit's limit), no control"
+            " characters."
+        )
+    )
     worker_token: WorkerToken
     worker_identity: Identity = "facecast-worker"
     audio_source: AudioSource = Field(
@@ -100,9 +121,21 @@ class LiveKitTransportRequest(_Request):
     )
     synthetic_audio_if_no_input: StrictBool = False
 
+    # Before the pattern: its message would be a regular expression, this one says what is wrong.
+    @field_validator("url", mode="before")
+    @classmethod
+    def _joinable_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                parse_transport_url(value)
+            except TransportUrlError as error:
+                raise ValueError(str(error)) from None
+        return value
+
 
 class DailyTransportRequest(_Request):
-    """A Daily room; the worker joins it with `worker_token` (a Daily meeting token)."""
+    """A Daily room; the worker joins it with `worker_token` (a Daily meeting token). Not
+    available yet: refused with 422 `transport_not_supported`."""
 
     type: Literal["daily"]
     url: HttpsUrl = Field(description="`https://` URL of the Daily room.")
@@ -120,6 +153,8 @@ class Voice(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=64)]
     speed: Annotated[float, Field(strict=True, ge=0.5, le=2.0)] = 1.0
 
+
+_RENDERABLE = [str(tier) for tier in Quality if tier in RENDERABLE_QUALITIES]
 
 _CREATE_EXAMPLE: dict[str, Any] = {
     "avatar_id": "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3",
@@ -162,7 +197,11 @@ class CreateSessionRequest(_Request):
             ),
         )
     )
-    quality: Quality = Field(description="Renderer tier; your plan lists the ones you may use.")
+    # The document lists only the tiers this version renders; the others are still parsed, to
+    # be refused with 422 `quality_not_available` naming the available ones.
+    quality: Annotated[Quality, WithJsonSchema({"type": "string", "enum": _RENDERABLE})] = Field(
+        description="Renderer tier; your plan lists the ones you may use."
+    )
     aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
     video_encoding: VideoEncoding = VideoEncoding.VP8
     voice: Voice | None = Field(default=None, description="Voice for the speak endpoint's TTS.")

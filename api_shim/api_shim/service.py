@@ -4,7 +4,9 @@ the cluster (kube). Routes only translate HTTP to these calls."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,10 +16,17 @@ from api_shim import idempotency, mapping, policy
 from api_shim.auth import Principal
 from api_shim.avatars.service import AvatarService
 from api_shim.errors import ApiError, ErrorType, internal_error, invalid_request, not_found
-from api_shim.kube import SESSION_SELECTOR, Kube, KubeInvalidError, tenant_selector
+from api_shim.kube import (
+    SESSION_SELECTOR,
+    Kube,
+    KubeConflictError,
+    KubeInvalidError,
+    tenant_selector,
+)
 from api_shim.locks import KeyedLocks
+from api_shim.runnable import check_runnable
 from api_shim.schemas import CreateSessionRequest, Session, SessionList, Usage
-from api_shim.session_index import Counts
+from api_shim.session_index import Check, Counts
 from api_shim.settings import Settings
 from avatar_crds.enums import Phase
 from avatar_crds.ids import (
@@ -28,8 +37,13 @@ from avatar_crds.ids import (
     to_resource_name,
 )
 from avatar_crds.session import AvatarSession
+from avatar_crds.tenant import Plan
 
 log = structlog.get_logger("api_shim.sessions")
+
+# How often a replica polls a claim another replica holds: its create takes a few round trips,
+# and polling one small object is simpler than a watch for a wait this rare.
+CLAIM_POLL_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 def utc_now() -> datetime:
@@ -62,17 +76,33 @@ class Created:
     replayed: bool
 
 
+class _ClaimLostError(Exception):
+    """Our claim on an Idempotency-Key ran out and was taken over while we worked; what we
+    made is undone, and the new holder's session is the answer."""
+
+
+def _claim_polls() -> Iterator[float]:
+    """CLAIM_POLL_SECONDS, then its last value for ever."""
+    yield from CLAIM_POLL_SECONDS
+    yield from itertools.repeat(CLAIM_POLL_SECONDS[-1])
+
+
+def new_session_name() -> str:
+    return to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
+
+
 class SessionService:
     def __init__(
         self,
         kube: Kube,
         settings: Settings,
+        avatars: AvatarService,
         *,
         now: Callable[[], datetime] = utc_now,
-        avatars: AvatarService | None = None,
     ) -> None:
         self._kube = kube
         self._settings = settings
+        self._transport_allow = settings.transport_allow_list()
         self._now = now
         self._avatars = avatars  # makes the avatars of sessions that bring their image inline
         self._key_locks = KeyedLocks()
@@ -83,66 +113,111 @@ class SessionService:
         self, principal: Principal, request: CreateSessionRequest, idempotency_key: str | None
     ) -> Created:
         if idempotency_key is None:
-            return Created(await self._create_new(principal, request, {}, {}), replayed=False)
+            created = await self._create_new(principal, request, new_session_name(), None)
+            return Created(mapping.to_public_session(created), replayed=False)
+        return await self._create_with_key(principal, request, idempotency_key)
+
+    async def _create_with_key(
+        self, principal: Principal, request: CreateSessionRequest, idempotency_key: str
+    ) -> Created:
+        """Claim the key (idempotency.py) and make the session, or answer with the session
+        made for whoever holds the claim."""
         key_hash = idempotency.key_hash(principal.tenant, idempotency_key)
         fingerprint = idempotency.fingerprint(request)
-        # Concurrent retries with one key wait here, and the second one finds the first's result.
+        # Concurrent retries with one key in this process wait here rather than poll the API
+        # server; across replicas the API server arbitrates (idempotency.py).
         async with self._key_locks.hold(key_hash):
-            existing = await self._find_by_key_hash(principal.tenant, key_hash)
-            if existing is not None:
-                idempotency.check_replay(existing, fingerprint)
-                log.info("idempotent_replay", session_id=existing.metadata.name)
-                return Created(mapping.to_public_session(existing), replayed=True)
-            labels = {idempotency.LABEL_KEY_HASH: key_hash}
-            annotations = {idempotency.ANNOTATION_FINGERPRINT: fingerprint}
-            session = await self._create_new(principal, request, labels, annotations)
-            return Created(session, replayed=False)
+            while True:
+                name = new_session_name()
+                body = idempotency.claim_body(
+                    tenant=principal.tenant,
+                    key_hash=key_hash,
+                    session_name=name,
+                    fingerprint=fingerprint,
+                    namespace=self._kube.namespace,
+                    now=self._now(),
+                )
+                try:
+                    claim = idempotency.Claim.of(await self._kube.create_lease(body))
+                except KubeConflictError:
+                    existing = await self._claimed_session(key_hash, fingerprint)
+                    if existing is None:
+                        continue  # the claim was released: claim it ourselves
+                    log.info("idempotent_replay", session_id=existing.metadata.name)
+                    return Created(mapping.to_public_session(existing), replayed=True)
+                try:
+                    created = await self._create_new(principal, request, name, claim)
+                except _ClaimLostError:
+                    continue
+                except BaseException:
+                    # Refused requests are not remembered. (Should the claim have been
+                    # committed meanwhile, its resourceVersion moved and this does nothing.)
+                    await asyncio.shield(self._release(claim))
+                    raise
+                return Created(mapping.to_public_session(created), replayed=False)
 
-    async def _find_by_key_hash(self, tenant: str, key_hash: str) -> AvatarSession | None:
-        selector = f"{tenant_selector(tenant)},{idempotency.LABEL_KEY_HASH}={key_hash}"
-        found = [s for s in await self._kube.list_sessions(selector) if s.spec.tenant == tenant]
-        # Two replicas racing on one key could both create; the oldest is the answer for both.
-        return min(found, key=lambda s: s.metadata.name or "", default=None)
+    async def _claimed_session(self, key_hash: str, fingerprint: str) -> AvatarSession | None:
+        """The session made for a claim someone else holds, once made; None when the claim
+        is (or has been made) free."""
+        name = idempotency.claim_name(key_hash)
+        for delay in _claim_polls():
+            raw = await self._kube.get_lease(name)
+            if raw is None:
+                return None
+            claim = idempotency.Claim.of(raw)
+            idempotency.check_replay(claim, fingerprint)
+            if claim.committed:
+                session = await self._kube.get_session(claim.session_name)
+                if session is not None:
+                    return session  # the claim's name is the tenant's: so is its session
+                # The session was deleted; the garbage collector has not yet deleted its claim.
+                await self._release(claim)
+                return None
+            if claim.expired(self._now()):
+                log.warning("idempotency_claim_taken_over", session_id=claim.session_name)
+                await self._release(claim)
+                return None
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the polls never end")
+
+    async def _release(self, claim: idempotency.Claim) -> None:
+        """Delete this very claim; one that changed meanwhile is someone else's to handle."""
+        with contextlib.suppress(KubeConflictError):
+            await self._kube.delete_lease(
+                claim.name, uid=claim.uid, resource_version=claim.resource_version
+            )
 
     async def _create_new(
         self,
         principal: Principal,
         request: CreateSessionRequest,
-        labels: dict[str, str],
-        annotations: dict[str, str],
-    ) -> Session:
+        name: str,
+        claim: idempotency.Claim | None,
+    ) -> AvatarSession:
+        """Session `name`; with `claim`, the one its Idempotency-Key claim names."""
         plan = principal.plan
         policy.check_quality(plan, request.quality)
+        check_runnable(request, self._transport_allow)
         max_duration = policy.resolve_max_duration(
             plan,
             request.max_duration_seconds,
             explicit="max_duration_seconds" in request.model_fields_set,
         )
-        policy.check_minutes(plan, principal.usage)
+        policy.check_minutes(plan, principal.usage, utc_now())
         if request.avatar is not None:
-            return await self._create_with_inline_avatar(principal, request, labels, annotations)
+            return await self._create_with_inline_avatar(principal, request, name, claim)
         avatar_id = request.avatar_id or ""
         avatar = await self._kube.find_avatar(to_resource_name(avatar_id, AVATAR_PREFIX))
         policy.check_avatar(avatar, tenant=principal.tenant, avatar_id=avatar_id)
-        name = to_resource_name(new_public_id(SESSION_PREFIX), SESSION_PREFIX)
 
-        def check(counts: Counts) -> None:
-            policy.check_concurrency(
-                plan, counts.active, retry_after=self._settings.concurrency_retry_after_seconds
-            )
-            policy.check_capacity(
-                counts.waiting,
-                max_queued=self._settings.max_queued,
-                retry_after=self._settings.at_capacity_retry_after_seconds,
-            )
-
+        check = self._admission_check(plan)
         # Checked and reserved in one step, so that this replica never lets two concurrent
         # requests both take the last slot; the index only lists the sessions when it is not
-        # in sync or would refuse. (Across replicas the operator's admission control is what
-        # finally holds the line.)
+        # in sync. (Across replicas the operator's admission control holds the line.)
         admission = self._kube.session_index.admit(
             principal.tenant, name, check, lambda: self._kube.list_sessions(SESSION_SELECTOR)
         )
+        labels, annotations = ({}, {}) if claim is None else claim.session_marks()
         async with admission:
             resource = mapping.build_session(
                 request,
@@ -155,28 +230,29 @@ class SessionService:
             )
             token = request.transport.worker_token.get_secret_value()
             # Shielded: a client that hangs up mid-way must not leave a session without its
-            # Secret behind; the pair is made (or rolled back) to the end regardless.
-            created = await asyncio.shield(self._create_pair(resource, token))
+            # Secret (or its claim uncommitted) behind; it is made or rolled back regardless.
+            created = await asyncio.shield(self._create_pair(resource, token, claim))
         structlog.contextvars.bind_contextvars(session_id=name)
         log.info("session_created", quality=str(request.quality))
-        return mapping.to_public_session(created)
+        return created
 
     async def _create_with_inline_avatar(
         self,
         principal: Principal,
         request: CreateSessionRequest,
-        labels: dict[str, str],
-        annotations: dict[str, str],
-    ) -> Session:
+        name: str,
+        claim: idempotency.Claim | None,
+    ) -> AvatarSession:
         """The image goes through the avatar pipeline (plan permitting) and becomes one of the
         tenant's avatars; the session is then created with its id. If the session cannot be
         made, the avatar is removed again."""
-        if self._avatars is None or request.avatar is None:
+        if request.avatar is None:
             raise internal_error()
+        await self._precheck_admission(principal)
         avatar_id = await self._avatars.create_inline(principal, request.avatar)
         resolved = request.model_copy(update={"avatar_id": avatar_id, "avatar": None})
         try:
-            return await self._create_new(principal, resolved, labels, annotations)
+            return await self._create_new(principal, resolved, name, claim)
         except BaseException:
             try:
                 await asyncio.shield(self._avatars.discard(avatar_id))
@@ -184,9 +260,34 @@ class SessionService:
                 log.exception("inline_avatar_rollback_failed", avatar_id=avatar_id)
             raise
 
-    async def _create_pair(self, resource: AvatarSession, token: str) -> AvatarSession:
-        """The CR first (the Secret needs its uid as owner), then the Secret; if the Secret
-        cannot be made the CR is deleted again, so nothing is ever half-made."""
+    def _admission_check(self, plan: Plan) -> Check:
+        def check(counts: Counts) -> None:
+            policy.check_concurrency(
+                plan, counts.active, retry_after=self._settings.concurrency_retry_after_seconds
+            )
+            policy.check_capacity(
+                counts.waiting,
+                max_queued=self._settings.max_queued,
+                retry_after=self._settings.at_capacity_retry_after_seconds,
+            )
+
+        return check
+
+    async def _precheck_admission(self, principal: Principal) -> None:
+        """The concurrency and capacity checks before an inline image is fetched and decoded
+        (seconds of work and up to 128 MB) for a session that would be refused anyway. Only a
+        check: the admission after the image takes the place."""
+        counts = await self._kube.session_index.counts_now(
+            principal.tenant, lambda: self._kube.list_sessions(SESSION_SELECTOR)
+        )
+        self._admission_check(principal.plan)(counts)
+
+    async def _create_pair(
+        self, resource: AvatarSession, token: str, claim: idempotency.Claim | None
+    ) -> AvatarSession:
+        """The CR first (the Secret needs its uid as owner), then the Secret, then (with a
+        claim) the commit that makes the session its claim's answer; if a step fails the CR
+        is deleted again, so nothing is ever half-made."""
         created = await self._kube.create_session(mapping.session_body(resource))
         name, uid = created.metadata.name or "", created.metadata.uid or ""
         secret = mapping.token_secret_body(
@@ -198,8 +299,10 @@ class SessionService:
         )
         try:
             await self._kube.create_token_secret(secret)
+            if claim is not None:
+                await self._commit(claim, created)
         except BaseException:
-            log.warning("token_secret_failed_rolling_back", session_id=name)
+            log.warning("session_create_failed_rolling_back", session_id=name)
             try:
                 await self._kube.delete_session(name)
             except Exception:
@@ -207,6 +310,19 @@ class SessionService:
                 log.exception("rollback_failed", session_id=name)
             raise
         return created
+
+    async def _commit(self, claim: idempotency.Claim, session: AvatarSession) -> None:
+        """Make `session` the owner of `claim` (and so the answer to its key), unless the
+        claim is no longer ours."""
+        try:
+            committed = await self._kube.patch_lease(
+                claim.name, idempotency.commit_patch(claim, session)
+            )
+        except KubeConflictError:
+            committed = None
+        if committed is None:
+            log.warning("idempotency_claim_lost", session_id=session.metadata.name)
+            raise _ClaimLostError()
 
     # --- read ----------------------------------------------------------------------------------
 
@@ -219,13 +335,12 @@ class SessionService:
         """Newest first. The cursor is the last name returned: sessions created meanwhile sort
         before it and never shift later pages, so a walk sees each session at most once."""
         after = None if cursor is None else decode_cursor(cursor)
-        sessions = await self._kube.list_sessions(tenant_selector(principal.tenant))
+        sessions = await self._tenant_sessions(principal.tenant)
         matching = sorted(
             (
                 s
                 for s in sessions
-                if s.spec.tenant == principal.tenant
-                and (status is None or mapping.phase_of(s) is status)
+                if (status is None or mapping.phase_of(s) is status)
                 and (after is None or (s.metadata.name or "") < after)
             ),
             key=lambda s: s.metadata.name or "",
@@ -240,9 +355,21 @@ class SessionService:
         )
 
     async def usage(self, principal: Principal) -> Usage:
-        sessions = await self._kube.list_sessions(tenant_selector(principal.tenant))
-        mine = [s for s in sessions if s.spec.tenant == principal.tenant]
-        return policy.usage_snapshot(principal.plan, principal.usage, policy.active_count(mine))
+        counts = self._kube.session_index.counts(principal.tenant)
+        if counts is None:
+            active = policy.active_count(await self._tenant_sessions(principal.tenant))
+        else:
+            active = counts.active
+        return policy.usage_snapshot(principal.plan, principal.usage, active, utc_now())
+
+    async def _tenant_sessions(self, tenant: str) -> list[AvatarSession]:
+        """From the watched index; while it is not in sync, from a LIST instead of waiting
+        for it (see session_index.py)."""
+        indexed = self._kube.session_index.sessions(tenant)
+        if indexed is not None:
+            return indexed
+        listed = await self._kube.list_sessions(tenant_selector(tenant))
+        return [session for session in listed if session.spec.tenant == tenant]
 
     # --- change --------------------------------------------------------------------------------
 

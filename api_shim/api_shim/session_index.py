@@ -1,17 +1,22 @@
-"""Admission for POST /v1/sessions without listing every session on every create.
+"""Admission for POST /v1/sessions, and the reads of GET /v1/sessions and /v1/usage, without
+listing every session on every request.
 
 The tenant's concurrency limit and the namespace's queue length are checked against an
 in-memory index of the namespace's AvatarSessions, kept by a LIST then WATCH on the event loop
 (an informer), plus the sessions this process is creating right now ("pending"), which
 the watch may not have reported yet. Checking and reserving happen in one step without
 awaiting, so two concurrent requests in this process can never both take the last slot.
+The same index holds each session as last seen, so a tenant's list and usage are read from
+memory too.
 
-The index may be a moment behind the cluster. It can only over-count (a session that just
-ended or was deleted still counts), never miss one of this process's own creates; so a
-refusal is confirmed with a fresh LIST before it is given, and anything that lets a request
-through is as safe as the LIST it replaces. While the watch is not in sync (starting, after
-an error, without RBAC `watch`), every admission uses the LIST, as before the index existed.
-Across replicas the operator's admission control is what finally holds the line.
+Once in sync, the index alone decides, refusals included: it is at most a watch's delay behind
+the cluster, and this process's own creates and deletes are in it at once (a later list shows
+them; a cancel frees its slot for the next create). In the moment after a slot freed elsewhere
+(the operator ended a session) a create may still be refused; the 429 carries Retry-After.
+While the watch is not in sync (starting, after an error, without RBAC `watch`), every request
+falls back to a LIST rather than waiting for the index: the LIST is as true and costs no more
+than the index's own first one. Across replicas the operator's admission control is what
+finally holds the line.
 
 Views taken at different times combine soundly because a session's stages only move
 forward: once it stops holding a concurrency slot (terminal or being deleted) or stops
@@ -31,7 +36,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from api_shim import mapping
-from api_shim.errors import ApiError
 from api_shim.informer import WatchedIndex, WatchSource
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
@@ -57,10 +61,6 @@ class Entry:
             waiting=mapping.is_waiting(session),
         )
 
-    def merged(self, other: Entry) -> Entry:
-        """Two views of one session: whichever has seen it move on is right."""
-        return Entry(self.tenant, self.holds and other.holds, self.waiting and other.waiting)
-
 
 @dataclass(frozen=True)
 class Counts:
@@ -77,6 +77,7 @@ class _Pending:
     tenant: str
     done_at: float | None = None  # when its create returned; None while in flight
     seen: bool = False  # the watch or a relist has reported it (or its deletion)
+    session: AvatarSession | None = None  # as created, for lists until the watch has it
 
 
 Check = Callable[[Counts], None]  # raises ApiError to refuse
@@ -90,9 +91,13 @@ class SessionIndex(WatchedIndex):
         between them, are one atomic step."""
         self._clock = clock
         self._entries: dict[str, Entry] = {}
+        self._sessions: dict[str, dict[str, AvatarSession]] = {}  # by tenant, then name
         self._active: dict[str, int] = {}  # by tenant: entries holding a slot
         self._waiting = 0  # entries waiting for a worker
         self._pending: dict[str, _Pending] = {}
+        # Sessions this process deleted, by when: they have moved on, whatever older events
+        # still arriving say, until the watch reports them gone (or the grace period ends).
+        self._leaving: dict[str, float] = {}
         self._listings: list[float] = []  # start times of the admission LISTs in flight
         super().__init__(source, AVATAR_SESSION.plural, label_selector=SELECTOR, clock=clock)
 
@@ -109,8 +114,11 @@ class SessionIndex(WatchedIndex):
         """Reserve a place for session `name` if `check` allows it, for the duration of the
         block, which creates it. Raises what `check` raises if it refuses."""
         self.start()
-        if not self._try_admit(tenant, name, check):
-            # Not in sync, or the index says no: ask the API server, as without an index.
+        if self._synced:
+            check(self._counts(tenant, None, None))  # refuses from the index alone
+            self._pending[name] = _Pending(tenant)
+        else:
+            # Not in sync: ask the API server, as without an index.
             listed_at = self._clock()
             self._listings.append(listed_at)
             try:
@@ -136,19 +144,52 @@ class SessionIndex(WatchedIndex):
         if pending is not None:
             pending.done_at = self._clock()
 
-    def _try_admit(self, tenant: str, name: str, check: Check) -> bool:
-        if not self._synced:
-            return False
-        try:
-            check(self._counts(tenant, None, None))
-        except ApiError:
-            return False
-        self._pending[name] = _Pending(tenant)
-        return True
+    def created(self, session: AvatarSession) -> None:
+        """The session an admitted create made, as the API server returned it: lists show it
+        before the watch reports it."""
+        pending = self._pending.get(session.metadata.name or "")
+        if pending is not None:
+            pending.session = session
+
+    def deleted(self, name: str) -> None:
+        """This process deleted session `name`: it holds no slot and waits no more from now."""
+        self._leaving[name] = self._clock()
+        entry = self._entries.get(name)
+        if entry is not None:
+            self._put(name, self._sessions[entry.tenant][name])
 
     def counts(self, tenant: str) -> Counts | None:
         """What the index says now; None while it is not in sync."""
+        self.start()
         return self._counts(tenant, None, None) if self._synced else None
+
+    async def counts_now(
+        self, tenant: str, list_sessions: Callable[[], Awaitable[list[AvatarSession]]]
+    ) -> Counts:
+        """What `admit` would check now, reserving nothing: from the index, or from a LIST
+        while the index is not in sync."""
+        counts = self.counts(tenant)
+        if counts is not None:
+            return counts
+        listed_at = self._clock()
+        return self._counts(tenant, await list_sessions(), listed_at)
+
+    def sessions(self, tenant: str) -> list[AvatarSession] | None:
+        """The tenant's sessions as last seen, in no order; None while not in sync."""
+        self.start()
+        if not self._synced:
+            return None
+        self._forget_settled()
+        known = self._sessions.get(tenant, {})
+        made = [
+            pending.session
+            for name, pending in self._pending.items()
+            if pending.session is not None
+            and pending.tenant == tenant
+            and not pending.seen  # else the watch has told the index all about it
+            and name not in known
+        ]
+        return [*known.values(), *made]
 
     def _counts(
         self, tenant: str, listed: Iterable[AvatarSession] | None, listed_at: float | None
@@ -161,12 +202,15 @@ class SessionIndex(WatchedIndex):
             active, waiting = self._active.get(tenant, 0), self._waiting
             known: Mapping[str, Entry] = self._entries
         else:
-            known = {session.metadata.name or "": Entry.of(session) for session in listed}
+            known = {
+                session.metadata.name or "": self._moved_on(session.metadata.name or "", session)
+                for session in listed
+            }
             active = sum(1 for e in known.values() if e.holds and e.tenant == tenant)
             waiting = sum(1 for e in known.values() if e.waiting)
         for name, pending in self._pending.items():
-            if name in known:
-                continue  # the source has seen it, and has seen at least as far
+            if name in known or name in self._leaving:
+                continue  # the source has seen it, and has seen at least as far; or deleted
             if (
                 listed_at is not None
                 and pending.done_at is not None
@@ -188,34 +232,48 @@ class SessionIndex(WatchedIndex):
             known = pending.seen and (oldest_listing is None or pending.done_at < oldest_listing)
             if known or now - pending.done_at > PENDING_GRACE_SECONDS:
                 del self._pending[name]
+        for name, since in list(self._leaving.items()):
+            if now - since > PENDING_GRACE_SECONDS:
+                del self._leaving[name]
+
+    def _moved_on(self, name: str, session: AvatarSession) -> Entry:
+        """The session's entry, knowing what this process did to it."""
+        entry = Entry.of(session)
+        if name in self._leaving:
+            return Entry(entry.tenant, holds=False, waiting=False)
+        return entry
 
     # --- fed by the informer ------------------------------------------------------------------
 
     def _replace(self, items: Iterable[dict[str, Any]], started: float) -> None:
         """A LIST started at `started` is the new truth; the index is in sync."""
-        entries = {}
+        listed = {}
         for item in items:
-            name, entry = _entry_of(item)
-            if entry is not None:
-                entries[name] = entry
-        self._entries = {}
+            name, session = _session_of(item)
+            if session is not None:
+                listed[name] = session
+        self._entries, self._sessions = {}, {}
         self._active, self._waiting = {}, 0
-        for name, entry in entries.items():
-            self._put(name, entry)
+        for name, session in listed.items():
+            self._put(name, session)
         for name, pending in self._pending.items():
-            if name in entries or (pending.done_at is not None and pending.done_at < started):
+            if name in listed or (pending.done_at is not None and pending.done_at < started):
                 pending.seen = True
+        for name in [name for name in self._leaving if name not in listed]:
+            del self._leaving[name]
         self._synced = True
 
     def _apply(self, kind: str, raw: dict[str, Any]) -> None:
-        name, entry = _entry_of(raw)
+        name, session = _session_of(raw)
         pending = self._pending.get(name)
         if pending is not None:
             pending.seen = True
-        self._put(name, None if kind == "DELETED" else entry)
+        if kind == "DELETED":
+            self._leaving.pop(name, None)
+        self._put(name, None if kind == "DELETED" else session)
 
-    def _put(self, name: str, entry: Entry | None) -> None:
-        """Set (or with None, remove) one entry, and keep the counts in step."""
+    def _put(self, name: str, session: AvatarSession | None) -> None:
+        """Set (or with None, remove) one session, and keep the counts in step."""
         old = self._entries.pop(name, None)
         if old is not None:
             if old.holds:
@@ -223,17 +281,22 @@ class SessionIndex(WatchedIndex):
                 if not self._active[old.tenant]:
                     del self._active[old.tenant]
             self._waiting -= old.waiting
-        if entry is not None:
+            del self._sessions[old.tenant][name]
+            if not self._sessions[old.tenant]:
+                del self._sessions[old.tenant]
+        if session is not None:
+            entry = self._moved_on(name, session)
             self._entries[name] = entry
+            self._sessions.setdefault(entry.tenant, {})[name] = session
             if entry.holds:
                 self._active[entry.tenant] = self._active.get(entry.tenant, 0) + 1
             self._waiting += entry.waiting
 
 
-def _entry_of(raw: dict[str, Any]) -> tuple[str, Entry | None]:
+def _session_of(raw: dict[str, Any]) -> tuple[str, AvatarSession | None]:
     name = str(raw.get("metadata", {}).get("name", ""))
     try:
-        return name, Entry.of(AvatarSession.model_validate(raw))
+        return name, AvatarSession.model_validate(raw)
     except ValidationError:
-        # Counted by nobody, as in a LIST (kube.py skips what does not validate either).
+        # Counted and listed by nobody, as in a LIST (kube.py skips what does not validate).
         return name, None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from avatar_crds import contract
+from avatar_crds.addresses import AddressAllowList
 
 ENV_PREFIX = "FACECAST_"
 
@@ -43,6 +44,10 @@ class Settings:
     # Bodies that may carry an image (POST /v1/avatars, and POST /v1/sessions with an inline
     # avatar): a 10 MB image as base64 is ~13.4 MB.
     max_image_body_bytes: int = 15 * 1024 * 1024
+    # Such bodies (over max_body_bytes) in flight at once; more get 503 at_capacity. Each holds
+    # up to ~70 MB while it is parsed (a base64 image as bytes, text and decoded) or 15 MiB
+    # spooled to /tmp (multipart): this bounds both.
+    max_large_bodies: int = 4
     # Avatar images: the store directory (a PersistentVolume shared read-only with the workers;
     # the same variable, FACECAST_AVATAR_STORE, tells the worker where it is mounted).
     avatar_store: str = contract.AVATAR_STORE_DIR
@@ -51,8 +56,29 @@ class Settings:
     face_model_dir: str = ""
     # Threads for decoding, face analysis and encoding (each upload uses one at a time).
     avatar_threads: int = 2
+    # Images fetched or waiting for one of those threads, on top of those being processed;
+    # more get 503 at_capacity (each holds up to 10 MB, and a decode up to 128 MB).
+    avatar_queue: int = 4
+    # Retry-After of those two 503s: an upload takes about a second.
+    busy_retry_after_seconds: int = 2
     # Fetching an image URL: the whole download must finish within this.
     avatar_fetch_timeout_seconds: float = 10.0
+    # Where workers may connect besides public addresses: the platform's own LiveKit, as
+    # comma-separated host names and CIDR ranges (FACECAST_TRANSPORT_ALLOWED_HOSTS / _CIDRS,
+    # the same variables the operator passes on to the workers, which check again).
+    transport_allowed_hosts: str = ""
+    transport_allowed_cidrs: str = ""
+
+    def __post_init__(self) -> None:
+        self.transport_allow_list()  # a bad range fails at start-up, not at the first create
+
+    def transport_allow_list(self) -> AddressAllowList:
+        try:
+            return AddressAllowList.parse(
+                self.transport_allowed_hosts, self.transport_allowed_cidrs
+            )
+        except ValueError as error:
+            raise ValueError(f"{contract.ENV_TRANSPORT_ALLOWED_CIDRS}: {error}") from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from api_shim.avatars.fetch import Fetcher, IpAddress, is_public_address
+from api_shim.avatars.fetch import Fetcher
 from api_shim.avatars.problems import ImageRejectedError, Rejection
+from avatar_crds.addresses import IpAddress, is_public_address
 
 pytestmark = pytest.mark.anyio
 

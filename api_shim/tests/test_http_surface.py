@@ -147,16 +147,25 @@ async def test_a_declared_oversized_body_is_413_before_anything_else(
 
 
 @pytest.mark.anyio
-async def test_a_streamed_oversized_body_is_413_too(http: httpx.AsyncClient) -> None:
+async def test_a_streamed_body_without_a_key_is_401_and_never_read(
+    http: httpx.AsyncClient,
+) -> None:
+    """The key is checked before the body is read (a streamed one past its limit is 413 once
+    authenticated: test_body_limits.py)."""
+    sent = 0
+
     async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
         for _ in range(8):
+            sent += 1
             yield b" " * 1024
 
     response = await http.post(
         "/v1/sessions", content=chunks(), headers={"content-type": "application/json"}
     )
-    assert response.status_code == 413
-    assert _error(response)["code"] == "request_too_large"
+    assert response.status_code == 401
+    assert _error(response)["code"] == "invalid_api_key"
+    assert sent == 0
 
 
 @pytest.mark.anyio

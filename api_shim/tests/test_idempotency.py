@@ -1,8 +1,10 @@
-"""Idempotency keys: scoping, fingerprints, replay checks, and the locks that serialise them."""
+"""Idempotency keys: scoping, fingerprints, claims and replay checks, and the locks that serialise
+them in one process."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -13,7 +15,6 @@ from api_shim import idempotency, mapping
 from api_shim.errors import ApiError, ErrorType
 from api_shim.locks import KeyedLocks
 from api_shim.schemas import CreateSessionRequest
-from avatar_crds.session import AvatarSession
 
 RequestFactory = Callable[..., dict[str, Any]]
 
@@ -64,24 +65,74 @@ def test_fingerprints_see_every_change_including_the_token(
     assert worker_token not in base
 
 
-def _session_with(fingerprint: str, body: dict[str, Any]) -> AvatarSession:
-    return mapping.build_session(
-        CreateSessionRequest.model_validate(body),
-        name="sess-01jcz3v7m4q8r2t6w9x0y1z2a3",
+NOW = datetime(2026, 12, 2, 17, 0, 0, 123456, tzinfo=UTC)
+SESSION_NAME = "sess-01jcz3v7m4q8r2t6w9x0y1z2a3"
+
+
+def _claim_with(fingerprint: str, **metadata: Any) -> idempotency.Claim:
+    """A claim as the API server returns it: the body we send plus server-set metadata."""
+    raw = idempotency.claim_body(
+        tenant="acme",
+        key_hash=idempotency.key_hash("acme", "order-1"),
+        session_name=SESSION_NAME,
+        fingerprint=fingerprint,
+        namespace="facecast",
+        now=NOW,
+    )
+    raw["metadata"].update({"uid": "u-1", "resourceVersion": "42", **metadata})
+    return idempotency.Claim.of(raw)
+
+
+def test_a_claim_is_named_by_the_key_hash_and_names_its_session() -> None:
+    claim = _claim_with("abc")
+    key_hash = idempotency.key_hash("acme", "order-1")
+    assert claim.name == f"idem-{key_hash}" == idempotency.claim_name(key_hash)
+    assert (claim.key_hash, claim.session_name, claim.fingerprint) == (
+        key_hash,
+        SESSION_NAME,
+        "abc",
+    )
+    assert (claim.uid, claim.resource_version) == ("u-1", "42")
+    assert claim.session_marks() == (
+        {idempotency.LABEL_KEY_HASH: key_hash},
+        {idempotency.ANNOTATION_FINGERPRINT: "abc"},
+    )
+    assert claim.expires_at == NOW + timedelta(seconds=idempotency.CLAIM_SECONDS)
+
+
+def test_an_uncommitted_claim_expires_after_its_lease_and_a_committed_one_never() -> None:
+    claim = _claim_with("abc")
+    assert not claim.committed
+    assert not claim.expired(claim.expires_at - timedelta(microseconds=1))
+    assert claim.expired(claim.expires_at)
+    owner = {"apiVersion": "facecast.io/v1alpha1", "kind": "AvatarSession", "uid": "s-1"}
+    committed = _claim_with("abc", ownerReferences=[owner])
+    assert committed.committed
+    assert not committed.expired(claim.expires_at + timedelta(days=1))
+
+
+def test_a_commit_is_conditional_on_the_claim_as_read(make_request: RequestFactory) -> None:
+    session = mapping.build_session(
+        CreateSessionRequest.model_validate(make_request()),
+        name=SESSION_NAME,
         namespace="facecast",
         tenant="acme",
         max_duration_seconds=600,
-        annotations={idempotency.ANNOTATION_FINGERPRINT: fingerprint},
     )
+    session.metadata.uid = "s-1"
+    patch = idempotency.commit_patch(_claim_with("abc"), session)
+    assert patch["metadata"]["resourceVersion"] == "42"
+    [owner] = patch["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("AvatarSession", SESSION_NAME, "s-1")
 
 
-def test_a_replay_with_the_same_fingerprint_passes(make_request: RequestFactory) -> None:
-    idempotency.check_replay(_session_with("abc", make_request()), "abc")
+def test_a_replay_with_the_same_fingerprint_passes() -> None:
+    idempotency.check_replay(_claim_with("abc"), "abc")
 
 
-def test_a_reused_key_with_another_body_is_a_409_conflict(make_request: RequestFactory) -> None:
+def test_a_reused_key_with_another_body_is_a_409_conflict() -> None:
     with pytest.raises(ApiError) as caught:
-        idempotency.check_replay(_session_with("abc", make_request()), "def")
+        idempotency.check_replay(_claim_with("abc"), "def")
     assert (caught.value.status, caught.value.type, caught.value.code) == (
         409,
         ErrorType.CONFLICT,

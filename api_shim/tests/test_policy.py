@@ -14,6 +14,8 @@ from avatar_crds.tenant import Plan, TenantUsage
 from tests.testenv.objects import avatar_manifest
 
 AVATAR_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+"""Inside the November 2026 billing period."""
 
 
 def _avatar(tenant: str, visibility: str) -> Avatar:
@@ -53,8 +55,8 @@ def test_an_explicit_max_duration_above_the_plan_is_422_but_the_default_is_cappe
 
 def test_minutes_run_out_at_the_plan_total() -> None:
     plan = Plan(minutes=10)
-    policy.check_minutes(plan, TenantUsage(seconds_used=599.0))
-    error = _raises(policy.check_minutes, plan, TenantUsage(seconds_used=600.0))
+    policy.check_minutes(plan, TenantUsage(seconds_used=599.0), NOW)
+    error = _raises(policy.check_minutes, plan, TenantUsage(seconds_used=600.0), NOW)
     assert (error.status, error.type, error.code) == (
         403,
         ErrorType.QUOTA_EXCEEDED,
@@ -96,13 +98,26 @@ def test_a_full_queue_is_503_at_capacity_with_retry_after() -> None:
 def test_the_usage_snapshot() -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     plan = Plan(max_concurrent_sessions=3, minutes=60)
-    usage = policy.usage_snapshot(plan, TenantUsage(seconds_used=90.0, period_start=start), 1)
+    usage = policy.usage_snapshot(plan, TenantUsage(seconds_used=90.0, period_start=start), 1, NOW)
     assert usage.model_dump(mode="json") == {
         "object": "usage",
         "concurrency": {"current": 1, "max": 3, "available": 2},
         "minutes": {"included": 60, "used": 1.5, "total_remaining": 58.5},
         "period_start": "2026-11-01T00:00:00Z",
     }
-    over = policy.usage_snapshot(plan, TenantUsage(seconds_used=7200.0), 5)
+    over = policy.usage_snapshot(plan, TenantUsage(seconds_used=7200.0), 5, NOW)
     assert over.concurrency.available == 0
     assert over.minutes.total_remaining == 0
+
+
+def test_minutes_of_an_ended_billing_period_count_as_unused() -> None:
+    """A tenant that used up November may start sessions in December before any new charge,
+    and GET /v1/usage reports December's (empty) period."""
+    plan = Plan(minutes=10)
+    november = TenantUsage(seconds_used=600.0, period_start=datetime(2026, 11, 1, tzinfo=UTC))
+    _raises(policy.check_minutes, plan, november, NOW)
+    december = datetime(2026, 12, 1, tzinfo=UTC)
+    policy.check_minutes(plan, november, december)
+    snapshot = policy.usage_snapshot(plan, november, 0, december)
+    assert snapshot.minutes.used == 0
+    assert snapshot.period_start == december

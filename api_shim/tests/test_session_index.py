@@ -1,6 +1,6 @@
-"""The admission index without a cluster: what it counts, when it asks the API server instead,
-and that concurrent requests never both take the last slot. (Its watch on the real API server
-is tested in test_on_control_plane.py.)"""
+"""The admission index without a cluster: what it counts and lists, when it asks the API server
+instead, and that concurrent requests never both take the last slot. (Its watch on the real API
+server is tested in test_on_control_plane.py.)"""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from api_shim import mapping
 from api_shim.errors import ApiError, ErrorType
 from api_shim.schemas import CreateSessionRequest
 from api_shim.session_index import PENDING_GRACE_SECONDS, Counts, SessionIndex
+from avatar_crds.enums import Phase
 from avatar_crds.ids import SESSION_PREFIX, new_public_id, to_resource_name
 from avatar_crds.session import AvatarSession
 
@@ -127,17 +128,65 @@ async def test_in_sync_it_counts_by_itself_what_holds_a_slot(
     assert lister.calls == 0
 
 
-async def test_a_refusal_is_confirmed_with_a_fresh_list(
+async def test_in_sync_a_refusal_comes_from_the_index_without_a_list(
     index: SessionIndex, raw_session: Callable[..., dict[str, Any]]
 ) -> None:
-    """The index is behind: one of the two sessions it knows has ended meanwhile."""
-    running, ending = raw_session(phase="running"), raw_session(phase="running")
-    index._replace([running, ending], started=0.0)
-    ended = {**ending, "status": {"phase": "ended", "reason": "user_ended"}}
-    lister = Lister([running, ended])
+    index._replace([raw_session(phase="running"), raw_session(phase="running")], started=0.0)
+    lister = Lister()
+    with pytest.raises(ApiError):
+        async with index.admit("acme", new_name(), refuse_at_limit, lister):
+            pass
+    assert lister.calls == 0
+
+
+async def test_a_session_this_process_deleted_frees_its_slot_at_once(
+    index: SessionIndex, clock: Clock, raw_session: Callable[..., dict[str, Any]]
+) -> None:
+    """Whatever older events of it still arrive, until the watch reports it gone."""
+    running, other = raw_session(phase="running"), raw_session(phase="running")
+    index._replace([running, other], started=0.0)
+    index.deleted(running["metadata"]["name"])
+    assert index.counts("acme") == Counts(active=1, waiting=0)
+    index._apply("MODIFIED", running)  # an event from before the delete
+    assert index.counts("acme") == Counts(active=1, waiting=0)
+    lister = Lister()
     async with index.admit("acme", new_name(), refuse_at_limit, lister):
         pass
-    assert lister.calls == 1
+    assert lister.calls == 0
+    index._apply("DELETED", running)
+    assert index.counts("acme") == Counts(active=2, waiting=1)
+
+    made = new_name()  # made and deleted here before the watch reported either
+    clock.now += 1
+    index._replace([], started=clock.now)
+    async with index.admit("acme", made, refuse_at_limit, lister):
+        pass
+    index.deleted(made)
+    assert index.counts("acme") == Counts(active=0, waiting=0)
+
+
+async def test_lists_show_this_process_creates_before_the_watch_does(
+    index: SessionIndex, raw_session: Callable[..., dict[str, Any]]
+) -> None:
+    assert index.sessions("acme") is None  # not in sync: the caller LISTs instead
+    theirs = raw_session(phase="running")
+    index._replace([theirs, raw_session(tenant="globex")], started=0.0)
+    name = new_name()
+    async with index.admit("acme", name, refuse_at_limit, Lister()):
+        index.created(AvatarSession.model_validate(raw_session(name=name)))
+
+    def names() -> list[str]:
+        sessions = index.sessions("acme")
+        assert sessions is not None
+        return sorted(session.metadata.name or "" for session in sessions)
+
+    assert names() == sorted([theirs["metadata"]["name"], name])
+    index._apply("ADDED", raw_session(name=name, phase="queued"))
+    sessions = index.sessions("acme")
+    assert sessions is not None
+    assert {mapping.phase_of(s) for s in sessions if s.metadata.name == name} == {Phase.QUEUED}
+    index._apply("DELETED", raw_session(name=name))
+    assert names() == [theirs["metadata"]["name"]]
 
 
 async def test_concurrent_requests_never_both_take_the_last_slot(
@@ -221,6 +270,7 @@ async def test_a_finished_create_counts_until_the_watch_or_a_later_list_has_it(
     async with index.admit("acme", other, refuse_at_limit, Lister()):
         pass
     clock.now += 1
+    index._lost()  # the watch failed: creates LIST
     # A LIST started after the create returned knows better: here, the session is gone.
     lister = Lister([])
     async with index.admit("acme", new_name(), refuse_at_limit, lister):
@@ -267,6 +317,7 @@ async def test_views_combine_by_the_stage_that_moved_on(
     clock.now -= 1  # the next LIST started before that create returned
     lister = Lister([raw_session(name=name, phase="canceled"), raw_session(phase="running")])
     index._replace([raw_session(phase="running"), raw_session(phase="running")], started=0.0)
+    index._lost()  # the watch failed: creates LIST
     async with index.admit("acme", new_name(), refuse_at_limit, lister):
         pass
     assert lister.calls == 1

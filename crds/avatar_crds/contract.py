@@ -17,8 +17,10 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "facecast"
 
-# The worker token Secret.
+# The worker token Secret: `<session>-token`, owned by its session (a CEL rule on the CRD
+# refuses a session naming any other Secret; the operator checks the owner before mounting).
 TOKEN_SECRET_KEY: Final = "token"
+TOKEN_SECRET_SUFFIX: Final = "-token"
 TOKEN_MOUNT_DIR: Final = "/var/run/facecast/transport"
 
 # Where avatar images live, for the API (writes) and the worker (reads).
@@ -29,17 +31,30 @@ ENV_SESSION_NAME: Final = "FACECAST_SESSION_NAME"
 ENV_SESSION_NAMESPACE: Final = "FACECAST_SESSION_NAMESPACE"
 ENV_TOKEN_FILE: Final = "FACECAST_TOKEN_FILE"
 ENV_AVATAR_STORE: Final = "FACECAST_AVATAR_STORE"
+# Where workers may connect besides public addresses (avatar_crds.addresses.AddressAllowList),
+# comma-separated; the same variables configure the API's check at create and the operator,
+# which passes them on to every worker pod.
+ENV_TRANSPORT_ALLOWED_HOSTS: Final = "FACECAST_TRANSPORT_ALLOWED_HOSTS"
+ENV_TRANSPORT_ALLOWED_CIDRS: Final = "FACECAST_TRANSPORT_ALLOWED_CIDRS"
+
+# Each worker runs as its own ServiceAccount, `<session>-worker`; an admission policy keeps
+# every such account's status writes inside `status.worker`.
+WORKER_ACCOUNT_SUFFIX: Final = "-worker"
 
 # The worker reports a heartbeat this often; the operator declares it lost after a few misses.
 WORKER_HEARTBEAT_SECONDS: Final = 5
 
 
 def token_secret_name(session_name: str) -> str:
-    return f"{session_name}-token"
+    return f"{session_name}{TOKEN_SECRET_SUFFIX}"
 
 
 def worker_pod_name(session_name: str) -> str:
     return f"{session_name}-worker"
+
+
+def worker_account_name(session_name: str) -> str:
+    return f"{session_name}{WORKER_ACCOUNT_SUFFIX}"
 
 
 def token_file(key: str = TOKEN_SECRET_KEY) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from avatar_crds.cel import VALIDATIONS_KEY
 from avatar_crds.kinds import ResourceKind
 from avatar_crds.meta import CATEGORY, GROUP, VERSION
 from avatar_crds.schema import structural_schema
@@ -35,14 +36,15 @@ def crd_manifest(kind: ResourceKind) -> dict[str, Any]:
         }
         for column in kind.printer_columns
     ]
-    version["schema"] = {
-        "openAPIV3Schema": {
-            "type": "object",
-            "description": kind.description,
-            "required": ["spec"],
-            "properties": properties,
-        }
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": kind.description,
+        "required": ["spec"],
+        "properties": properties,
     }
+    if kind.rules:
+        root[VALIDATIONS_KEY] = [rule.as_schema() for rule in kind.rules]
+    version["schema"] = {"openAPIV3Schema": root}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

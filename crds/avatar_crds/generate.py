@@ -1,6 +1,7 @@
 """Write the CRD manifests from the models, or (`--check`) fail if the committed ones drifted.
 
-facecast-gen-crds            # rewrite crds/manifests and charts/facecast/crds
+facecast-gen-crds            # rewrite crds/manifests, charts/facecast/crds and the chart's
+                             # worker-status admission policy (charts/facecast/files)
 facecast-gen-crds --check    # exit 1 listing every stale file
 """
 
@@ -10,19 +11,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from avatar_crds.crd import render
+import yaml
+
+from avatar_crds.crd import GENERATED_HEADER, render
 from avatar_crds.kinds import ALL_KINDS
+from avatar_crds.policy import policy_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIRS = (Path("crds/manifests"), Path("charts/facecast/crds"))
+# The spec of the chart's ValidatingAdmissionPolicy; templates/admission-policy.yaml wraps it.
+POLICY_SPEC_FILE = Path("charts/facecast/files/worker-status-policy.yaml")
 
 
 def expected_files(root: Path) -> dict[Path, str]:
-    return {
+    crds = {
         root / directory / f"{kind.crd_name}.yaml": render(kind)
         for directory in OUTPUT_DIRS
         for kind in ALL_KINDS
     }
+    spec = yaml.safe_dump(policy_spec(), sort_keys=False, width=100)
+    return {**crds, root / POLICY_SPEC_FILE: GENERATED_HEADER + spec}
 
 
 def stale_files(root: Path) -> list[Path]:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from avatar_crds.avatar import AvatarSpec
+from avatar_crds.cel import Rule
 from avatar_crds.meta import GROUP
-from avatar_crds.session import AvatarSessionSpec, AvatarSessionStatus
+from avatar_crds.session import OWN_TOKEN_SECRET, AvatarSessionSpec, AvatarSessionStatus
 from avatar_crds.tenant import TenantSpec, TenantStatus
 
 
@@ -31,6 +32,8 @@ class ResourceKind:
     spec: type[BaseModel]
     status: type[BaseModel] | None
     printer_columns: tuple[PrinterColumn, ...]
+    rules: tuple[Rule, ...] = ()
+    """CEL rules on the whole object: the only place they may read `metadata.name`."""
 
     @property
     def crd_name(self) -> str:
@@ -56,6 +59,7 @@ AVATAR_SESSION = ResourceKind(
         PrinterColumn("Reason", "string", ".status.reason", "Why it ended or failed", 1),
         PrinterColumn("Tenant", "string", ".spec.tenant", "Owning tenant", 1),
     ),
+    rules=(OWN_TOKEN_SECRET,),
 )
 
 AVATAR = ResourceKind(

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from avatar_crds import contract
 from avatar_crds.cel import Rule, cel_list, rules
 from avatar_crds.enums import (
     REASONS_BY_PHASE,
@@ -31,6 +32,9 @@ METADATA_MAX_BYTES = 8 * 1024
 METADATA_MAX_KEYS = 64
 DEFAULT_IDLE_TIMEOUT_SECONDS = 30
 DEFAULT_MAX_DURATION_SECONDS = 600
+MESSAGE_MAX_LENGTH = 1024
+"""Characters in any status message; whoever writes one clips it to fit (the API server refuses
+the whole status write otherwise)."""
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -183,13 +187,20 @@ class AvatarSessionSpec(CamelModel):
         return validate_metadata(value)
 
 
+CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+"""What metav1.Condition accepts as a reason."""
+
+
 class Condition(CamelModel):
-    """A standard Kubernetes condition (`Ready`, `Scheduled`, ...)."""
+    """A standard Kubernetes condition (`metav1.Condition`); the operator sets `Admitted` and
+    `Ready` (avatar_operator.conditions)."""
 
     type: Annotated[str, Field(min_length=1, max_length=64)]
     status: Literal["True", "False", "Unknown"]
-    reason: Annotated[str, Field(max_length=64)] | None = None
-    message: Annotated[str, Field(max_length=1024)] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=64, pattern=CONDITION_REASON)] | None = (
+        Field(default=None, description="CamelCase, as in metav1.Condition.")
+    )
+    message: Annotated[str, Field(max_length=MESSAGE_MAX_LENGTH)] | None = None
     last_transition_time: datetime | None = None
     observed_generation: Annotated[int, Field(ge=0)] | None = None
 
@@ -199,7 +210,7 @@ class WorkerFailure(CamelModel):
     turns it into a failed phase with the same reason."""
 
     reason: FailureReason
-    message: Annotated[str, Field(max_length=1024)] = ""
+    message: Annotated[str, Field(max_length=MESSAGE_MAX_LENGTH)] = ""
 
 
 class WorkerStatus(CamelModel):
@@ -254,8 +265,10 @@ class AvatarSessionStatus(CamelModel):
 
     phase: Phase | None = None
     reason: SessionReason | None = None
-    message: Annotated[str, Field(max_length=1024)] | None = None
-    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    message: Annotated[str, Field(max_length=MESSAGE_MAX_LENGTH)] | None = None
+    observed_generation: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="The metadata.generation of the spec the operator last acted on."
+    )
     queued_at: datetime | None = None
     starting_at: datetime | None = None
     running_at: datetime | None = None
@@ -264,7 +277,9 @@ class AvatarSessionStatus(CamelModel):
         default=None, description="When a terminal phase was reached; starts the TTL."
     )
     deadlines: Deadlines | None = None
-    pod_name: Annotated[str, Field(max_length=253)] | None = None
+    pod_name: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None, description="The worker pod, named once the operator creates it."
+    )
     usage: Usage | None = None
     worker: WorkerStatus | None = None
     conditions: list[Condition] = Field(
@@ -292,6 +307,16 @@ class AvatarSessionStatus(CamelModel):
         return self
 
 
+# On the whole resource, the only level whose CEL may read metadata.name: the worker mounts
+# the Secret the session names, so naming another one would hand that Secret to whatever
+# transport URL the session gives.
+OWN_TOKEN_SECRET = Rule(
+    f"self.spec.tokenSecretRef.name == self.metadata.name + '{contract.TOKEN_SECRET_SUFFIX}'",
+    "spec.tokenSecretRef.name must be the session's own token Secret,"
+    f" <metadata.name>{contract.TOKEN_SECRET_SUFFIX}",
+)
+
+
 class AvatarSession(CamelModel):
     """The whole resource as the API server stores it."""
 
@@ -302,3 +327,10 @@ class AvatarSession(CamelModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: AvatarSessionSpec
     status: AvatarSessionStatus = Field(default_factory=AvatarSessionStatus)
+
+    @model_validator(mode="after")
+    def _own_token_secret(self) -> AvatarSession:
+        name = self.metadata.name
+        if name and self.spec.token_secret_ref.name != contract.token_secret_name(name):
+            raise ValueError(OWN_TOKEN_SECRET.message)
+        return self

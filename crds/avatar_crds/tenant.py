@@ -67,13 +67,29 @@ class TenantSpec(CamelModel):
     )
 
 
+CHARGED_SESSIONS_KEPT = 256
+"""Sessions remembered as charged, so a retried charge is never added twice."""
+
+
 class TenantUsage(CamelModel):
-    active_sessions: Annotated[int, Field(ge=0)] = 0
-    seconds_used: Annotated[float, Field(ge=0)] = 0.0
-    period_start: datetime | None = None
+    """Written by the operator; read through `avatar_crds.billing`, which knows the period."""
+
+    active_sessions: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="Sessions holding a worker (starting, running or ending), as of the "
+        "operator's last charge or change of a session into or out of those phases.",
+    )
+    seconds_used: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Seconds charged in the period that starts at period_start."
+    )
+    period_start: datetime | None = Field(
+        default=None,
+        description="Start of the billing period (a calendar month, UTC) of seconds_used; "
+        "once that month is over, nothing counts as used until the next charge.",
+    )
     charged_sessions: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list,
-        max_length=256,
+        max_length=CHARGED_SESSIONS_KEPT,
         description="The latest sessions already added to seconds_used, so a retry never "
         "charges twice.",
     )

@@ -21,10 +21,12 @@ from avatar_crds.enums import Phase
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession
 from avatar_operator import metrics
+from avatar_operator.cluster_gpus import ClusterGpus
 from avatar_operator.kube import Kube
 from avatar_operator.queue import Key
 from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import load_settings
+from avatar_operator.watch_check import WatchCheck, kopf_watches
 from avatar_operator.webhooks import WebhookSender
 
 WORKER_PODS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY, contract.LABEL_COMPONENT: "worker"}
@@ -123,6 +125,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         settings=config,
         webhooks=WebhookSender(config.webhook_max_attempts, config.webhook_timeout_seconds),
     )
+    reconciler: Reconciler = memo.reconciler
+    if config.worker.gpu_count:  # other workloads' pods matter only where workers take GPUs
+        gpus = ClusterGpus(reconciler.kube, config.worker.gpu_resource_name, reconciler.poke_queued)
+        reconciler.cluster_gpus = gpus
+        memo.cluster_gpus_task = asyncio.get_running_loop().create_task(gpus.run())
+    memo.watch_check = WatchCheck(
+        reconciler.kube,
+        indices,
+        kopf_watches(reconciler.kube, config.namespace, WORKER_PODS),
+        interval=config.watch_check_interval_seconds,
+        deadline=config.watch_stale_seconds,
+        cluster_gpus=reconciler.cluster_gpus,
+    )
     if config.metrics_port:
         start_http_server(config.metrics_port)
     log.info(
@@ -138,6 +153,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     sweeper = getattr(memo, "sweeper", None)
     if sweeper is not None:
         sweeper.cancel()
+    memo.watch_check.stop()
+    if getattr(memo, "cluster_gpus_task", None) is not None:
+        memo.cluster_gpus_task.cancel()
     await reconciler.close()
 
 
@@ -206,6 +224,19 @@ def _start_sweeper(memo: kopf.Memo) -> None:
     so the sweeper never mistakes a not-yet-listed session for a missing one."""
     if getattr(memo, "sweeper", None) is None:
         memo.sweeper = asyncio.get_running_loop().create_task(sweep_orphans(memo.reconciler))
+    memo.watch_check.start()  # likewise: a listing taken before the indexes fill looks missed
+
+
+@kopf.on.probe(id="watches")
+async def watches_follow(memo: kopf.Memo, **_: Any) -> str:
+    """Fails the liveness probe (kopf answers 500) while a watch has stopped following the
+    API server. PermanentError: kopf would retry any other error, and the probe hang.
+    Async so that it reads the indexes on the event loop, not in kopf's thread pool."""
+    check: WatchCheck | None = getattr(memo, "watch_check", None)
+    problems = check.problems() if check is not None else []
+    if problems:
+        raise kopf.PermanentError("; ".join(problems))
+    return "following"
 
 
 def _refresh_phase_gauge(reconciler: Reconciler) -> None:

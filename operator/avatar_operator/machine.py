@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase, WebhookEvent
+from avatar_crds.messages import fit_message
 from avatar_crds.session import (
     AvatarSessionSpec,
     AvatarSessionStatus,
@@ -20,6 +21,7 @@ from avatar_crds.session import (
     SessionReason,
     Usage,
 )
+from avatar_operator import conditions
 from avatar_operator.observe import PodFacts
 
 CREATED, QUEUED, STARTING, RUNNING = Phase.CREATED, Phase.QUEUED, Phase.STARTING, Phase.RUNNING
@@ -70,6 +72,12 @@ class Facts:
     """The tenant has a webhook endpoint: transitions queue events for it in the status."""
     webhooks_done: frozenset[WebhookEvent] = frozenset()
     """Pending events delivered (or given up on) since: they leave the status."""
+    foreign_token_secret: str | None = None
+    """Why the Secret the session names is not its own (read once admitted): never mounted."""
+    generation: int | None = None
+    """The spec's `metadata.generation` these facts were read with: the status reports it."""
+    pod_name: str | None = None
+    """What the worker pod is (or will be) called; the status names it once it is created."""
 
 
 # Actions: what the handlers must do besides writing the returned status.
@@ -137,6 +145,7 @@ class _Draft:
 
     def finish(self, phase: Phase, reason: SessionReason, message: str) -> None:
         billable = _billable(self.status)
+        message = fit_message(message)
         self.move(
             phase,
             f"{reason}: {message}" if message else str(reason),
@@ -185,7 +194,20 @@ def step(phase: Phase | None, facts: Facts, now: datetime) -> Decision:
     draft = _Draft(facts=facts, now=now, status=status)
     _STEPS[current](draft)
     check_transition(current, draft.status.phase or CREATED)
+    _observe(draft)
     return draft.decision()
+
+
+def _observe(d: _Draft) -> None:
+    """Conditions and observedGeneration follow from the status just decided, in the same
+    write: they cost no API call of their own, and are unchanged (no write) when it is."""
+    observed = conditions.observe(d.status)
+    generation = d.facts.generation
+    if generation is None:  # not read from the API server (a test): keep what was there
+        generation = d.status.observed_generation
+    merged = conditions.merge(d.status.conditions, observed, now=d.now, generation=generation)
+    update = {"conditions": merged, "observed_generation": generation}
+    d.status = d.status.model_copy(update=update)
 
 
 def _created(d: _Draft) -> None:
@@ -204,12 +226,16 @@ def _queued(d: _Draft) -> None:
     # it could record `starting`. Admit it, or capacity would be counted twice.
     if not (d.facts.admitted or d.facts.pod is not None):
         return
+    if d.facts.foreign_token_secret is not None:
+        d.finish(FAILED, FailureReason.TRANSPORT_AUTH_FAILED, d.facts.foreign_token_secret)
+        return
     start_by = d.now + d.facts.limits.start_timeout
     d.move(
         STARTING,
         "GPU admitted, starting the worker",
         starting_at=d.now,
         deadlines=Deadlines(start_by=start_by),
+        pod_name=d.facts.pod_name,
     )
     d.actions.append(CreateWorker())
     d.notify(WebhookEvent.STARTED)

@@ -5,14 +5,14 @@ Turns raw session, pod, node and tenant bodies into the inputs of `admission.adm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from datetime import datetime
 from typing import Any
 
 from avatar_crds import contract
 from avatar_crds.enums import Phase
 from avatar_operator.admission import Capacity, Waiting
-from avatar_operator.observe import node_facts, pod_facts, pod_gpu_request
+from avatar_operator.capacity import BoundGpus, Placement, bound_gpus, free_gpus
 
 Key = tuple[str, str]
 """(namespace, session name)"""
@@ -49,22 +49,28 @@ def capacity(
     sessions: list[dict[str, Any]],
     pods: Iterable[dict[str, Any]],
     nodes: Iterable[dict[str, Any]],
+    cluster_gpus: Mapping[Key, BoundGpus] | None,
+    placement: Placement,
     tenant_limits: dict[str, int],
     reserved: Set[Key],
     gpu_resource: str,
     gpus_per_session: int,
 ) -> Capacity:
-    """Free GPUs on ready, schedulable nodes minus those held by live worker pods and by
-    sessions admitted a moment ago whose pod the watch has not shown yet."""
-    total = sum(
-        facts.gpus
-        for facts in (node_facts(node, gpu_resource) for node in nodes)
-        if facts.ready and facts.schedulable
-    )
-    live = [pod for pod in pods if not pod_facts(pod).finished]
-    with_pods = {(p["metadata"]["namespace"], _session_label(p)) for p in live}
-    used = sum(pod_gpu_request(pod, gpu_resource) for pod in live)
-    used += gpus_per_session * len(set(reserved) - with_pods)
+    """Free GPUs on the nodes a worker fits, minus those held there by any pod (ours from
+    `pods`, everyone's from `cluster_gpus`; None until that is known: then nothing is free)
+    and by sessions admitted a moment ago whose pod the watch has not shown yet."""
+    held = dict(cluster_gpus or {})
+    with_pods: set[Key] = set()
+    for pod in pods:
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        holds = bound_gpus(pod, gpu_resource)
+        if holds is None:
+            held.pop(key, None)  # finished: its GPU is free whatever a lagging watch says
+            continue
+        held[key] = holds
+        with_pods.add((key[0], _session_label(pod)))
+    unseen = [BoundGpus(node=None, gpus=gpus_per_session)] * len(set(reserved) - with_pods)
+    free = free_gpus(nodes, [*held.values(), *unseen], placement, gpu_resource)
     active: dict[str, int] = {}
     for body in sessions:
         phase = (body.get("status") or {}).get("phase")
@@ -72,7 +78,7 @@ def capacity(
             tenant = body["spec"]["tenant"]
             active[tenant] = active.get(tenant, 0) + 1
     return Capacity(
-        free_gpus=max(0, total - used),
+        free_gpus=free if cluster_gpus is not None else 0,
         gpus_per_session=gpus_per_session,  # 0 on CPU-only clusters: tenants limit alone
         active_by_tenant=active,
         max_by_tenant=tenant_limits,

@@ -15,12 +15,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from avatar_crds import contract
+from avatar_crds import billing, contract
 from avatar_crds.enums import Phase, WebhookEvent
 from avatar_crds.session import AvatarSession
 from avatar_crds.tenant import Tenant, Webhook
 from avatar_operator import metrics, queue, resources, webhooks
 from avatar_operator.admission import Capacity, admit
+from avatar_operator.capacity import Placement
+from avatar_operator.cluster_gpus import ClusterGpus
 from avatar_operator.kube import FINALIZER, Kube, KubeError
 from avatar_operator.machine import (
     ChargeTenant,
@@ -37,7 +39,6 @@ from avatar_operator.observe import PodFacts, pod_facts
 from avatar_operator.queue import ACTIVE, Key, session_key
 from avatar_operator.settings import Settings
 
-CHARGED_SESSIONS_KEPT = 256
 RETRY_MAX_SECONDS = 30.0
 CONFLICT_RETRY_SECONDS = 0.1
 log = structlog.get_logger("avatar_operator")
@@ -78,6 +79,8 @@ class Reconciler:
     """Pending webhook events being sent (or retried) now."""
     delivered: dict[Key, set[WebhookEvent]] = field(default_factory=dict)
     """Pending webhook events sent or given up on, until the status no longer lists them."""
+    cluster_gpus: ClusterGpus | None = None
+    """GPUs held by every pod in the cluster; until it has listed them, none count as free."""
 
     @property
     def limits(self) -> Limits:
@@ -206,6 +209,9 @@ class Reconciler:
         if phase in (Phase.CREATED, Phase.QUEUED) and not deleting and not admitted:
             self.poke_queued()
         tenant = self._tenant(key[0], session.spec.tenant)
+        foreign = None
+        if phase is Phase.QUEUED and admitted and pod is None and not deleting:
+            foreign = await self._foreign_token_secret(session)
         return Facts(
             spec=session.spec,
             status=session.status,
@@ -217,7 +223,17 @@ class Reconciler:
             minutes_exhausted=_minutes_exhausted(session, tenant),
             webhooks_enabled=tenant is not None and tenant.spec.webhook is not None,
             webhooks_done=frozenset(self.delivered.get(key, ())),
+            foreign_token_secret=foreign,
+            generation=session.metadata.generation,
+            pod_name=contract.worker_pod_name(key[1]),
         )
+
+    async def _foreign_token_secret(self, session: AvatarSession) -> str | None:
+        """Read just before the worker would mount it: is the named Secret this session's?"""
+        namespace = session.metadata.namespace or ""
+        name = session.spec.token_secret_ref.name
+        secret = await self.kube.read("Secret", namespace, name)
+        return resources.foreign_token_secret(session, secret)
 
     async def _pod(self, key: Key, phase: Phase) -> PodFacts | None:
         body = self.view.pod(key)
@@ -236,14 +252,17 @@ class Reconciler:
                 parsed = self._tenant(body["metadata"]["namespace"], tenant)
                 if parsed is not None:
                     limits[tenant] = parsed.spec.plan.max_concurrent_sessions
+        worker = self.settings.worker
         return queue.capacity(
             sessions=sessions,
             pods=self.view.pods(),
             nodes=self.view.nodes(),
+            cluster_gpus=self.cluster_gpus.held if self.cluster_gpus else None,
+            placement=Placement(worker.node_selector, worker.tolerations),
             tenant_limits=limits,
             reserved=self.reserved,
-            gpu_resource=self.settings.worker.gpu_resource_name,
-            gpus_per_session=self.settings.worker.gpu_count,
+            gpu_resource=worker.gpu_resource_name,
+            gpus_per_session=worker.gpu_count,
         )
 
     def _tenant(self, namespace: str, name: str) -> Tenant | None:
@@ -265,7 +284,9 @@ class Reconciler:
                     pod = contract.worker_pod_name(name)
                     await self.kube.delete("Pod", namespace, pod, force=force)
                 case ChargeTenant(seconds=seconds):
-                    await self._charge(session, seconds)
+                    # Before the status write: a crash in between charges on the retry
+                    # (once, by `charged_sessions`) instead of never.
+                    await self._update_tenant_usage(session, decision.phase, seconds)
                 case _:
                     pass
         patch = resources.status_patch(session.status, decision.status)
@@ -277,6 +298,14 @@ class Reconciler:
                 self.written[_key_of(session)] = updated
         if decision.phase != old_phase:
             self._record_transition(session, decision, bound)
+        charged = any(isinstance(action, ChargeTenant) for action in decision.actions)
+        if not charged and (old_phase in ACTIVE) != (decision.phase in ACTIVE):
+            try:
+                await self._update_tenant_usage(session, decision.phase, None)
+            except (KubeError, RuntimeError) as exc:
+                # Only a count for kubectl, recounted at the tenant's next change: failing
+                # the reconciliation for it would not write it again (the phase is written).
+                bound.warning("tenant_count_not_written", error=repr(exc))
         await self._send_webhooks(session.model_copy(update={"status": decision.status}))
         for action in decision.actions:
             match action:
@@ -350,8 +379,12 @@ class Reconciler:
         tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
         return tenant.spec.webhook if tenant else None
 
-    async def _charge(self, session: AvatarSession, seconds: float) -> None:
-        """Add the session's seconds to its tenant once, even across retries and restarts."""
+    async def _update_tenant_usage(
+        self, session: AvatarSession, phase: Phase, charge: float | None
+    ) -> None:
+        """Write the tenant's count of active sessions (this one now in `phase`) and, with
+        `charge`, add the session's seconds once, even across retries and restarts. Called
+        only on a charge or a move into or out of the active phases: not on every step."""
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
         for _attempt in range(5):
             body = await self.kube.read("Tenant", namespace, session.spec.tenant)
@@ -359,22 +392,33 @@ class Reconciler:
                 return
             tenant = Tenant.model_validate(body)
             usage = tenant.status.usage
-            if name in usage.charged_sessions:
+            if charge is not None:
+                usage = billing.charge(usage, name, charge, utcnow())
+            active = self._active_sessions(namespace, session.spec.tenant, (namespace, name), phase)
+            usage = usage.model_copy(update={"active_sessions": active})
+            if usage == tenant.status.usage:
                 return
-            usage = usage.model_copy(
-                update={
-                    "seconds_used": usage.seconds_used + seconds,
-                    "charged_sessions": [*usage.charged_sessions, name][-CHARGED_SESSIONS_KEPT:],
-                }
-            )
             body["status"] = tenant.status.model_copy(update={"usage": usage}).to_k8s()
             try:
                 await self.kube.replace_status("Tenant", body)
                 return
-            except Exception as exc:  # a concurrent charge won the race: read again
+            except Exception as exc:  # a concurrent writer won the race: read again
                 if getattr(exc, "status", None) != 409:
                     raise
-        raise RuntimeError(f"could not charge tenant {session.spec.tenant} after 5 attempts")
+        raise RuntimeError(f"could not update tenant {session.spec.tenant} after 5 attempts")
+
+    def _active_sessions(self, namespace: str, tenant: str, own: Key, phase: Phase) -> int:
+        """The tenant's sessions in an active phase, as watched or as we last wrote them,
+        with `own` in the phase just decided (the watch has not seen it yet)."""
+        count = 0
+        for seen in self.view.sessions():
+            key = session_key(seen)
+            if key == own or key[0] != namespace or seen["spec"].get("tenant") != tenant:
+                continue
+            mine = self.written.get(key)
+            body = mine if mine is not None and _version(mine) > _version(seen) else seen
+            count += (body.get("status") or {}).get("phase") in ACTIVE
+        return count + (phase in ACTIVE)
 
     # --- timers --------------------------------------------------------------------------
 
@@ -417,7 +461,8 @@ def _minutes_exhausted(session: AvatarSession, tenant: Tenant | None) -> bool:
     if tenant is None:
         return False
     own = session.status.worker.billable_seconds if session.status.worker else 0.0
-    return tenant.status.usage.seconds_used + own >= tenant.spec.plan.minutes * 60
+    used = billing.seconds_used(tenant.status.usage, utcnow())
+    return used + own >= tenant.spec.plan.minutes * 60
 
 
 def _version(body: dict[str, Any]) -> int:

@@ -39,10 +39,6 @@ def owner_reference(session: AvatarSession) -> dict[str, Any]:
     }
 
 
-def worker_service_account_name(session_name: str) -> str:
-    return f"{session_name}-worker"
-
-
 def _metadata(session: AvatarSession, name: str, component: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -89,7 +85,7 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
     spec: dict[str, Any] = {
         # A worker that dies mid-session fails the session; restarting it would replay nothing.
         "restartPolicy": "Never",
-        "serviceAccountName": worker_service_account_name(name),
+        "serviceAccountName": contract.worker_account_name(name),
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "nodeSelector": dict(settings.node_selector),
@@ -111,6 +107,7 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
                     {"name": contract.ENV_SESSION_NAMESPACE, "value": session.metadata.namespace},
                     {"name": contract.ENV_TOKEN_FILE, "value": contract.token_file()},
                     {"name": contract.ENV_AVATAR_STORE, "value": contract.AVATAR_STORE_DIR},
+                    *_transport_allow_env(settings),
                 ],
                 "resources": resources,
                 "volumeMounts": mounts,
@@ -136,10 +133,19 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
     }
 
 
+def _transport_allow_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
+    """The platform's allow-list for the worker's own check of the room's addresses."""
+    values = {
+        contract.ENV_TRANSPORT_ALLOWED_HOSTS: settings.transport_allowed_hosts,
+        contract.ENV_TRANSPORT_ALLOWED_CIDRS: settings.transport_allowed_cidrs,
+    }
+    return [{"name": name, "value": value} for name, value in values.items() if value]
+
+
 def worker_rbac(session: AvatarSession) -> list[dict[str, Any]]:
     """A ServiceAccount per session whose Role reaches only this session and its avatar."""
     name = _name(session)
-    account = worker_service_account_name(name)
+    account = contract.worker_account_name(name)
     rules = [
         {"apiGroups": [GROUP], "resources": ["avatarsessions"], "verbs": ["get"],
          "resourceNames": [name]},
@@ -175,6 +181,38 @@ def worker_rbac(session: AvatarSession) -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+def foreign_token_secret(session: AvatarSession, secret: dict[str, Any] | None) -> str | None:
+    """Why the Secret the session names must not be mounted into its worker, or None.
+
+    The CRD already ties the name to the session (`<session>-token`), but a Secret of that
+    name may predate the session: another session's of the same name awaiting garbage
+    collection, or anything someone else created. Only the one the API made for this very
+    session (owned by its uid, labelled for it) is its token. An absent Secret is not refused:
+    the API creates it just after the session, and the kubelet waits for it. The message
+    names the Secret, never its contents."""
+    if secret is None:
+        return None
+    name = session.spec.token_secret_ref.name
+    owners = secret.get("metadata", {}).get("ownerReferences") or []
+    owned = any(
+        owner.get("uid") == session.metadata.uid
+        and owner.get("kind") == "AvatarSession"
+        and owner.get("apiVersion") == API_VERSION
+        and owner.get("controller") is True
+        for owner in owners
+    )
+    labels = secret.get("metadata", {}).get("labels") or {}
+    expected = {
+        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+        contract.LABEL_SESSION: _name(session),
+    }
+    labelled = all(labels.get(label) == value for label, value in expected.items())
+    if owned and labelled:
+        return None
+    missing = "owned by" if not owned else "labelled for"
+    return f"token Secret {name} is not {missing} this session; refusing to mount it"
 
 
 def status_patch(old: AvatarSessionStatus, new: AvatarSessionStatus) -> dict[str, Any] | None:

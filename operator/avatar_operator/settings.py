@@ -6,7 +6,9 @@ import json
 import os
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from avatar_crds.addresses import AddressAllowList
 
 ENV_PREFIX = "FACECAST_"
 
@@ -43,6 +45,16 @@ class WorkerPodSettings(BaseModel):
         default=None, description="PVC holding avatar images, mounted read-only in workers."
     )
     model_volume_claim: str | None = None
+    # Where workers may connect besides public addresses (the platform's own LiveKit), passed
+    # on to every worker pod, which checks the room's resolved addresses against it.
+    transport_allowed_hosts: str = ""
+    transport_allowed_cidrs: str = ""
+
+    @field_validator("transport_allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        AddressAllowList.parse(networks=value)
+        return value
 
 
 class Settings(BaseModel):
@@ -58,6 +70,11 @@ class Settings(BaseModel):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9090
     webhook_max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     webhook_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    watch_check_interval_seconds: Annotated[float, Field(gt=0)] = 20.0
+    """How often what kopf watches is LISTed to check that the watches keep up."""
+    watch_stale_seconds: Annotated[float, Field(gt=0)] = 90.0
+    """A watch that has not caught up with a listing this long fails the liveness probe.
+    Longer than kopf's own 70 s reconnection of a silent stream, which may mend it first."""
 
 
 # Environment variable -> dotted settings path; JSON for structured values.
@@ -71,6 +88,8 @@ _ENV_FIELDS = {
     "METRICS_PORT": "metrics_port",
     "WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
     "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
+    "WATCH_CHECK_INTERVAL_SECONDS": "watch_check_interval_seconds",
+    "WATCH_STALE_SECONDS": "watch_stale_seconds",
     "WORKER_IMAGE": "worker.image",
     "WORKER_IMAGE_PULL_POLICY": "worker.image_pull_policy",
     "WORKER_GPU_RESOURCE_NAME": "worker.gpu_resource_name",
@@ -83,6 +102,8 @@ _ENV_FIELDS = {
     "WORKER_TERMINATION_GRACE_SECONDS": "worker.termination_grace_seconds",
     "WORKER_AVATAR_STORE_CLAIM": "worker.avatar_store_claim",
     "WORKER_MODEL_VOLUME_CLAIM": "worker.model_volume_claim",
+    "TRANSPORT_ALLOWED_HOSTS": "worker.transport_allowed_hosts",
+    "TRANSPORT_ALLOWED_CIDRS": "worker.transport_allowed_cidrs",
 }
 _JSON_FIELDS = {"worker.node_selector", "worker.tolerations", "worker.resources"}
 

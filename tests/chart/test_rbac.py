@@ -38,6 +38,8 @@ OPERATOR_MAY: list[Check] = [
     ("create", "", "events", ""),
     *[(v, "kopf.dev", "kopfpeerings", "") for v in ("get", "list", "watch", "patch")],
     *[(v, "", "nodes", "cluster") for v in ("get", "list", "watch")],
+    # Other workloads' pods hold GPUs too: read-only, to count what is free (cluster_gpus.py).
+    *[(v, "", "pods", "cluster") for v in ("list", "watch")],
 ]
 OPERATOR_MAY_NOT: list[Check] = [
     *[(v, "", "secrets", "") for v in ("list", "watch", "create", "update", "patch", "delete")],
@@ -54,20 +56,19 @@ OPERATOR_MAY_NOT: list[Check] = [
     ("create", "rbac.authorization.k8s.io", "clusterroles", "cluster"),
     ("patch", "", "nodes", "cluster"),
     ("list", "", "configmaps", ""),
-    # Another namespace: nothing at all.
+    # Another namespace: nothing at all (but listing pods, granted cluster-wide above).
     *[(v, GROUP, "avatarsessions", OTHER) for v in ("get", "list", "patch", "delete")],
-    *[(v, "", "pods", OTHER) for v in ("list", "create", "delete")],
+    *[(v, "", "pods", OTHER) for v in ("get", "create", "delete", "patch")],
     ("get", "", "secrets", OTHER),
     ("create", "", "events", OTHER),
     ("create", "", "serviceaccounts", OTHER),
     ("create", "rbac.authorization.k8s.io", "roles", OTHER),
-    ("list", "", "pods", "cluster"),
     ("list", "", "secrets", "cluster"),
 ]
 API_MAY: list[Check] = [
     *[(v, GROUP, "avatarsessions", "") for v in ("get", "list", "watch", "create", "patch")],
     ("delete", GROUP, "avatarsessions", ""),
-    *[(v, GROUP, "tenants", "") for v in ("get", "list", "create", "patch")],  # tenantAdmin
+    *[(v, GROUP, "tenants", "") for v in ("get", "list")],
     *[(v, GROUP, "avatars", "") for v in ("get", "list", "watch", "create", "delete")],
     ("create", "", "secrets", ""),
 ]
@@ -75,7 +76,8 @@ API_MAY_NOT: list[Check] = [
     *[(v, "", "secrets", "") for v in ("get", "list", "watch", "update", "patch", "delete")],
     ("patch", GROUP, "avatarsessions/status", ""),
     ("update", GROUP, "tenants/status", ""),
-    ("delete", GROUP, "tenants", ""),
+    # api.rbac.tenantAdmin is off by default: tenants are managed from outside the API pods.
+    *[(v, GROUP, "tenants", "") for v in ("create", "patch", "update", "delete")],
     *[(v, "", "pods", "") for v in ("get", "list", "create")],
     ("list", "", "nodes", "cluster"),
     *[(v, GROUP, "avatarsessions", OTHER) for v in ("get", "list", "create", "delete")],
@@ -168,7 +170,10 @@ def test_real_calls_with_the_accounts_tokens(
     assert status_of(operator.list_namespaced_secret, namespace) == 403
     assert status_of(operator.list_secret_for_all_namespaces) == 403
     assert status_of(operator.list_namespaced_pod, namespace) == 200
-    assert status_of(operator.list_namespaced_pod, OTHER) == 403
+    # Pods of every namespace are listed (GPUs held by other workloads), never read or changed.
+    assert status_of(operator.list_pod_for_all_namespaces) == 200
+    assert status_of(operator.read_namespaced_pod, "anything", OTHER) == 403
+    assert status_of(operator.delete_namespaced_pod, "anything", OTHER) == 403
     assert status_of(operator.read_namespaced_secret, "anything", OTHER) == 403
     assert status_of(operator.list_node) == 200
     peering = k8s.CustomObjectsApi(as_account(OPERATOR))

@@ -39,6 +39,19 @@ from tests.testenv.helm import Helm
 EXAMPLES = list(VALUES_EXAMPLES)
 METADATA = ipaddress.IPv4Network("169.254.169.254/32")
 PRIVATE = [ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NOT_PUBLIC: list[Network] = [
+    ipaddress.ip_network(n)
+    for n in (
+        *("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"),
+        *("169.254.0.0/16", "127.0.0.0/8", "0.0.0.0/8"),
+        *("fc00::/7", "fe80::/10", "::1/128"),
+        # Inside those, as a cluster would use them: pods, services, the API server, metadata.
+        *("10.96.0.1/32", "10.244.0.0/16", "172.18.0.2/32", "169.254.169.254/32"),
+        *("fd00:10:96::1/128", "fe80::1/128"),
+    )
+]
+PUBLIC: list[Network] = [ipaddress.ip_network(n) for n in ("1.1.1.1/32", "2606:4700::1111/128")]
 # Present only where the Prometheus Operator is installed; not part of the test cluster.
 NOT_IN_TEST_CLUSTER = {"ServiceMonitor"}
 
@@ -268,15 +281,36 @@ def _ip_blocks(rule: dict[str, Any], direction: str) -> list[dict[str, Any]]:
     return [peer["ipBlock"] for peer in rule.get(direction, []) if "ipBlock" in peer]
 
 
-def _admits(block: dict[str, Any], network: ipaddress.IPv4Network) -> bool:
-    """Whether the ipBlock lets any address of `network` through (IPv4 only here)."""
+def _admits(block: dict[str, Any], network: Network) -> bool:
+    """Whether the ipBlock lets any address of `network` through (IPv4 or IPv6)."""
     cidr = ipaddress.ip_network(block["cidr"])
-    if not isinstance(cidr, ipaddress.IPv4Network):
+    if cidr.version != network.version:
         return False
-    if not network.subnet_of(cidr):
+    if not network.subnet_of(cidr):  # type: ignore[arg-type]  # same version, checked above
         return network.overlaps(cidr)
-    excepted = [ipaddress.IPv4Network(e) for e in block.get("except", [])]
-    return not any(network.subnet_of(e) for e in excepted)
+    excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+    return not any(network.subnet_of(e) for e in excepted)  # type: ignore[arg-type]
+
+
+def test_workers_reach_no_private_or_cluster_address_by_default(helm: Helm) -> None:
+    """Every egress rule of the workers' policy (the API server's included) leaves out every
+    private, loopback, link-local and cluster range, IPv4 and IPv6, and still lets public
+    addresses of both families through: customers' LiveKit servers live there."""
+    docs = render(helm)
+    worker = one(docs, "NetworkPolicy", f"{FULLNAME}-worker")["spec"]
+    by_address = [rule for rule in worker["egress"] if _ip_blocks(rule, "to")]
+    assert len(by_address) == 2, "the API server and LiveKit"
+    for rule in by_address:
+        ports = {p["port"] for p in rule["ports"]}
+        for block in _ip_blocks(rule, "to"):
+            for network in NOT_PUBLIC:
+                assert not _admits(block, network), f"workers may reach {network} on {ports}"
+        for public in PUBLIC:
+            assert any(_admits(b, public) for b in _ip_blocks(rule, "to")), (public, ports)
+    # The operator and the API keep the API server rule they need, as configured.
+    assert _ip_blocks(one(docs, "NetworkPolicy", OPERATOR)["spec"]["egress"][1], "to") == [
+        {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}
+    ]
 
 
 def test_network_policies(helm: Helm, example: str) -> None:
@@ -332,7 +366,9 @@ def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards(helm: Helm, ex
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
     (cluster_role,) = of_kind(docs, "ClusterRole")
     assert cluster_role["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+        # other workloads' pods hold GPUs too (operator/avatar_operator/cluster_gpus.py)
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     ]
 
 
@@ -342,8 +378,10 @@ def test_tenant_admin_can_be_taken_off_the_api(helm: Helm) -> None:
         verbs: list[str] = rule["verbs"]
         return verbs
 
-    assert tenant_verbs(render(helm)) == ["get", "list", "create", "patch"]
-    assert tenant_verbs(render(helm, sets=["api.rbac.tenantAdmin=false"])) == ["get", "list"]
+    assert tenant_verbs(render(helm)) == ["get", "list"]  # off unless asked for
+    assert tenant_verbs(render(helm, sets=["api.rbac.tenantAdmin=true"])) == [
+        "get", "list", "create", "patch",
+    ]  # fmt: skip
     production = render(helm, values=VALUES_EXAMPLES["production"])
     assert tenant_verbs(production) == ["get", "list"]
 
@@ -428,12 +466,13 @@ def test_notes_tell_the_installer_what_to_do_next(
     assert "create-key acme" in notes
     assert "/v1/avatars" in notes
     assert "POST $FACECAST_URL/v1/sessions" in notes
-    if example == "production":  # tenantAdmin off: the CLI runs with the installer's kubeconfig
+    if example == "kind":  # tenantAdmin on, for a trial: the CLI runs in the API pod
+        assert f"kubectl -n facecast exec deploy/{API} -c api --" in notes
+    else:  # tenantAdmin off: the CLI runs with the installer's kubeconfig
         assert "kubectl -n facecast exec" not in notes
         assert "uv run python -m api_shim.admin --namespace facecast" in notes
+    if example == "production":
         assert "export FACECAST_URL=https://avatars.example.com" in notes
-    else:
-        assert f"kubectl -n facecast exec deploy/{API} -c api --" in notes
     if example == "kind":
         assert "export FACECAST_URL=http://<a node address>:30080" in notes
     if example == "default":

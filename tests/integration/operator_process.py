@@ -32,10 +32,12 @@ class OperatorProcess:
         self.env = {**FAST_TIMEOUTS, **env}
         self.process: ManagedProcess | None = None
         self.starts = 0
+        self.health_url = ""
 
     def start(self) -> None:
         port = free_port()
         self.starts += 1
+        self.health_url = f"http://{LOOPBACK}:{port}/healthz"
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -50,9 +52,7 @@ class OperatorProcess:
             self.log_dir / f"operator-{self.starts}.log",
             env=env,
         )  # fmt: skip
-        wait_until_serving(
-            self.process, lambda: http_ok(f"http://{LOOPBACK}:{port}/healthz"), timeout=60
-        )
+        wait_until_serving(self.process, lambda: http_ok(self.health_url), timeout=60)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 from kubernetes import client as k8s
 
+from avatar_crds import contract, ids
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import API_VERSION, GROUP, VERSION
 from tests.integration.sessions import AVATAR
@@ -18,15 +19,17 @@ from tests.testenv.controlplane import ControlPlane
 
 
 def session(**spec: Any) -> dict[str, Any]:
+    # A fresh name each time: the token Secret's name must be the session's own.
+    name = ids.to_resource_name(ids.new_public_id(ids.SESSION_PREFIX), ids.SESSION_PREFIX)
     base: dict[str, Any] = {
         "tenant": "acme",
         "avatarRef": AVATAR,
         "quality": "lite",
         "transport": {"type": "livekit", "livekit": {"url": "wss://lk.example", "roomName": "r"}},
-        "tokenSecretRef": {"name": "s-token"},
+        "tokenSecretRef": {"name": contract.token_secret_name(name)},
     }
     return {"apiVersion": API_VERSION, "kind": "AvatarSession",
-            "metadata": {"generateName": "sess-"}, "spec": {**base, **spec}}  # fmt: skip
+            "metadata": {"name": name}, "spec": {**base, **spec}}  # fmt: skip
 
 
 def create(api_client: k8s.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

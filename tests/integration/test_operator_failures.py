@@ -107,12 +107,15 @@ def test_worker_that_never_reports_a_frame_times_out(
 
 @pytest.mark.parametrize(
     "operator_env",
-    [{"FACECAST_START_TIMEOUT_SECONDS": "4", "FACECAST_WORKER_NODE_SELECTOR": '{"pool": "none"}'}],
-)
+    [{"FACECAST_START_TIMEOUT_SECONDS": "4",
+      "FACECAST_WORKER_RESOURCES": '{"requests": {"cpu": "64", "memory": "128Mi"}}'}],
+)  # fmt: skip
 def test_session_that_cannot_be_scheduled(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory
 ) -> None:
-    """A GPU is free, but no node matches the worker's node selector."""
+    """A GPU is free on a node the worker fits, but the worker asks for more CPU than any node
+    has (admission counts GPUs only; a node the worker does not fit keeps it queued instead:
+    test_operator_gpu_placement.py)."""
     gpu_nodes(1)
     sessions.create_tenant()
     name = sessions.create()

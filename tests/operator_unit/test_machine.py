@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from avatar_crds.enums import EndReason, FailureReason, Phase, WebhookEvent
-from avatar_crds.session import AvatarSessionSpec, AvatarSessionStatus, WorkerStatus
+from avatar_crds.redact import REDACTED
+from avatar_crds.session import (
+    MESSAGE_MAX_LENGTH,
+    AvatarSessionSpec,
+    AvatarSessionStatus,
+    WorkerStatus,
+)
 from avatar_operator.machine import (
     LEGAL_TRANSITIONS,
     ChargeTenant,
@@ -227,6 +233,74 @@ def test_image_that_never_starts_times_out() -> None:
     assert d.status.reason == FailureReason.START_TIMEOUT
     assert d.status.message is not None
     assert "ErrImagePull" in d.status.message
+
+
+# --- messages: redacted, and short enough for the CRD -----------------------------------------
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIiLCJ2aWRlbyI6e319.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+LOG_TAIL = (
+    "Traceback (most recent call last):\n"
+    + "  frame\n" * 400
+    + f'{{"event": "join failed", "error": "401 invalid token {TOKEN}"}}\n'
+    + "RuntimeError: worker died"
+)
+
+
+@pytest.mark.parametrize(
+    ("phase", "status", "changes", "now"),
+    [
+        (Phase.RUNNING, RUNNING, {"pod": pod(phase="Failed", exit_message=LOG_TAIL)}, T0),
+        (Phase.STARTING, STARTING, {"pod": pod(phase="Failed", exit_message=LOG_TAIL)}, T0),
+        (
+            Phase.STARTING,
+            STARTING,
+            {"pod": pod(phase="Pending", unschedulable=f"0/3 nodes: {LOG_TAIL}")},
+            T0 + timedelta(seconds=61),
+        ),
+        (
+            Phase.STARTING,
+            STARTING,
+            {"pod": pod(phase="Pending", waiting_reason=LOG_TAIL)},
+            T0 + timedelta(seconds=61),
+        ),
+        (
+            Phase.RUNNING,
+            {**RUNNING, "worker": {"failure": {"reason": "room_unreachable", "message": TOKEN}}},
+            {"pod": pod()},
+            T0,
+        ),
+    ],
+    ids=["running_pod_failed", "starting_pod_failed", "unschedulable", "waiting", "worker_report"],
+)
+def test_a_failure_message_is_redacted_and_fits_the_crd(
+    phase: Phase, status: dict[str, Any], changes: dict[str, Any], now: datetime
+) -> None:
+    """A 3,000-character log tail quoting the worker token: the status keeps its head and its
+    end, without the token, within the CRD's limit (a longer one is refused whole, 422)."""
+    d = step(phase, facts(status, **changes), now)
+    assert d.phase is Phase.FAILED
+    message = d.status.message
+    assert message is not None
+    assert len(message) <= MESSAGE_MAX_LENGTH
+    assert TOKEN not in message
+    assert d.event is not None
+    assert TOKEN not in d.event[2]
+    assert message in d.event[2]
+    AvatarSessionStatus.model_validate(d.status.to_k8s())  # the CRD's own limits
+
+
+def test_a_clipped_message_keeps_what_failed_and_how_it_ended() -> None:
+    d = step(Phase.RUNNING, facts(RUNNING, pod=pod(phase="Failed", exit_message=LOG_TAIL)), T0)
+    message = d.status.message
+    assert message is not None
+    assert len(message) == MESSAGE_MAX_LENGTH
+    assert message.startswith("worker exited: Traceback")
+    assert message.endswith(f'401 invalid token {REDACTED}"}}\nRuntimeError: worker died')
+
+
+def test_a_short_message_is_kept_as_it_is() -> None:
+    d = step(Phase.RUNNING, facts(RUNNING, pod=pod(phase="Failed", exit_message="OOMKilled")), T0)
+    assert d.status.message == "worker exited: OOMKilled"
 
 
 def test_starting_before_the_deadline_just_waits_for_it() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from avatar_crds.kinds import ALL_KINDS
 from avatar_crds.meta import GROUP
+from avatar_crds.policy import policy_manifests
 from tests.testenv.metrics import samples
 from tests.testenv.wait import WaitTimeoutError, wait_for
 
@@ -20,13 +22,19 @@ PLURALS = tuple(kind.plural for kind in ALL_KINDS)
 
 
 def install_crds(kubectl: Path, kubeconfig: Path) -> None:
-    """Apply the generated CRDs with the real kubectl and wait until they are served."""
+    """Apply the generated CRDs with the real kubectl and wait until they are served, and the
+    admission policy the chart ships with them (a worker writes only `status.worker`), so
+    that every test runs under the rules a real install enforces."""
     base = [str(kubectl), f"--kubeconfig={kubeconfig}"]
-    for args in (
-        ["apply", "--server-side", "-f", str(CRD_DIR)],
-        ["wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR)],
+    policy = json.dumps({"apiVersion": "v1", "kind": "List", "items": policy_manifests()})
+    for args, stdin in (
+        (["apply", "--server-side", "-f", str(CRD_DIR)], None),
+        (["wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR)], None),
+        (["apply", "--server-side", "-f", "-"], policy),
     ):
-        done = subprocess.run([*base, *args], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [*base, *args], input=stdin, capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"kubectl {args[0]} failed:\n{done.stdout}{done.stderr}")
 

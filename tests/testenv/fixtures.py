@@ -1,4 +1,4 @@
-"""Fixtures that run real upstream components (DESIGN.md section 6), registered repo-wide
+"""Fixtures that run real upstream components (ARCHITECTURE.md section 10), registered repo-wide
 by the root conftest.py.
 
 Stable fixture names (other tests rely on them):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -50,3 +51,22 @@ def wait_for(
                 message += f" (last error: {last_error!r})"
             raise WaitTimeoutError(message) from last_error
         time.sleep(interval)
+
+
+async def wait_for_async(
+    predicate: Callable[[], T | None],
+    *,
+    within: float,
+    interval: float = 0.05,
+    description: str = "condition",
+) -> T:
+    """`wait_for` for async tests: it sleeps on the event loop, so the loop's own tasks (the
+    API's watches) go on meanwhile. Exceptions from the predicate are not swallowed."""
+    deadline = time.monotonic() + within
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(f"timed out after {within:.1f}s waiting for {description}")
+        await asyncio.sleep(interval)

@@ -36,6 +36,9 @@ NAMESPACE = "facecast"
 TENANT = "demo"
 WORKER_IDENTITY = "facecast-worker"
 WORKER_IMAGE = "facecast/worker:local"
+# livekit-server runs on 127.0.0.1 here: the platform's own LiveKit, allowed for the API's check
+# at create and for the workers' (through the operator), like an in-cluster LiveKit would be.
+LOCAL_LIVEKIT_ALLOWED = {contract.ENV_TRANSPORT_ALLOWED_CIDRS: f"{LOOPBACK}/32"}
 
 
 def progress(message: str) -> None:
@@ -188,6 +191,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
                 "FACECAST_WORKER_IMAGE": WORKER_IMAGE,
                 "FACECAST_WORKER_RESOURCES": '{"requests": {"cpu": "1", "memory": "1Gi"}}',
                 "FACECAST_WORKER_TERMINATION_GRACE_SECONDS": "15",
+                **LOCAL_LIVEKIT_ALLOWED,
             },
         )
         operator.start()
@@ -207,6 +211,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
                 "FACECAST_HOST": LOOPBACK,
                 "FACECAST_PORT": str(port),
                 "FACECAST_AVATAR_STORE": str(avatar_store),
+                **LOCAL_LIVEKIT_ALLOWED,
             },
             cwd=REPO_ROOT,
         )

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import ValidationError
 
 from avatar_crds import contract
+from avatar_crds.addresses import AddressAllowList
 from avatar_crds.avatar import Avatar, AvatarSpec
 from avatar_crds.enums import FailureReason
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION
@@ -40,6 +41,8 @@ class WorkerConfig:
     join_deadline_s: float = 30.0
     rejoin_deadline_s: float = 60.0
     drain_deadline_s: float = 20.0
+    # Where the room may be besides public addresses (the platform's own LiveKit).
+    transport_allow: AddressAllowList = field(default_factory=AddressAllowList)
 
     @property
     def uses_kubernetes(self) -> bool:
@@ -74,7 +77,23 @@ class WorkerConfig:
             default=cls.drain_deadline_s,
             help="on SIGTERM, wait at most this long for the current segment to finish",
         )
+        parser.add_argument(
+            "--transport-allowed-hosts",
+            default=env.get(contract.ENV_TRANSPORT_ALLOWED_HOSTS, ""),
+            help="host names the room may be on besides public ones (comma-separated)",
+        )
+        parser.add_argument(
+            "--transport-allowed-cidrs",
+            default=env.get(contract.ENV_TRANSPORT_ALLOWED_CIDRS, ""),
+            help="non-public address ranges the room may be in (comma-separated CIDRs)",
+        )
         args = parser.parse_args(list(argv) if argv is not None else None)
+        try:
+            allow = AddressAllowList.parse(
+                args.transport_allowed_hosts, args.transport_allowed_cidrs
+            )
+        except ValueError as error:
+            parser.error(f"{contract.ENV_TRANSPORT_ALLOWED_CIDRS}: {error}")
         return cls(
             session_name=env.get(contract.ENV_SESSION_NAME) or None,
             namespace=env.get(contract.ENV_SESSION_NAMESPACE) or None,
@@ -88,6 +107,7 @@ class WorkerConfig:
             log_level=args.log_level,
             join_deadline_s=args.join_deadline_seconds,
             drain_deadline_s=args.drain_deadline_seconds,
+            transport_allow=allow,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from avatar_crds.enums import FailureReason
+from avatar_crds.messages import fit_message
 
 
 class WorkerError(Exception):
@@ -12,4 +13,4 @@ class WorkerError(Exception):
     def __init__(self, reason: FailureReason, message: str) -> None:
         super().__init__(f"{reason.value}: {message}")
         self.reason = reason
-        self.message = message[:1024]
+        self.message = fit_message(message)

@@ -2,22 +2,24 @@
 
 The LiveKit SDK forwards its native logs through the stdlib `livekit` logger, and some of them
 quote the access token verbatim (a rejected join logs "invalid token: eyJ..."). Every record,
-ours or the SDK's, passes the same redaction: anything shaped like a JWT, and every secret
-registered with `add_secret`, becomes "[redacted]".
+ours or the SDK's, passes the shared redaction (avatar_crds.redact) last, on the whole event
+with its exception text: anything shaped like a secret, and every secret registered with
+`add_secret`, becomes "[redacted]". What the worker reports (its failure message, which the
+operator shows the customer) passes `redact` too.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-REDACTED = "[redacted]"
-JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+from avatar_crds import redact as redaction
+
+REDACTED = redaction.REDACTED
 _secrets: set[str] = set()
 
 
@@ -28,28 +30,13 @@ def add_secret(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return JWT_PATTERN.sub(REDACTED, text)
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redact_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(item) for item in value]
-    return value
+    return redaction.redact(text, _secrets)
 
 
 def redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key, value in list(event_dict.items()):
-        event_dict[key] = _redact_value(value)
-    return event_dict
+    return redaction.redact_mapping(event_dict, _secrets)
 
 
 def _shared_processors() -> list[Any]:

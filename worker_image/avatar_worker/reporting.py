@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 from avatar_crds.contract import WORKER_HEARTBEAT_SECONDS
 from avatar_crds.enums import FailureReason
 from avatar_crds.kinds import AVATAR_SESSION
+from avatar_crds.messages import fit_message
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import WorkerFailure as WorkerFailureModel
 from avatar_crds.session import WorkerStatus
@@ -117,7 +118,7 @@ class StatusReporter:
         status = self._snapshot().model_copy(
             update={
                 "heartbeat_at": datetime.now(UTC),
-                "failure": WorkerFailureModel(reason=reason, message=redact(message)[:1024]),
+                "failure": WorkerFailureModel(reason=reason, message=fit_message(redact(message))),
             }
         )
         self._stopped.set()

@@ -164,6 +164,7 @@ class Worker:
             attachments=attachments,
             join_deadline_s=self.config.join_deadline_s,
             rejoin_deadline_s=self.config.rejoin_deadline_s,
+            allow=self.config.transport_allow,
         )
         first_frame_task = asyncio.create_task(self._report_first_frame(pipeline))
         try:

@@ -20,6 +20,7 @@ from livekit import api, rtc
 from PIL import Image
 from skimage import data as skdata
 
+from avatar_crds.addresses import AddressAllowList
 from avatar_crds.avatar import AvatarSpec, Box, Face, Point, StoredImage
 from avatar_crds.enums import AspectRatio, AudioSource, Quality, TransportType, VideoCodec
 from avatar_crds.meta import ObjectMeta
@@ -39,6 +40,10 @@ from avatar_worker.worker import Worker
 SAMPLE_RATE = 48000
 AVATAR_NAME = "av-01jc0000000000000000000000"
 SESSION_NAME = "sess-01jc0000000000000000000000"
+# The test livekit-server listens on 127.0.0.1, which workers refuse unless the platform allows
+# it: the tests allow that one address, as a platform allows its own LiveKit.
+LOOPBACK_LIVEKIT_CIDRS = "127.0.0.1/32"
+LOOPBACK_LIVEKIT = AddressAllowList.parse(networks=LOOPBACK_LIVEKIT_CIDRS)
 
 # skimage.data.astronaut() (512x512, Eileen Collins): face box and the five landmarks
 # (eyes, nose tip, mouth corners), measured by hand on the image; test_lite_renderer checks
@@ -201,6 +206,7 @@ class WorkerFiles:
             "heartbeat_s": 1.0,
             "join_deadline_s": 5.0,
             "drain_deadline_s": 15.0,
+            "transport_allow": LOOPBACK_LIVEKIT,
         }
         values.update(overrides)
         return WorkerConfig(**values)
@@ -217,6 +223,8 @@ class WorkerFiles:
             str(self.token),
             "--avatar-store",
             str(self.store),
+            "--transport-allowed-cidrs",
+            LOOPBACK_LIVEKIT_CIDRS,
         ]
 
 

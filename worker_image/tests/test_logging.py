@@ -43,3 +43,26 @@ def test_redact_keeps_ordinary_text() -> None:
         worker_logging.redact("room r joined by facecast-worker")
         == "room r joined by facecast-worker"
     )
+
+
+def test_exception_text_and_fields_named_like_secrets_are_redacted() -> None:
+    stream = io.StringIO()
+    worker_logging.configure("INFO", stream)
+    api_key = "fc_" + "q" * 43
+    try:
+        log = worker_logging.get_logger("test")
+        try:
+            raise RuntimeError(f"connect failed: Authorization: Bearer {api_key}")
+        except RuntimeError:
+            log.exception("worker crashed", livekit={"api_secret": "lk-opaque", "url": "ws://x"})
+    finally:
+        worker_logging.unconfigure()
+    text = stream.getvalue()
+    assert api_key not in text
+    assert "lk-opaque" not in text
+    [event] = [json.loads(line) for line in text.splitlines()]
+    assert event["livekit"] == {"api_secret": worker_logging.REDACTED, "url": "ws://x"}
+    assert (
+        f"RuntimeError: connect failed: Authorization: {worker_logging.REDACTED}"
+        in (event["exception"])
+    )

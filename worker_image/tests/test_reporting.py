@@ -25,7 +25,13 @@ from avatar_worker.reporting import (
 )
 from avatar_worker.worker import EXIT_FAILED, Worker
 from tests.testenv.livekit_server import LiveKitServer
-from worker_image.tests.support import mint_token, session_resource, wait_until, within
+from worker_image.tests.support import (
+    LOOPBACK_LIVEKIT,
+    mint_token,
+    session_resource,
+    wait_until,
+    within,
+)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -146,7 +152,11 @@ def test_worker_reports_to_the_api_server(
     token = tmp_path / "token"
     token.write_text(mint_token(livekit_server, "facecast-worker", room))
     config = WorkerConfig(
-        session_name=name, namespace=namespace, token_file=str(token), heartbeat_s=0.5
+        session_name=name,
+        namespace=namespace,
+        token_file=str(token),
+        heartbeat_s=0.5,
+        transport_allow=LOOPBACK_LIVEKIT,
     )
 
     async def scenario() -> None:
@@ -183,7 +193,12 @@ def test_bad_token_is_reported_to_the_api_server(
     name = _create_session(client, namespace, livekit_server.url, room)
     token = tmp_path / "token"
     token.write_text(mint_token(livekit_server, "facecast-worker", room, secret="x" * 40))
-    config = WorkerConfig(session_name=name, namespace=namespace, token_file=str(token))
+    config = WorkerConfig(
+        session_name=name,
+        namespace=namespace,
+        token_file=str(token),
+        transport_allow=LOOPBACK_LIVEKIT,
+    )
     worker = Worker(
         config,
         KubernetesSessionSource(client, namespace, name),

@@ -23,41 +23,14 @@ import httpx
 
 from api_shim.avatars.decode import MAX_IMAGE_BYTES
 from api_shim.avatars.problems import ImageRejectedError, Rejection
+from avatar_crds.addresses import IpAddress, is_public_address
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = frozenset({80, 443, 8080, 8443})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "Facecast-AvatarFetcher/1.0"
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def is_public_address(address: IpAddress) -> bool:
-    """True only for globally routable unicast addresses, looking inside the IPv6 forms that
-    embed an IPv4 address (mapped, NAT64, 6to4, Teredo)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded: list[IpAddress] = []
-        if address.ipv4_mapped is not None:
-            embedded.append(address.ipv4_mapped)
-        if address in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        if address.sixtofour is not None:
-            embedded.append(address.sixtofour)
-        if address.teredo is not None:
-            embedded.extend(address.teredo)
-        if embedded:
-            return all(is_public_address(inner) for inner in embedded)
-    return bool(
-        address.is_global
-        and not address.is_multicast
-        and not address.is_reserved
-        and not address.is_loopback
-        and not address.is_link_local
-        and not address.is_private
-        and not address.is_unspecified
-    )
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

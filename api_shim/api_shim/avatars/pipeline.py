@@ -1,6 +1,8 @@
 """Image in, aligned portrait out: read the source (upload, URL or data URI), decode, find the
 one face, align, encode. The CPU-bound part runs on a small thread pool of its own, so uploads
-never stall the event loop and never take more cores than configured."""
+never stall the event loop and never take more cores than configured; and only so many images
+are fetched or wait for that pool at once (more are refused with 503), so its queue, and the
+images it holds, stay bounded."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from api_shim.avatars.decode import decode_image, parse_data_uri
 from api_shim.avatars.faces import FaceDetector, FacePolicy, choose_face
 from api_shim.avatars.fetch import Fetcher
 from api_shim.avatars.problems import ImageRejectedError
+from api_shim.capacity import Slots
 
 log = structlog.get_logger("api_shim.avatars")
 
@@ -74,13 +77,18 @@ class AvatarPipeline:
         fetcher: Fetcher | None = None,
         policy: FacePolicy | None = None,
         threads: int = 2,
+        queue: int = 4,
+        retry_after: int = 2,
     ) -> None:
+        """`queue`: images fetched or waiting for one of the `threads`, on top of those being
+        processed."""
         self._factory = detector_factory
         self._detector: FaceDetector | None = None
         self._detector_lock = threading.Lock()
         self.fetcher = fetcher or Fetcher()
         self.policy = policy or FacePolicy()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatar")
+        self.slots = Slots(threads + queue, what="images", retry_after=retry_after)
 
     def detector(self) -> FaceDetector:
         """Loaded once, on first use (or by warm_up)."""
@@ -97,10 +105,18 @@ class AvatarPipeline:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def prepare(self, source: ImageSource) -> PreparedAvatar:
+        give_back = self.slots.take()  # before anything is fetched or decoded
         try:
-            data = await self.read(source)
-            loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self._executor, self.process, data)
+            try:
+                data = await self.read(source)
+                job = self._executor.submit(self.process, data)
+            except BaseException:
+                give_back()
+                raise
+            # Given back when the job is done, not when the request is: a client that hangs
+            # up leaves its job queued or running, which must go on counting.
+            job.add_done_callback(lambda _job: give_back())
+            prepared = await asyncio.wrap_future(job)
         except ImageRejectedError as error:
             log.info("avatar_image_rejected", code=error.code, source=str(source.kind))
             raise error.for_param(source.param) from None

@@ -22,12 +22,11 @@ from api_shim.avatars.schemas import (
     AvatarView,
     CreateAvatarJson,
 )
-from api_shim.avatars.service import AvatarService
-from api_shim.deps import IdempotencyKeyDep, PrincipalDep, Services, ServicesDep
+from api_shim.deps import IdempotencyKeyDep, PrincipalDep, ServicesDep
 from api_shim.errors import (
     ApiError,
+    BodyRefusedError,
     ErrorType,
-    internal_error,
     invalid_request,
     validation_error,
 )
@@ -56,12 +55,6 @@ oversize one 413 `image_too_large`. URLs: 400 `invalid_image_url`, `image_url_fo
 The accepted image is turned upright (EXIF), rotated so the eyes are level, scaled to at most
 800 px wide and stored as JPEG (quality 85, no metadata); `face` describes the stored image.
 """
-
-
-def _services_avatars(services: Services) -> AvatarService:
-    if services.avatars is None:
-        raise internal_error()
-    return services.avatars
 
 
 def _body_errors(error: ValidationError) -> ApiError:
@@ -96,7 +89,7 @@ async def _from_form(request: Request) -> tuple[ImageSource, AvatarOptions]:
             options: AvatarOptions = _validate(AvatarOptions, fields)
             data = await upload.read(MAX_IMAGE_BYTES + 1)
     except StarletteHTTPException as error:
-        if error.status_code == 413:  # the body size limit, not a malformed form
+        if isinstance(error, BodyRefusedError):  # the body size limit, not a malformed form
             raise
         raise invalid_request(
             "invalid_multipart", f"The form is not valid: {error.detail}"
@@ -155,7 +148,7 @@ async def create_avatar(
             "Send multipart/form-data (a file) or application/json (image_url or image_base64).",
             param="Content-Type",
         )
-    created = await _services_avatars(services).create(
+    created = await services.avatars.create(
         principal,
         source,
         visibility=options.visibility,
@@ -185,14 +178,14 @@ async def list_avatars(
         ),
     ] = None,
 ) -> AvatarList:
-    return await _services_avatars(services).list_avatars(principal, limit=limit, cursor=cursor)
+    return await services.avatars.list_avatars(principal, limit=limit, cursor=cursor)
 
 
 @router.get("/{avatar_id}", summary="Get an avatar", responses=error_responses(401, 404, 429))
 async def get_avatar(
     avatar_id: AvatarId, principal: PrincipalDep, services: ServicesDep
 ) -> AvatarView:
-    return await _services_avatars(services).get(principal, avatar_id)
+    return await services.avatars.get(principal, avatar_id)
 
 
 @router.delete(
@@ -207,4 +200,4 @@ async def get_avatar(
 async def delete_avatar(
     avatar_id: AvatarId, principal: PrincipalDep, services: ServicesDep
 ) -> AvatarView:
-    return await _services_avatars(services).delete(principal, avatar_id)
+    return await services.avatars.delete(principal, avatar_id)

@@ -20,9 +20,16 @@ from typing import Any, Protocol
 
 from livekit import rtc
 
+from avatar_crds.addresses import AddressAllowList
 from avatar_crds.enums import FailureReason
 from avatar_worker.errors import WorkerError
 from avatar_worker.logging import get_logger, redact
+from avatar_worker.transport.destination import (
+    DestinationUnresolvedError,
+    Resolver,
+    check_destination,
+    system_resolver,
+)
 
 log = get_logger("avatar_worker.transport")
 
@@ -99,7 +106,6 @@ class RoomClosed:
     """Why the worker is no longer in the room."""
 
     reason: str
-    final: bool  # ended on purpose by the room side (no failure to report)
 
 
 class LiveKitTransport:
@@ -113,8 +119,12 @@ class LiveKitTransport:
         connect_timeout_s: float = 10.0,
         join_deadline_s: float = 30.0,
         rejoin_deadline_s: float = 60.0,
+        allow: AddressAllowList | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self._url = url
+        self._allow = allow if allow is not None else AddressAllowList()
+        self._resolver = resolver
         self._token = token
         self._identity = identity
         self._attachments = list(attachments)
@@ -145,9 +155,6 @@ class LiveKitTransport:
     def connected(self) -> bool:
         return self._room is not None and self._room.isconnected()
 
-    def add_attachment(self, attachment: RoomAttachment) -> None:
-        self._attachments.append(attachment)
-
     async def connect(self) -> rtc.Room:
         """Join, retrying an unreachable server until the join deadline; WorkerError if not."""
         self._closed = asyncio.get_running_loop().create_future()
@@ -159,15 +166,17 @@ class LiveKitTransport:
         attempt = 0
         while True:
             attempt += 1
-            room = rtc.Room()
             try:
+                # Before every join, rejoins too: where the name points may have changed.
+                await check_destination(self._url, self._allow, self._resolver)
+                room = rtc.Room()
                 await room.connect(
                     self._url,
                     self._token,
                     rtc.RoomOptions(auto_subscribe=False, connect_timeout=self._connect_timeout),
                 )
-            except rtc.ConnectError as exc:
-                message = redact(exc.message)
+            except (rtc.ConnectError, DestinationUnresolvedError) as exc:
+                message = redact(exc.message if isinstance(exc, rtc.ConnectError) else str(exc))
                 reason = classify_connect_error(message)
                 log.warning("join failed", attempt=attempt, reason=reason.value, error=message)
                 if reason is FailureReason.TRANSPORT_AUTH_FAILED:
@@ -201,7 +210,7 @@ class LiveKitTransport:
         name = disconnect_reason_name(reason)
         if not should_rejoin(reason):
             log.info("removed from the room", reason=name)
-            self._closed.set_result(RoomClosed(reason=name, final=True))
+            self._closed.set_result(RoomClosed(reason=name))
             return
         log.warning("disconnected; joining again", reason=name)
         if self._rejoin_task is None or self._rejoin_task.done():
@@ -243,5 +252,5 @@ class LiveKitTransport:
         if room.isconnected():
             await room.disconnect()
         if self._closed is not None and not self._closed.done():
-            self._closed.set_result(RoomClosed(reason="left", final=True))
+            self._closed.set_result(RoomClosed(reason="left"))
         log.info("left the room")
