@@ -16,10 +16,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -32,8 +28,8 @@ from kubernetes import client
 from PIL import Image
 
 from api_shim.kube import Kube
+from tests.testenv.api_process import running_api
 from tests.testenv.tenants import TenantKey, new_tenant
-from tests.testenv.wait import wait_for
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
@@ -47,17 +43,17 @@ EMPTY_OBJECTS = b"[" + b"{}," * (14 * MiB // 3 - 1) + b"{}]"
 class Api:
     """The API as a process of its own, and what a test needs to talk to it."""
 
-    process: subprocess.Popen[bytes]
+    pid: int
     port: int
 
     def status(self, field: str) -> int:
         """A size from /proc/<pid>/status, in bytes."""
-        lines = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        lines = Path(f"/proc/{self.pid}/status").read_text().splitlines()
         return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(f"{field}:"))
 
     def reset_peak(self) -> int:
         """VmHWM := VmRSS; returns that."""
-        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
         return self.status("VmRSS")
 
     def peak_growth(self, since: int) -> int:
@@ -91,37 +87,9 @@ def kube(api_client: client.ApiClient, namespace: str) -> Iterator[Kube]:
 def api(
     control_plane: Any, namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     workdir = tmp_path_factory.mktemp("api")
-    env = {
-        **os.environ,
-        "FACECAST_KUBECONFIG": str(control_plane.kubeconfig),
-        "FACECAST_NAMESPACE": namespace,
-        "FACECAST_HOST": "127.0.0.1",
-        "FACECAST_PORT": str(port),
-        "FACECAST_AVATAR_STORE": str(workdir / "avatars"),
-        "FACECAST_AUTH_MISS_RELOAD_SECONDS": "0",
-    }
-    log = workdir / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api_shim"], stdout=out, stderr=out, env=env
-        )
-    try:
-
-        def healthy() -> bool:
-            assert process.poll() is None, log.read_text()
-            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-
-        wait_for(
-            healthy, timeout=WAIT_TIMEOUT, description="the API to start", fatal=(AssertionError,)
-        )
-        yield Api(process, port)
-    finally:
-        process.terminate()
-        process.wait(timeout=WAIT_TIMEOUT)
+    with running_api(control_plane.kubeconfig, namespace, workdir) as running:
+        yield Api(running.process.popen.pid, running.port)
 
 
 @pytest.fixture

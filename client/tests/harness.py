@@ -5,18 +5,12 @@ CLI's functions (tests/testenv/tenants.py)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client
 
@@ -25,10 +19,9 @@ from api_shim.kube import Kube
 from avatar_crds.ids import new_public_id
 from avatar_crds.kinds import AVATAR
 from avatar_crds.meta import GROUP, VERSION
+from tests.testenv.api_process import running_api
 from tests.testenv.objects import avatar_manifest
-from tests.testenv.wait import wait_for
 
-START_TIMEOUT = 60.0
 WORKER_TOKEN = "lk-worker-token-client-tests-5c1e"  # distinctive, so a leak would show
 
 
@@ -52,13 +45,6 @@ def session_request(avatar_id: str, **fields: Any) -> facecast.CreateSessionRequ
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture(scope="module")
 def start_api(
     control_plane: Any,
@@ -74,40 +60,12 @@ def start_api(
         core: Any = client.CoreV1Api(api_client)
         namespace = f"client-{uuid.uuid4().hex[:10]}"
         core.create_namespace({"metadata": {"name": namespace}})
-        port = _free_port()
         workdir = tmp_path_factory.mktemp("api")
-        env = {
-            **os.environ,
-            "FACECAST_KUBECONFIG": str(control_plane.kubeconfig),
-            "FACECAST_NAMESPACE": namespace,
-            "FACECAST_HOST": "127.0.0.1",
-            "FACECAST_PORT": str(port),
-            "FACECAST_AVATAR_STORE": str(workdir / "avatars"),
-            "FACECAST_AUTH_MISS_RELOAD_SECONDS": "0",
-            **{f"FACECAST_{name}": value for name, value in settings.items()},
-        }
-        log = Path(workdir / "api.log")
         kube = Kube(api_client.configuration, namespace, timeout=10.0)
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "api_shim"], stdout=out, stderr=out, env=env
-            )
         try:
-
-            def healthy() -> bool:
-                assert process.poll() is None, log.read_text()
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-
-            wait_for(
-                healthy,
-                timeout=START_TIMEOUT,
-                description="the API to start",
-                fatal=(AssertionError,),
-            )
-            yield RunningApi(f"http://127.0.0.1:{port}", namespace, kube)
+            with running_api(control_plane.kubeconfig, namespace, workdir, **settings) as api:
+                yield RunningApi(api.url, namespace, kube)
         finally:
-            process.terminate()
-            process.wait(timeout=START_TIMEOUT)
             kube.close()
             core.delete_namespace(namespace)  # the namespace controller finishes in the background
 
