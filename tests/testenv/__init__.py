@@ -1,4 +1,4 @@
-"""Real upstream components for the tests (ARCHITECTURE.md section 10).
+"""Real upstream components for the tests (ARCHITECTURE.md, "How it is tested").
 
 Binaries come from tools/testenv/build.sh; tests/conftest.py turns these
 helpers into pytest fixtures.

@@ -1,5 +1,5 @@
-"""Fixtures that run real upstream components (ARCHITECTURE.md section 10), registered repo-wide
-by the root conftest.py.
+"""Fixtures that run real upstream components (ARCHITECTURE.md, "How it is tested"),
+registered repo-wide by the root conftest.py.
 
 Stable fixture names (other tests rely on them):
 
