@@ -29,7 +29,8 @@ from typing import Any
 from api_shim.errors import ApiError, ErrorType, invalid_request
 from api_shim.schemas import CreateSessionRequest
 from avatar_crds import contract
-from avatar_crds.meta import API_VERSION
+from avatar_crds.kinds import AVATAR_SESSION
+from avatar_crds.meta import owner_reference
 from avatar_crds.session import AvatarSession
 
 HEADER = "Idempotency-Key"
@@ -149,12 +150,8 @@ def claim_body(
 
 def commit_patch(claim: Claim, session: AvatarSession) -> dict[str, Any]:
     """Make the session the claim's owner, if the claim is still the one this holder made."""
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": "AvatarSession",
-        "name": session.metadata.name,
-        "uid": session.metadata.uid,
-    }
+    name = session.metadata.name or ""
+    owner = owner_reference(AVATAR_SESSION.kind, name, session.metadata.uid, controller=False)
     return {"metadata": {"resourceVersion": claim.resource_version, "ownerReferences": [owner]}}
 
 

@@ -22,7 +22,6 @@ from api_shim.errors import internal_error, service_unavailable
 from api_shim.informer import WatchExpiredError
 from api_shim.session_index import SessionIndex
 from api_shim.settings import Settings
-from avatar_crds import contract
 from avatar_crds.avatar import Avatar
 from avatar_crds.connection import bearer_token, tls_context
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION, TENANT
@@ -453,10 +452,3 @@ def _as_dict(raw: object) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise TypeError(f"expected a JSON object from the API server, got {type(raw).__name__}")
     return raw
-
-
-SESSION_SELECTOR = f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY}"
-
-
-def tenant_selector(tenant: str) -> str:
-    return f"{contract.LABEL_TENANT}={tenant},{SESSION_SELECTOR}"

@@ -17,10 +17,12 @@ from api_shim.schemas import (
     Voice,
 )
 from avatar_crds import contract
-from avatar_crds.enums import TERMINAL_PHASES, Phase, TransportType, VideoCodec
+from avatar_crds.enums import Phase, TransportType, VideoCodec
 from avatar_crds.ids import AVATAR_PREFIX, to_public_id, to_resource_name
+from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.messages import fit_message
-from avatar_crds.meta import API_VERSION, ObjectMeta
+from avatar_crds.meta import ObjectMeta, owner_reference
+from avatar_crds.phases import phase_of
 from avatar_crds.session import (
     AvatarSession,
     AvatarSessionSpec,
@@ -35,17 +37,6 @@ from avatar_crds.session import Voice as SpecVoice
 COMPONENT_SESSION = "session"
 _CODEC_BY_ENCODING = {VideoEncoding.VP8: VideoCodec.VP8, VideoEncoding.H264: VideoCodec.H264}
 _ENCODING_BY_CODEC = {codec: encoding for encoding, codec in _CODEC_BY_ENCODING.items()}
-_WAITING_PHASES = frozenset({Phase.CREATED, Phase.QUEUED})
-
-
-def session_labels(name: str, tenant: str) -> dict[str, str]:
-    """Labels on the AvatarSession and its Secret; the tenant label drives every tenant query."""
-    return {
-        contract.LABEL_SESSION: name,
-        contract.LABEL_TENANT: tenant,
-        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
-        contract.LABEL_COMPONENT: COMPONENT_SESSION,
-    }
 
 
 def build_session(
@@ -80,7 +71,10 @@ def build_session(
     meta = ObjectMeta(
         name=name,
         namespace=namespace,
-        labels={**session_labels(name, tenant), **(extra_labels or {})},
+        labels={
+            **contract.session_labels(name, tenant, COMPONENT_SESSION),
+            **(extra_labels or {}),
+        },
         annotations=dict(annotations or {}),
     )
     return AvatarSession(metadata=meta, spec=spec)
@@ -118,21 +112,14 @@ def token_secret_body(
     *, session_name: str, session_uid: str, namespace: str, tenant: str, token: str
 ) -> dict[str, Any]:
     """The worker token Secret, owned by the session so the garbage collector removes it too."""
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": "AvatarSession",
-        "name": session_name,
-        "uid": session_uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    owner = owner_reference(AVATAR_SESSION.kind, session_name, session_uid)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
             "name": contract.token_secret_name(session_name),
             "namespace": namespace,
-            "labels": session_labels(session_name, tenant),
+            "labels": contract.session_labels(session_name, tenant, COMPONENT_SESSION),
             "ownerReferences": [owner],
         },
         "type": "Opaque",
@@ -142,29 +129,6 @@ def token_secret_body(
 
 
 # --- resource -> public view -------------------------------------------------------------------
-
-
-def phase_of(session: AvatarSession) -> Phase:
-    """An absent phase means the operator has not seen the session yet."""
-    return session.status.phase or Phase.CREATED
-
-
-def is_terminal(session: AvatarSession) -> bool:
-    return phase_of(session) in TERMINAL_PHASES
-
-
-def is_being_deleted(session: AvatarSession) -> bool:
-    return session.metadata.deletion_timestamp is not None
-
-
-def holds_concurrency(session: AvatarSession) -> bool:
-    """Counts against the tenant's concurrent-session limit: not finished, not being removed."""
-    return not is_terminal(session) and not is_being_deleted(session)
-
-
-def is_waiting(session: AvatarSession) -> bool:
-    """Waits for a worker (created or queued): what the namespace-wide capacity check counts."""
-    return phase_of(session) in _WAITING_PHASES and not is_being_deleted(session)
 
 
 def to_public_session(session: AvatarSession) -> Session:

@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from api_shim.errors import ApiError, ErrorType, not_found, service_unavailable
-from api_shim.mapping import holds_concurrency
 from api_shim.schemas import Concurrency, Minutes, Usage
 from avatar_crds import billing
 from avatar_crds.avatar import Avatar
 from avatar_crds.enums import Quality, Visibility
+from avatar_crds.phases import session_holds_slot
 from avatar_crds.session import AvatarSession
 from avatar_crds.tenant import Plan, TenantUsage
 
@@ -67,7 +67,7 @@ def check_avatar(avatar: Avatar | None, *, tenant: str, avatar_id: str) -> None:
 
 
 def active_count(sessions: Iterable[AvatarSession]) -> int:
-    return sum(1 for session in sessions if holds_concurrency(session))
+    return sum(1 for session in sessions if session_holds_slot(session))
 
 
 def check_concurrency(plan: Plan, active: int, *, retry_after: int) -> None:

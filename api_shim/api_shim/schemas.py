@@ -23,10 +23,15 @@ from pydantic import (
     model_validator,
 )
 
-from api_shim.avatars.schemas import InlineAvatar, exactly_one_given, exactly_one_of
+from api_shim.avatars.schemas import (
+    AVATAR_ID_PATTERN,
+    InlineAvatar,
+    exactly_one_given,
+    exactly_one_of,
+)
 from avatar_crds.capabilities import RENDERABLE_QUALITIES
 from avatar_crds.enums import AspectRatio, AudioSource, Phase, Quality
-from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX
+from avatar_crds.ids import SESSION_PREFIX, public_id_pattern
 from avatar_crds.session import (
     DEFAULT_IDLE_TIMEOUT_SECONDS,
     DEFAULT_MAX_DURATION_SECONDS,
@@ -34,7 +39,7 @@ from avatar_crds.session import (
     METADATA_MAX_KEYS,
     RESERVED_METADATA_PREFIX,
     HttpsUrl,
-    validate_metadata,
+    Metadata,
 )
 from avatar_crds.transport_rules import (
     MAX_ROOM_NAME_BYTES,
@@ -45,9 +50,7 @@ from avatar_crds.transport_rules import (
 )
 
 REDACTED: Literal["[redacted]"] = "[redacted]"
-ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
-SESSION_ID_PATTERN = rf"^{SESSION_PREFIX}_{ULID_PATTERN}$"
-AVATAR_ID_PATTERN = rf"^{AVATAR_PREFIX}_{ULID_PATTERN}$"
+SESSION_ID_PATTERN = public_id_pattern(SESSION_PREFIX)
 
 Identity = Annotated[str, Field(min_length=1, max_length=128)]
 WorkerToken = Annotated[
@@ -219,7 +222,7 @@ class CreateSessionRequest(_Request):
         ),
     )
     transport: TransportRequest
-    metadata: dict[str, Any] = Field(
+    metadata: Metadata = Field(
         default_factory=dict,
         description=(
             f"Your JSON object, echoed back and in webhooks: at most {METADATA_MAX_BYTES} bytes"
@@ -227,13 +230,6 @@ class CreateSessionRequest(_Request):
             " are reserved."
         ),
     )
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(value) > METADATA_MAX_KEYS:
-            raise ValueError(f"metadata has {len(value)} keys; the limit is {METADATA_MAX_KEYS}")
-        return validate_metadata(value)
 
     @model_validator(mode="after")
     def _one_avatar(self) -> CreateSessionRequest:

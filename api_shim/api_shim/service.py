@@ -17,17 +17,16 @@ from api_shim.auth import Principal
 from api_shim.avatars.service import AvatarService
 from api_shim.errors import ApiError, ErrorType, internal_error, invalid_request, not_found
 from api_shim.kube import (
-    SESSION_SELECTOR,
     Kube,
     KubeConflictError,
     KubeInvalidError,
-    tenant_selector,
 )
 from api_shim.locks import KeyedLocks
 from api_shim.runnable import check_runnable
 from api_shim.schemas import CreateSessionRequest, Session, SessionList, Usage
 from api_shim.session_index import Check, Counts
 from api_shim.settings import Settings
+from avatar_crds import contract, phases
 from avatar_crds.enums import Phase
 from avatar_crds.ids import (
     AVATAR_PREFIX,
@@ -215,7 +214,10 @@ class SessionService:
         # requests both take the last slot; the index only lists the sessions when it is not
         # in sync. (Across replicas the operator's admission control holds the line.)
         admission = self._kube.session_index.admit(
-            principal.tenant, name, check, lambda: self._kube.list_sessions(SESSION_SELECTOR)
+            principal.tenant,
+            name,
+            check,
+            lambda: self._kube.list_sessions(contract.MANAGED_SELECTOR),
         )
         labels, annotations = ({}, {}) if claim is None else claim.session_marks()
         async with admission:
@@ -278,7 +280,7 @@ class SessionService:
         (seconds of work and up to 128 MB) for a session that would be refused anyway. Only a
         check: the admission after the image takes the place."""
         counts = await self._kube.session_index.counts_now(
-            principal.tenant, lambda: self._kube.list_sessions(SESSION_SELECTOR)
+            principal.tenant, lambda: self._kube.list_sessions(contract.MANAGED_SELECTOR)
         )
         self._admission_check(principal.plan)(counts)
 
@@ -340,7 +342,7 @@ class SessionService:
             (
                 s
                 for s in sessions
-                if (status is None or mapping.phase_of(s) is status)
+                if (status is None or phases.phase_of(s) is status)
                 and (after is None or (s.metadata.name or "") < after)
             ),
             key=lambda s: s.metadata.name or "",
@@ -368,7 +370,7 @@ class SessionService:
         indexed = self._kube.session_index.sessions(tenant)
         if indexed is not None:
             return indexed
-        listed = await self._kube.list_sessions(tenant_selector(tenant))
+        listed = await self._kube.list_sessions(contract.tenant_selector(tenant))
         return [session for session in listed if session.spec.tenant == tenant]
 
     # --- change --------------------------------------------------------------------------------
@@ -399,7 +401,7 @@ class SessionService:
             raise ApiError(
                 ErrorType.CONFLICT,
                 "session_not_active",
-                f"Session {session_id} is {mapping.phase_of(session)!s}"
+                f"Session {session_id} is {phases.phase_of(session)!s}"
                 " or ending; there is nothing to keep alive.",
             )
         patch = {"spec": {"keepAliveAt": k8s_time(self._now())}}
@@ -412,7 +414,7 @@ class SessionService:
         """Deletes the resource; the operator's finalizer records `canceled` (before running)
         or ends the worker. The reply is the session as it was just before the delete."""
         session = await self._owned(principal, session_id)
-        if mapping.is_terminal(session) or mapping.is_being_deleted(session):
+        if phases.is_terminal(session) or phases.is_being_deleted(session):
             return mapping.to_public_session(session)
         await self._kube.delete_session(session.metadata.name or "")
         log.info("session_cancel_requested")
@@ -433,8 +435,8 @@ class SessionService:
 
 def _finished_or_ending(session: AvatarSession) -> bool:
     return (
-        mapping.is_terminal(session)
-        or mapping.is_being_deleted(session)
+        phases.is_terminal(session)
+        or phases.is_being_deleted(session)
         or session.spec.end_requested_at is not None
     )
 

@@ -35,13 +35,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api_shim import mapping
 from api_shim.informer import WatchedIndex, WatchSource
-from avatar_crds import contract
+from avatar_crds import contract, phases
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.session import AvatarSession
 
-SELECTOR = f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY}"
 # A create this process finished is trusted to the watch (or to a LIST started later) to
 # report. Should neither ever do so (a delete in a watch gap), it stops counting after this.
 PENDING_GRACE_SECONDS = 60.0
@@ -57,8 +55,8 @@ class Entry:
     def of(cls, session: AvatarSession) -> Entry:
         return cls(
             tenant=session.spec.tenant,
-            holds=mapping.holds_concurrency(session),
-            waiting=mapping.is_waiting(session),
+            holds=phases.session_holds_slot(session),
+            waiting=phases.session_is_waiting(session),
         )
 
 
@@ -99,7 +97,9 @@ class SessionIndex(WatchedIndex):
         # still arriving say, until the watch reports them gone (or the grace period ends).
         self._leaving: dict[str, float] = {}
         self._listings: list[float] = []  # start times of the admission LISTs in flight
-        super().__init__(source, AVATAR_SESSION.plural, label_selector=SELECTOR, clock=clock)
+        super().__init__(
+            source, AVATAR_SESSION.plural, label_selector=contract.MANAGED_SELECTOR, clock=clock
+        )
 
     # --- admission -----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from api_shim import mapping
 from api_shim.schemas import REDACTED, CreateSessionRequest, Session
-from avatar_crds import contract
+from avatar_crds import contract, phases
 from avatar_crds.enums import Phase
 from avatar_crds.session import AvatarSession
 
@@ -209,11 +209,11 @@ def test_which_sessions_count_for_concurrency_and_capacity(
     if phase == "ended":
         status["reason"] = "user_ended"
     session = _stored(_built(make_request()), status)
-    assert mapping.holds_concurrency(session) is active
-    assert mapping.is_waiting(session) is waiting
+    assert phases.session_holds_slot(session) is active
+    assert phases.session_is_waiting(session) is waiting
     session.metadata.deletion_timestamp = "2026-11-21T08:03:00Z"
-    assert not mapping.holds_concurrency(session)
-    assert not mapping.is_waiting(session)
+    assert not phases.session_holds_slot(session)
+    assert not phases.session_is_waiting(session)
 
 
 def test_the_public_view_validates_against_its_own_schema(make_request: RequestFactory) -> None:

@@ -18,6 +18,7 @@ from api_shim.schemas import CreateSessionRequest
 from api_shim.session_index import PENDING_GRACE_SECONDS, Counts, SessionIndex
 from avatar_crds.enums import Phase
 from avatar_crds.ids import SESSION_PREFIX, new_public_id, to_resource_name
+from avatar_crds.phases import phase_of, session_holds_slot, session_is_waiting
 from avatar_crds.session import AvatarSession
 
 pytestmark = pytest.mark.anyio
@@ -184,7 +185,7 @@ async def test_lists_show_this_process_creates_before_the_watch_does(
     index._apply("ADDED", raw_session(name=name, phase="queued"))
     sessions = index.sessions("acme")
     assert sessions is not None
-    assert {mapping.phase_of(s) for s in sessions if s.metadata.name == name} == {Phase.QUEUED}
+    assert {phase_of(s) for s in sessions if s.metadata.name == name} == {Phase.QUEUED}
     index._apply("DELETED", raw_session(name=name))
     assert names() == [theirs["metadata"]["name"]]
 
@@ -363,9 +364,9 @@ def test_the_running_counts_match_a_recount_after_any_events(
         for tenant in ("acme", "globex", "initech"):
             assert index.counts(tenant) == Counts(
                 active=sum(
-                    1 for s in sessions if s.spec.tenant == tenant and mapping.holds_concurrency(s)
+                    1 for s in sessions if s.spec.tenant == tenant and session_holds_slot(s)
                 ),
-                waiting=sum(1 for s in sessions if mapping.is_waiting(s)),
+                waiting=sum(1 for s in sessions if session_is_waiting(s)),
             )
 
 

@@ -16,6 +16,8 @@ LABEL_TENANT: Final = "facecast.io/tenant"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "facecast"
+MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+"""Everything Facecast made (the API lists and watches its sessions with it)."""
 
 # The worker token Secret: `<session>-token`, owned by its session (a CEL rule on the CRD
 # refuses a session naming any other Secret; the operator checks the owner before mounting).
@@ -43,6 +45,22 @@ WORKER_ACCOUNT_SUFFIX: Final = "-worker"
 
 # The worker reports a heartbeat this often; the operator declares it lost after a few misses.
 WORKER_HEARTBEAT_SECONDS: Final = 5
+
+
+def session_labels(session_name: str, tenant: str, component: str) -> dict[str, str]:
+    """Labels on a session and every object made for it; the tenant label drives every
+    tenant query, the session label ties a pod or Secret back to its session."""
+    return {
+        LABEL_SESSION: session_name,
+        LABEL_TENANT: tenant,
+        LABEL_COMPONENT: component,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def tenant_selector(tenant: str) -> str:
+    """A tenant's Facecast objects."""
+    return f"{LABEL_TENANT}={tenant},{MANAGED_SELECTOR}"
 
 
 def token_secret_name(session_name: str) -> str:

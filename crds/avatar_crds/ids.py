@@ -14,14 +14,20 @@ SESSION_PREFIX = "sess"
 AVATAR_PREFIX = "av"
 API_KEY_PREFIX = "key"
 
-_ULID = "[0-9A-HJKMNP-TV-Z]{26}"
-_PUBLIC = re.compile(rf"^(?P<prefix>[a-z]+)_(?P<ulid>{_ULID})$")
-_NAME = re.compile(rf"^(?P<prefix>[a-z]+)-(?P<ulid>{_ULID.lower()})$")
+ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
+"""A ULID in Crockford base32, as `ulid` writes it (upper case)."""
+_PUBLIC = re.compile(rf"^(?P<prefix>[a-z]+)_(?P<ulid>{ULID_PATTERN})$")
+_NAME = re.compile(rf"^(?P<prefix>[a-z]+)-(?P<ulid>{ULID_PATTERN.lower()})$")
+
+
+def public_id_pattern(prefix: str) -> str:
+    """Regex (for schemas) of a public id with this prefix: `sess_<ULID>`."""
+    return rf"^{prefix}_{ULID_PATTERN}$"
 
 
 def name_pattern(prefix: str) -> str:
     """Regex (for schemas) of the Kubernetes name of a resource with this id prefix."""
-    return rf"^{prefix}-{_ULID.lower()}$"
+    return rf"^{prefix}-{ULID_PATTERN.lower()}$"
 
 
 def new_public_id(prefix: str) -> str:

@@ -67,3 +67,26 @@ class ObjectMeta(BaseModel):
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
     finalizers: list[str] = []
+
+
+def owner_reference(
+    kind: str, name: str, uid: str | None, *, controller: bool = True
+) -> dict[str, Any]:
+    """Makes the named Facecast object (an AvatarSession) the owner: the garbage collector
+    removes what it owns with it. The controller reference also marks who manages the object,
+    which the operator checks before trusting it (`controls`)."""
+    reference: dict[str, Any] = {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid}
+    if controller:
+        reference.update(controller=True, blockOwnerDeletion=True)
+    return reference
+
+
+def controls(kind: str, uid: str | None, metadata: dict[str, Any]) -> bool:
+    """Whether the Facecast object of this kind and uid is the controller owner of `metadata`."""
+    return any(
+        owner.get("uid") == uid
+        and owner.get("kind") == kind
+        and owner.get("apiVersion") == API_VERSION
+        and owner.get("controller") is True
+        for owner in metadata.get("ownerReferences") or []
+    )

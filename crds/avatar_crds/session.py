@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from avatar_crds import contract
 from avatar_crds.cel import Rule, cel_list, rules
@@ -125,12 +125,18 @@ _NO_RESERVED_KEYS = Rule(
 
 def validate_metadata(value: dict[str, Any]) -> dict[str, Any]:
     """The customer's opaque JSON object, echoed in webhooks: bounded and without reserved keys."""
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValueError(f"metadata has {len(value)} keys; the limit is {METADATA_MAX_KEYS}")
     if any(key.startswith(RESERVED_METADATA_PREFIX) for key in value):
         raise ValueError(_NO_RESERVED_KEYS.message)
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     if size > METADATA_MAX_BYTES:
         raise ValueError(f"metadata is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}")
     return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(validate_metadata)]
+"""The customer's metadata, as the API accepts it and the AvatarSession stores it."""
 
 
 _SPEC_IDENTITY_FIXED = Rule(
@@ -165,7 +171,7 @@ class AvatarSessionSpec(CamelModel):
     max_duration_seconds: Annotated[int, Field(ge=1, le=3600)] = DEFAULT_MAX_DURATION_SECONDS
     transport: Transport
     token_secret_ref: SecretKeyRef
-    metadata: dict[str, Any] = Field(
+    metadata: Metadata = Field(
         default_factory=dict,
         description=f"Customer JSON object echoed in webhooks, at most {METADATA_MAX_BYTES} bytes.",
         # The reserved-key and byte-size rules are checked here, not by CEL: the API server
@@ -178,13 +184,6 @@ class AvatarSessionSpec(CamelModel):
     keep_alive_at: datetime | None = Field(
         default=None, description="Last keep-alive from the customer; restarts the idle timer."
     )
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(value) > METADATA_MAX_KEYS:
-            raise ValueError(f"metadata has {len(value)} keys; the limit is {METADATA_MAX_KEYS}")
-        return validate_metadata(value)
 
 
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from avatar_crds.enums import Quality
+from avatar_crds.ids import API_KEY_PREFIX, public_id_pattern
 from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta
 from avatar_crds.session import SecretKeyRef
 
@@ -40,7 +41,7 @@ class ApiKey(CamelModel):
     """An API key as stored: only its SHA-256. Keys carry 256 random bits, so a plain hash
     cannot be brute-forced, and a lookup by hash needs no per-key salt."""
 
-    id: Annotated[str, Field(pattern=r"^key_[0-9A-HJKMNP-TV-Z]{26}$")]
+    id: Annotated[str, Field(pattern=public_id_pattern(API_KEY_PREFIX))]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     hint: Annotated[str, Field(max_length=16)] = Field(
         default="", description="The key's last characters, to tell keys apart in a listing."
@@ -76,8 +77,9 @@ class TenantUsage(CamelModel):
 
     active_sessions: Annotated[int, Field(ge=0)] = Field(
         default=0,
-        description="Sessions holding a worker (starting, running or ending), as of the "
-        "operator's last charge or change of a session into or out of those phases.",
+        description="Sessions holding one of the plan's concurrent slots: from create until "
+        "terminal or being deleted, queued included (avatar_crds.phases.holds_slot), as of the "
+        "operator's last charge or change of a session's slot.",
     )
     seconds_used: Annotated[float, Field(ge=0)] = Field(
         default=0.0, description="Seconds charged in the period that starts at period_start."

@@ -23,8 +23,12 @@ class Waiting:
 class Capacity:
     free_gpus: int
     gpus_per_session: int
-    active_by_tenant: Mapping[str, int]
-    """Sessions holding or about to hold a worker (starting, running, ending), per tenant."""
+    held_by_tenant: Mapping[str, int]
+    """Tenant slots (`avatar_crds.phases.holds_slot`) held by sessions not in the queue, per
+    tenant: those with a worker and those admitted a moment ago. A queued session holds a slot
+    too, so it is admitted only while its tenant's holders ahead of it leave room: normally
+    always, since the API refuses a create beyond the limit; across API replicas racing on
+    creates, this is the final word."""
     max_by_tenant: Mapping[str, int]
     default_max: int = 1
 
@@ -32,15 +36,15 @@ class Capacity:
 def admit(queue: Iterable[Waiting], capacity: Capacity) -> list[str]:
     """Names to start now, oldest first."""
     free = capacity.free_gpus
-    active = Counter(capacity.active_by_tenant)
+    held = Counter(capacity.held_by_tenant)
     admitted: list[str] = []
     for session in sorted(queue, key=lambda s: (s.queued_at, s.name)):
         limit = capacity.max_by_tenant.get(session.tenant, capacity.default_max)
-        if active[session.tenant] >= limit:
+        if held[session.tenant] >= limit:
             continue
         if free < capacity.gpus_per_session:
             break
         free -= capacity.gpus_per_session
-        active[session.tenant] += 1
+        held[session.tenant] += 1
         admitted.append(session.name)
     return admitted

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Literal
 
 from avatar_crds.enums import Phase
+from avatar_crds.phases import effective_phase
 from avatar_crds.session import AvatarSessionStatus, Condition
 
 ADMITTED = "Admitted"
@@ -42,7 +43,7 @@ def camel_case(value: str) -> str:
 
 def observe(status: AvatarSessionStatus) -> tuple[Observed, Observed]:
     """What the session's conditions are, read from its phase and timestamps."""
-    phase = status.phase or Phase.CREATED
+    phase = effective_phase(status.phase)
     return _admitted(phase, status), _ready(phase, status)
 
 

@@ -126,7 +126,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         webhooks=WebhookSender(config.webhook_max_attempts, config.webhook_timeout_seconds),
     )
     reconciler: Reconciler = memo.reconciler
-    if config.worker.gpu_count:  # other workloads' pods matter only where workers take GPUs
+    # Other workloads' pods matter only where workers take GPUs, and only where the pool is
+    # shared: on one kept for Facecast the operator needs (and has) no cluster-wide pod rights.
+    if config.worker.gpu_count and config.count_other_pods:
         gpus = ClusterGpus(reconciler.kube, config.worker.gpu_resource_name, reconciler.poke_queued)
         reconciler.cluster_gpus = gpus
         memo.cluster_gpus_task = asyncio.get_running_loop().create_task(gpus.run())

@@ -10,14 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from avatar_crds import contract
-from avatar_crds.enums import Phase
+from avatar_crds.phases import body_holds_slot, body_is_being_deleted, body_phase, is_waiting
 from avatar_operator.admission import Capacity, Waiting
 from avatar_operator.capacity import BoundGpus, Placement, bound_gpus, free_gpus
 
 Key = tuple[str, str]
 """(namespace, session name)"""
-
-ACTIVE = frozenset({Phase.STARTING, Phase.RUNNING, Phase.ENDING})
 
 
 def session_key(body: dict[str, Any]) -> Key:
@@ -31,8 +29,7 @@ def waiting_sessions(
     return [
         body
         for body in sessions
-        if (body.get("status") or {}).get("phase") in (None, Phase.QUEUED)
-        and not body["metadata"].get("deletionTimestamp")
+        if is_waiting(body_phase(body), deleting=body_is_being_deleted(body))
         and session_key(body) not in reserved
     ]
 
@@ -71,18 +68,25 @@ def capacity(
         with_pods.add((key[0], _session_label(pod)))
     unseen = [BoundGpus(node=None, gpus=gpus_per_session)] * len(set(reserved) - with_pods)
     free = free_gpus(nodes, [*held.values(), *unseen], placement, gpu_resource)
-    active: dict[str, int] = {}
-    for body in sessions:
-        phase = (body.get("status") or {}).get("phase")
-        if phase in ACTIVE or session_key(body) in reserved:
-            tenant = body["spec"]["tenant"]
-            active[tenant] = active.get(tenant, 0) + 1
+    queued = {session_key(body) for body in waiting_sessions(sessions, reserved)}
     return Capacity(
         free_gpus=free if cluster_gpus is not None else 0,
         gpus_per_session=gpus_per_session,  # 0 on CPU-only clusters: tenants limit alone
-        active_by_tenant=active,
+        held_by_tenant=held_slots(sessions, excluding=queued),
         max_by_tenant=tenant_limits,
     )
+
+
+def held_slots(
+    sessions: Iterable[dict[str, Any]], *, excluding: Set[Key] = frozenset()
+) -> dict[str, int]:
+    """Per tenant, the sessions holding one of its slots (`avatar_crds.phases`), but `excluding`."""
+    held: dict[str, int] = {}
+    for body in sessions:
+        if body_holds_slot(body) and session_key(body) not in excluding:
+            tenant = body["spec"]["tenant"]
+            held[tenant] = held.get(tenant, 0) + 1
+    return held
 
 
 def _queued_at(body: dict[str, Any]) -> datetime:

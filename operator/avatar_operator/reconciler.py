@@ -17,6 +17,13 @@ import structlog
 
 from avatar_crds import billing, contract
 from avatar_crds.enums import Phase, WebhookEvent
+from avatar_crds.phases import (
+    WORKER_PHASES,
+    holds_slot,
+    is_being_deleted,
+    is_terminal,
+    phase_of,
+)
 from avatar_crds.session import AvatarSession
 from avatar_crds.tenant import Tenant, Webhook
 from avatar_operator import metrics, queue, resources, webhooks
@@ -36,7 +43,7 @@ from avatar_operator.machine import (
     step,
 )
 from avatar_operator.observe import PodFacts, pod_facts
-from avatar_operator.queue import ACTIVE, Key, session_key
+from avatar_operator.queue import Key, session_key
 from avatar_operator.settings import Settings
 
 RETRY_MAX_SECONDS = 30.0
@@ -80,7 +87,8 @@ class Reconciler:
     delivered: dict[Key, set[WebhookEvent]] = field(default_factory=dict)
     """Pending webhook events sent or given up on, until the status no longer lists them."""
     cluster_gpus: ClusterGpus | None = None
-    """GPUs held by every pod in the cluster; until it has listed them, none count as free."""
+    """GPUs held by every pod in the cluster; until it has listed them, none count as free.
+    None where other pods are not counted (settings.count_other_pods)."""
 
     @property
     def limits(self) -> Limits:
@@ -179,8 +187,8 @@ class Reconciler:
         session = AvatarSession.model_validate(body)
         key = session_key(body)
         bound = log.bind(session=key[1], namespace=key[0])
-        phase = session.status.phase or Phase.CREATED
-        if phase in ACTIVE or phase.is_terminal:
+        phase = phase_of(session)
+        if phase in WORKER_PHASES or phase.is_terminal:
             self.reserved.discard(key)
         deleting = session.metadata.deletion_timestamp is not None
         if not deleting and FINALIZER not in session.metadata.finalizers:
@@ -202,7 +210,7 @@ class Reconciler:
         key = (session.metadata.namespace or "", session.metadata.name or "")
         pod = await self._pod(key, phase)
         node_present = True
-        if pod is not None and pod.node_name and phase in ACTIVE:
+        if pod is not None and pod.node_name and phase in WORKER_PHASES:
             known = {n["metadata"]["name"] for n in self.view.nodes()}
             node_present = pod.node_name in known or await self.kube.node_exists(pod.node_name)
         admitted = key in self.reserved
@@ -257,7 +265,9 @@ class Reconciler:
             sessions=sessions,
             pods=self.view.pods(),
             nodes=self.view.nodes(),
-            cluster_gpus=self.cluster_gpus.held if self.cluster_gpus else None,
+            # No cluster watch (CPU workers, or a GPU pool kept for Facecast: count_other_pods
+            # off): only our own pods hold GPUs, known at once from the pod index.
+            cluster_gpus=self.cluster_gpus.held if self.cluster_gpus is not None else {},
             placement=Placement(worker.node_selector, worker.tolerations),
             tenant_limits=limits,
             reserved=self.reserved,
@@ -273,7 +283,7 @@ class Reconciler:
 
     async def _apply(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
-        old_phase = session.status.phase or Phase.CREATED
+        old_phase = phase_of(session)
         for action in decision.actions:
             match action:
                 case CreateWorker():
@@ -299,7 +309,7 @@ class Reconciler:
         if decision.phase != old_phase:
             self._record_transition(session, decision, bound)
         charged = any(isinstance(action, ChargeTenant) for action in decision.actions)
-        if not charged and (old_phase in ACTIVE) != (decision.phase in ACTIVE):
+        if not charged and _slot_may_have_moved(session, decision.phase):
             try:
                 await self._update_tenant_usage(session, decision.phase, None)
             except (KubeError, RuntimeError) as exc:
@@ -322,7 +332,7 @@ class Reconciler:
             self.poke_queued()
 
     def _record_transition(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
-        old = session.status.phase or Phase.CREATED
+        old = phase_of(session)
         metrics.TRANSITIONS.labels(old.value, decision.phase.value).inc()
         if decision.phase is Phase.RUNNING and session.metadata.creation_timestamp:
             created = datetime.fromisoformat(session.metadata.creation_timestamp)
@@ -382,9 +392,9 @@ class Reconciler:
     async def _update_tenant_usage(
         self, session: AvatarSession, phase: Phase, charge: float | None
     ) -> None:
-        """Write the tenant's count of active sessions (this one now in `phase`) and, with
-        `charge`, add the session's seconds once, even across retries and restarts. Called
-        only on a charge or a move into or out of the active phases: not on every step."""
+        """Write the tenant's count of slot-holding sessions (this one now in `phase`) and,
+        with `charge`, add the session's seconds once, even across retries and restarts. Called
+        only on a charge or when the session may have taken or freed a slot: not on every step."""
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
         for _attempt in range(5):
             body = await self.kube.read("Tenant", namespace, session.spec.tenant)
@@ -394,7 +404,8 @@ class Reconciler:
             usage = tenant.status.usage
             if charge is not None:
                 usage = billing.charge(usage, name, charge, utcnow())
-            active = self._active_sessions(namespace, session.spec.tenant, (namespace, name), phase)
+            own = holds_slot(phase, deleting=is_being_deleted(session))
+            active = self._active_sessions(namespace, session.spec.tenant, (namespace, name), own)
             usage = usage.model_copy(update={"active_sessions": active})
             if usage == tenant.status.usage:
                 return
@@ -407,18 +418,17 @@ class Reconciler:
                     raise
         raise RuntimeError(f"could not update tenant {session.spec.tenant} after 5 attempts")
 
-    def _active_sessions(self, namespace: str, tenant: str, own: Key, phase: Phase) -> int:
-        """The tenant's sessions in an active phase, as watched or as we last wrote them,
-        with `own` in the phase just decided (the watch has not seen it yet)."""
-        count = 0
+    def _active_sessions(self, namespace: str, tenant: str, own: Key, own_holds: bool) -> int:
+        """The tenant's sessions holding a slot (`avatar_crds.phases`, the API's count too),
+        as watched or as we last wrote them, with `own` as just decided (the watch has not
+        seen it yet)."""
+        others = []
         for seen in self.view.sessions():
             key = session_key(seen)
-            if key == own or key[0] != namespace or seen["spec"].get("tenant") != tenant:
-                continue
-            mine = self.written.get(key)
-            body = mine if mine is not None and _version(mine) > _version(seen) else seen
-            count += (body.get("status") or {}).get("phase") in ACTIVE
-        return count + (phase in ACTIVE)
+            if key != own and key[0] == namespace:
+                mine = self.written.get(key, seen)
+                others.append(mine if _version(mine) > _version(seen) else seen)
+        return queue.held_slots(others).get(tenant, 0) + own_holds
 
     # --- timers --------------------------------------------------------------------------
 
@@ -455,6 +465,17 @@ class Reconciler:
 def _log_admission_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admission_failed", error=repr(task.exception()))
+
+
+def _slot_may_have_moved(session: AvatarSession, phase: Phase) -> bool:
+    """Whether stepping `session` into `phase` may change its tenant's slot count: the first
+    step on a new session (it took its slot at create), a move into or out of the terminal
+    phases, or any move of a session being deleted (it gave its slot back then)."""
+    if session.status.phase is None:
+        return True
+    if phase is phase_of(session):
+        return False
+    return is_being_deleted(session) or phase.is_terminal != is_terminal(session)
 
 
 def _minutes_exhausted(session: AvatarSession, tenant: Tenant | None) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from avatar_crds import contract
-from avatar_crds.meta import API_VERSION, GROUP
+from avatar_crds.kinds import AVATAR_SESSION
+from avatar_crds.meta import GROUP, controls, owner_reference
 from avatar_crds.session import AvatarSession, AvatarSessionStatus
 from avatar_operator.settings import WorkerPodSettings
 
@@ -18,33 +19,17 @@ WORKER_CONTAINER = "worker"
 WORKER_UID = 10001
 
 
-def session_labels(session: AvatarSession, component: str) -> dict[str, str]:
-    return {
-        contract.LABEL_SESSION: _name(session),
-        contract.LABEL_TENANT: session.spec.tenant,
-        contract.LABEL_COMPONENT: component,
-        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
-    }
-
-
-def owner_reference(session: AvatarSession) -> dict[str, Any]:
+def session_owner(session: AvatarSession) -> dict[str, Any]:
     """Makes the session the controller: deleting it garbage-collects everything built here."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "AvatarSession",
-        "name": _name(session),
-        "uid": session.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return owner_reference(AVATAR_SESSION.kind, _name(session), session.metadata.uid)
 
 
 def _metadata(session: AvatarSession, name: str, component: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": session.metadata.namespace,
-        "labels": session_labels(session, component),
-        "ownerReferences": [owner_reference(session)],
+        "labels": contract.session_labels(_name(session), session.spec.tenant, component),
+        "ownerReferences": [session_owner(session)],
     }
 
 
@@ -195,14 +180,7 @@ def foreign_token_secret(session: AvatarSession, secret: dict[str, Any] | None) 
     if secret is None:
         return None
     name = session.spec.token_secret_ref.name
-    owners = secret.get("metadata", {}).get("ownerReferences") or []
-    owned = any(
-        owner.get("uid") == session.metadata.uid
-        and owner.get("kind") == "AvatarSession"
-        and owner.get("apiVersion") == API_VERSION
-        and owner.get("controller") is True
-        for owner in owners
-    )
+    owned = controls(AVATAR_SESSION.kind, session.metadata.uid, secret.get("metadata", {}))
     labels = secret.get("metadata", {}).get("labels") or {}
     expected = {
         contract.LABEL_MANAGED_BY: contract.MANAGED_BY,

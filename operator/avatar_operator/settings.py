@@ -75,6 +75,10 @@ class Settings(BaseModel):
     watch_stale_seconds: Annotated[float, Field(gt=0)] = 90.0
     """A watch that has not caught up with a listing this long fails the liveness probe.
     Longer than kopf's own 70 s reconnection of a silent stream, which may mend it first."""
+    count_other_pods: bool = True
+    """Count GPUs held by every pod in the cluster (a cluster-wide pod watch, which needs
+    `list`/`watch` on all pods). False on a GPU pool kept for Facecast alone: only our own
+    worker pods are counted, and the operator needs no cluster-wide pod rights."""
 
 
 # Environment variable -> dotted settings path; JSON for structured values.
@@ -90,6 +94,7 @@ _ENV_FIELDS = {
     "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "WATCH_CHECK_INTERVAL_SECONDS": "watch_check_interval_seconds",
     "WATCH_STALE_SECONDS": "watch_stale_seconds",
+    "COUNT_OTHER_PODS": "count_other_pods",
     "WORKER_IMAGE": "worker.image",
     "WORKER_IMAGE_PULL_POLICY": "worker.image_pull_policy",
     "WORKER_GPU_RESOURCE_NAME": "worker.gpu_resource_name",

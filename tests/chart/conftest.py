@@ -44,15 +44,21 @@ def restricted_namespace(namespace: str, api_client: k8s.ApiClient) -> str:
 
 @pytest.fixture
 def release(
-    chart_crds: None, control_plane: ControlPlane, helm: Helm, restricted_namespace: str
+    chart_crds: None,
+    control_plane: ControlPlane,
+    helm: Helm,
+    restricted_namespace: str,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Release]:
-    """`helm install` of the chart with its default values. The operator's metrics port is
-    set to a free one, so that the operator can later run locally exactly as rendered."""
+    """`helm install` of the chart with its default values, or those changed by an indirect
+    parameter (a list of `--set` items). The operator's metrics port is set to a free one, so
+    that the operator can later run locally exactly as rendered."""
     cluster_helm = helm.with_kubeconfig(control_plane.kubeconfig)
     metrics_port = free_port()
+    sets: list[str] = [f"operator.metrics.port={metrics_port}", *getattr(request, "param", [])]
     installed = cluster_helm.run(
         "install", RELEASE, CHART, "--namespace", restricted_namespace,
-        "--set", f"operator.metrics.port={metrics_port}",
+        *[arg for item in sets for arg in ("--set", item)],
     )  # fmt: skip
     manifest = cluster_helm.run("get", "manifest", RELEASE, "--namespace", restricted_namespace)
     yield Release(

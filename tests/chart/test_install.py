@@ -260,6 +260,14 @@ def plain(api_client: k8s.ApiClient, obj: object) -> dict[str, Any]:
     return result
 
 
+# With operator.gpuAccounting.countOtherPods=false the operator has no cluster-wide pod rights:
+# it must still admit and place sessions, counting only its own workers.
+@pytest.mark.parametrize(
+    "release",
+    [[], ["operator.gpuAccounting.countOtherPods=false"]],
+    indirect=True,
+    ids=["shared_gpu_pool", "dedicated_gpu_pool"],
+)
 def test_the_installed_operator_and_api_take_a_session_through_its_life(
     stack: Stack,
     release: Release,

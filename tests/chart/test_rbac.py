@@ -131,6 +131,27 @@ def test_service_account_rights(
     assert not granted, f"{account} may: {_describe(granted)}"
 
 
+DEDICATED_GPU_POOL = ["operator.gpuAccounting.countOtherPods=false"]
+
+
+@pytest.mark.parametrize("release", [DEDICATED_GPU_POOL], indirect=True, ids=["dedicated"])
+def test_a_dedicated_gpu_pool_gives_the_operator_no_cluster_wide_pod_rights(
+    release: Release, api_client: k8s.ApiClient, as_account: Any
+) -> None:
+    def may(check: Check) -> bool:
+        return allowed(api_client, release.namespace, OPERATOR, check)
+
+    assert not may(("list", "", "pods", "cluster"))
+    assert not may(("watch", "", "pods", "cluster"))
+    assert not may(("list", "", "pods", OTHER))
+    # Its own worker pods and the nodes are still watched: capacity is still counted.
+    assert all(may((verb, "", "pods", "")) for verb in ("list", "watch"))
+    assert all(may((verb, "", "nodes", "cluster")) for verb in ("list", "watch"))
+    operator = k8s.CoreV1Api(as_account(OPERATOR))
+    assert status_of(operator.list_pod_for_all_namespaces) == 403
+    assert status_of(operator.list_namespaced_pod, release.namespace) == 200
+
+
 @pytest.fixture
 def as_account(control_plane: ControlPlane, release: Release) -> Iterator[Any]:
     clients: list[k8s.ApiClient] = []

@@ -372,6 +372,24 @@ def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards(helm: Helm, ex
     ]
 
 
+@pytest.mark.parametrize("count_other_pods", [True, False])
+def test_other_pods_are_counted_unless_the_gpu_pool_is_dedicated(
+    helm: Helm, count_other_pods: bool
+) -> None:
+    sets = [] if count_other_pods else ["operator.gpuAccounting.countOtherPods=false"]
+    docs = render(helm, sets=sets)
+    pod_rules = [
+        rule
+        for role in of_kind(docs, "ClusterRole")
+        for rule in role["rules"]
+        if "pods" in rule["resources"]
+    ]
+    assert bool(pod_rules) is count_other_pods
+    env = literal_env(container(one(docs, "Deployment", OPERATOR)))
+    assert env["FACECAST_COUNT_OTHER_PODS"] == str(count_other_pods).lower()
+    assert load_settings(env).count_other_pods is count_other_pods  # the operator reads it
+
+
 def test_tenant_admin_can_be_taken_off_the_api(helm: Helm) -> None:
     def tenant_verbs(docs: list[Manifest]) -> list[str]:
         (rule,) = [r for r in one(docs, "Role", API)["rules"] if r["resources"] == ["tenants"]]

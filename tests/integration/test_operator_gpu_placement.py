@@ -114,3 +114,44 @@ def test_a_session_stays_queued_when_the_free_gpu_is_on_a_node_the_worker_cannot
     still = sessions.get(witness)
     assert still is not None
     assert still.status.phase == "queued"
+
+
+DEDICATED_POOL = {
+    "FACECAST_WORKER_NODE_SELECTOR": f'{{"{POOL_LABEL}": "avatars"}}',
+    "FACECAST_COUNT_OTHER_PODS": "false",
+    # The second worker cannot be scheduled (the other pod has its GPU): keep it `starting`.
+    "FACECAST_START_TIMEOUT_SECONDS": "120",
+}
+
+
+@pytest.mark.parametrize("operator_env", [DEDICATED_POOL], ids=["count_other_pods_off"])
+def test_with_other_pods_uncounted_admission_counts_only_our_own_workers(
+    operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
+    api_client: k8s.ApiClient,
+) -> None:  # fmt: skip
+    """A pool kept for Facecast: no cluster-wide pod watch. Sessions are admitted at once
+    (nothing waits for a cluster listing that never comes), our own workers fill the pool, and
+    another workload's pod, which on such a pool should not be there, is not counted."""
+    core = k8s.CoreV1Api(api_client)
+    nodes = gpu_nodes(2)
+    for node in nodes:
+        label(core, node, "avatars")
+    core.create_namespaced_pod(sessions.namespace, gpu_pod(sessions.namespace, nodes[1]))
+    sessions.create_tenant()
+
+    first = sessions.create(idleTimeoutSeconds=None)
+    pod = sessions.wait_pod_running(first)
+    assert pod.spec is not None
+    assert pod.spec.node_name == nodes[0]
+    # The other pod holds the second GPU, but only our own worker is counted: admitted.
+    second = sessions.create(idleTimeoutSeconds=None)
+    sessions.wait_phase(second, "starting", timeout=30)
+    # Two workers of ours on two GPUs: the pool is full.
+    third = sessions.create(idleTimeoutSeconds=None)
+    sessions.wait_phase(third, "queued")
+    witness = sessions.create(idleTimeoutSeconds=None)
+    sessions.wait_phase(witness, "queued")
+    waiting = sessions.get(third)
+    assert waiting is not None
+    assert waiting.status.phase == "queued"
+    assert sessions.pod(third) is None

@@ -1,6 +1,6 @@
 """The status fields the operator writes besides the phase, on the real control plane: a
 session's conditions, observedGeneration and podName, and its tenant's active-session count
-and billing period."""
+(every session holding a slot: waiting ones included) and billing period."""
 
 from __future__ import annotations
 
@@ -80,6 +80,21 @@ def test_conditions_generation_and_pod_name_follow_the_session(
     ended = sessions.wait_phase(name, "ended")
     ready = condition(ended, "Ready")
     assert (ready.status, ready.reason) == ("False", "UserEnded")
+    wait_active(sessions, 0)
+
+
+def test_a_queued_session_holds_its_tenants_slot_until_canceled(
+    operator: OperatorProcess, sessions: Sessions
+) -> None:
+    """No GPU anywhere: the session waits, and counts from create, as the API counts it
+    against the plan's maxConcurrentSessions (avatar_crds.phases.holds_slot)."""
+    sessions.create_tenant()
+    name = sessions.create()
+    sessions.wait_phase(name, "queued")
+    wait_active(sessions, 1)
+
+    sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    sessions.wait_phase(name, "canceled")
     wait_active(sessions, 0)
 
 

@@ -15,7 +15,7 @@ def waiting(name: str, tenant: str, minute: int) -> Waiting:
 
 def capacity(free: int, active: dict[str, int] | None = None, **limits: int) -> Capacity:
     return Capacity(
-        free_gpus=free, gpus_per_session=1, active_by_tenant=active or {}, max_by_tenant=limits
+        free_gpus=free, gpus_per_session=1, held_by_tenant=active or {}, max_by_tenant=limits
     )
 
 
@@ -34,7 +34,7 @@ def test_tenant_limit_skips_only_that_tenant() -> None:
 
 
 def test_later_session_never_jumps_a_gpu_blocked_one() -> None:
-    cap = Capacity(free_gpus=1, gpus_per_session=2, active_by_tenant={}, max_by_tenant={"a": 9})
+    cap = Capacity(free_gpus=1, gpus_per_session=2, held_by_tenant={}, max_by_tenant={"a": 9})
     assert admit([waiting("a", "a", 1), waiting("b", "a", 2)], cap) == []
 
 
@@ -48,6 +48,6 @@ def test_ties_break_by_name_for_a_stable_order() -> None:
 
 
 def test_cpu_only_clusters_admit_by_tenant_limit_alone() -> None:
-    cap = Capacity(free_gpus=0, gpus_per_session=0, active_by_tenant={}, max_by_tenant={"a": 2})
+    cap = Capacity(free_gpus=0, gpus_per_session=0, held_by_tenant={}, max_by_tenant={"a": 2})
     queue = [waiting("x", "a", 1), waiting("y", "a", 2), waiting("z", "a", 3)]
     assert admit(queue, cap) == ["x", "y"]

@@ -107,7 +107,7 @@ def test_capacity_counts_ready_gpus_minus_live_pods_and_reservations() -> None:
     )
     # 4 ready GPUs - 1 live pod (the failed one frees its GPU) - 1 reservation without a pod
     assert cap.free_gpus == 2
-    assert cap.active_by_tenant == {"acme": 3}
+    assert cap.held_by_tenant == {"acme": 3}
     assert cap.max_by_tenant == {"acme": 5}
 
 

@@ -12,15 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 
 from api_shim.avatars.decode import MAX_IMAGE_BYTES
 from api_shim.avatars.fetch import MAX_URL_LENGTH
-from avatar_crds.ids import AVATAR_PREFIX
+from avatar_crds.ids import AVATAR_PREFIX, public_id_pattern
 
-AVATAR_ID_PATTERN = rf"^{AVATAR_PREFIX}_[0-9A-HJKMNP-TV-Z]{{26}}$"
+AVATAR_ID_PATTERN = public_id_pattern(AVATAR_PREFIX)
 # base64 of the largest image, plus room for a `data:image/jpeg;base64,` prefix.
 MAX_BASE64_LENGTH = math.ceil(MAX_IMAGE_BYTES / 3) * 4 + 64
 
 VisibilityName = Literal["public", "tenant"]
 DisplayName = Annotated[str, Field(min_length=1, max_length=128)]
-URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$"
+# No spaces or control characters, spelled out: `\S` means a different set in JSON Schema's
+# regex dialect (ECMA-262), in Python's and in the API's (Rust's), which disagree about
+# U+0085 and U+001C-U+001F.
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f-\x9f]+$"
 URL_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,

@@ -28,14 +28,14 @@ from api_shim.avatars.schemas import (
 )
 from api_shim.avatars.store import AvatarStore, image_key
 from api_shim.errors import ApiError, ErrorType, invalid_request, not_found
-from api_shim.kube import SESSION_SELECTOR, Kube
+from api_shim.kube import Kube
 from api_shim.locks import KeyedLocks
-from api_shim.mapping import holds_concurrency
 from avatar_crds import contract
 from avatar_crds.avatar import Avatar, AvatarSpec, Box, Face, Point, StoredImage
 from avatar_crds.enums import Visibility
 from avatar_crds.ids import AVATAR_PREFIX, new_public_id, to_public_id, to_resource_name
 from avatar_crds.meta import API_VERSION
+from avatar_crds.phases import session_holds_slot
 from avatar_crds.tenant import Plan
 
 log = structlog.get_logger("api_shim.avatars")
@@ -337,8 +337,8 @@ class AvatarService:
         if avatar.spec.tenant != principal.tenant:
             raise _avatar_not_found(avatar_id)
         name = avatar.metadata.name or ""
-        sessions = await self._kube.list_sessions(SESSION_SELECTOR)
-        users = [s for s in sessions if s.spec.avatar_ref == name and holds_concurrency(s)]
+        sessions = await self._kube.list_sessions(contract.MANAGED_SELECTOR)
+        users = [s for s in sessions if s.spec.avatar_ref == name and session_holds_slot(s)]
         if users:
             raise ApiError(
                 ErrorType.CONFLICT,
