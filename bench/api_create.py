@@ -63,9 +63,10 @@ from kubernetes import client as k8s
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # for tests.testenv and tests.integration
 
-from api_shim import admin, mapping  # noqa: E402
+from api_shim import admin  # noqa: E402
 from api_shim.kube import Kube  # noqa: E402
-from api_shim.schemas import CreateSessionRequest  # noqa: E402
+from api_shim.sessions import mapping  # noqa: E402
+from api_shim.sessions.schemas import CreateSessionRequest  # noqa: E402
 from avatar_crds.enums import Quality  # noqa: E402
 from avatar_crds.ids import (  # noqa: E402
     AVATAR_PREFIX,

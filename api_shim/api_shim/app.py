@@ -36,7 +36,7 @@ from api_shim.openapi import build_openapi
 from api_shim.ratelimit import RateLimiter
 from api_shim.routes import avatars as avatars_routes
 from api_shim.routes import health, sessions, usage
-from api_shim.service import SessionService, utc_now
+from api_shim.sessions.service import SessionService, utc_now
 from api_shim.settings import Settings
 
 VERSION = "0.1.0"

@@ -21,7 +21,7 @@ from api_shim.errors import internal_error
 from api_shim.kube import Kube
 from api_shim.middleware import PRINCIPAL_STATE
 from api_shim.ratelimit import RateLimiter
-from api_shim.service import SessionService
+from api_shim.sessions.service import SessionService
 from api_shim.settings import Settings
 
 

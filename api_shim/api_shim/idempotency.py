@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api_shim.errors import ApiError, ErrorType, invalid_request
-from api_shim.schemas import CreateSessionRequest
+from api_shim.sessions.schemas import CreateSessionRequest
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import owner_reference

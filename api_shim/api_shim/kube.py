@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from api_shim.avatar_index import AvatarIndex
 from api_shim.errors import internal_error, service_unavailable
 from api_shim.informer import WatchExpiredError
-from api_shim.session_index import SessionIndex
+from api_shim.sessions.index import SessionIndex
 from api_shim.settings import Settings
 from avatar_crds.avatar import Avatar
 from avatar_crds.connection import bearer_token, tls_context

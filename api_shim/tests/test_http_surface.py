@@ -17,7 +17,7 @@ from kubernetes import client
 from api_shim import idempotency
 from api_shim.app import create_app
 from api_shim.kube import Kube
-from api_shim.schemas import SESSION_ID_PATTERN
+from api_shim.sessions.schemas import SESSION_ID_PATTERN
 from api_shim.settings import Settings
 
 MAX_BODY = 4096

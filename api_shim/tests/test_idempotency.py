@@ -11,10 +11,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from api_shim import idempotency, mapping
+from api_shim import idempotency
 from api_shim.errors import ApiError, ErrorType
 from api_shim.locks import KeyedLocks
-from api_shim.schemas import CreateSessionRequest
+from api_shim.sessions import mapping
+from api_shim.sessions.schemas import CreateSessionRequest
 
 RequestFactory = Callable[..., dict[str, Any]]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from api_shim import mapping
-from api_shim.schemas import REDACTED, CreateSessionRequest, Session
+from api_shim.sessions import mapping
+from api_shim.sessions.schemas import REDACTED, CreateSessionRequest, Session
 from avatar_crds import contract, phases
 from avatar_crds.enums import Phase
 from avatar_crds.session import AvatarSession

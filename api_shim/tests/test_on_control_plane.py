@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from api_shim import admin, idempotency
 from api_shim.app import create_app
 from api_shim.kube import Kube
-from api_shim.service import utc_now
+from api_shim.sessions.service import utc_now
 from api_shim.settings import Settings
 from avatar_crds import contract
 from avatar_crds.ids import new_public_id, to_resource_name

@@ -24,13 +24,14 @@ from hypothesis import HealthCheck, settings
 from kubernetes import client
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api_shim import admin, mapping
+from api_shim import admin
 from api_shim.app import create_app
 from api_shim.avatars.blazeface import BlazeFaceDetector
 from api_shim.avatars.fetch import Fetcher
 from api_shim.avatars.pipeline import AvatarPipeline
 from api_shim.kube import Kube
-from api_shim.schemas import CreateSessionRequest
+from api_shim.sessions import mapping
+from api_shim.sessions.schemas import CreateSessionRequest
 from api_shim.settings import Settings
 from avatar_crds.enums import Quality
 from avatar_crds.ids import SESSION_PREFIX, to_resource_name

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from kubernetes import client
 
-from api_shim import mapping
 from api_shim.app import create_app
 from api_shim.kube import Kube
-from api_shim.schemas import CreateSessionRequest
+from api_shim.sessions import mapping
+from api_shim.sessions.schemas import CreateSessionRequest
 from api_shim.settings import Settings
 from avatar_crds.ids import new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from api_shim.errors import validation_error
-from api_shim.schemas import CreateSessionRequest
+from api_shim.sessions.schemas import CreateSessionRequest
 
 RequestFactory = Callable[..., dict[str, Any]]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from api_shim import mapping
 from api_shim.errors import ApiError, ErrorType
-from api_shim.schemas import CreateSessionRequest
-from api_shim.session_index import PENDING_GRACE_SECONDS, Counts, SessionIndex
+from api_shim.sessions import mapping
+from api_shim.sessions.index import PENDING_GRACE_SECONDS, Counts, SessionIndex
+from api_shim.sessions.schemas import CreateSessionRequest
 from avatar_crds.enums import Phase
 from avatar_crds.ids import SESSION_PREFIX, new_public_id, to_resource_name
 from avatar_crds.phases import phase_of, session_holds_slot, session_is_waiting

@@ -12,10 +12,10 @@ import pytest
 from kubernetes import client
 from pydantic import BaseModel
 
-from api_shim import schemas
 from api_shim.app import create_app
 from api_shim.errors import ErrorType
 from api_shim.kube import Kube
+from api_shim.sessions import schemas
 from api_shim.settings import Settings
 from facecast import AsyncFacecast, Facecast, FacecastError, models
 from facecast.errors import ERROR_TYPES

@@ -66,12 +66,12 @@ class KopfView:
         return self._one("tenant_index", (namespace, name))
 
 
-class KopfReconciler(Reconciler):
-    def post_event(self, session: AvatarSession, kind: str, reason: str, message: str) -> None:
-        body = session.model_dump(mode="json", by_alias=True, include={"metadata"})
-        body |= {"apiVersion": session.api_version, "kind": session.kind}
-        # kopf needs only apiVersion, kind and metadata to reference the object.
-        kopf.event(cast(kopf.Body, body), type=kind, reason=reason, message=message)
+def post_kopf_event(session: AvatarSession, kind: str, reason: str, message: str) -> None:
+    """The reconciler's EventPoster: kopf owns Event posting."""
+    body = session.model_dump(mode="json", by_alias=True, include={"metadata"})
+    body |= {"apiVersion": session.api_version, "kind": session.kind}
+    # kopf needs only apiVersion, kind and metadata to reference the object.
+    kopf.event(cast(kopf.Body, body), type=kind, reason=reason, message=message)
 
 
 # --- indexes ---------------------------------------------------------------------------
@@ -119,11 +119,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     settings.scanning.disabled = True
     indices = {name: kwargs[name] for name in ("session_index", "pod_index", "node_index",
                                               "tenant_index")}  # fmt: skip
-    memo.reconciler = KopfReconciler(
+    memo.reconciler = Reconciler(
         kube=Kube.connect(),
         view=KopfView(indices),
         settings=config,
         webhooks=WebhookSender(config.webhook_max_attempts, config.webhook_timeout_seconds),
+        post_event=post_kopf_event,
     )
     reconciler: Reconciler = memo.reconciler
     # Other workloads' pods matter only where workers take GPUs, and only where the pool is

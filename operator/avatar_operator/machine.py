@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
+from typing import ClassVar
 
 from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.messages import fit_message
@@ -80,10 +82,21 @@ class Facts:
     """What the worker pod is (or will be) called; the status names it once it is created."""
 
 
-# Actions: what the handlers must do besides writing the returned status.
+class Stage(Enum):
+    """When an action runs relative to writing the decided status."""
+
+    BEFORE_STATUS = "before_status"
+    """Work the new status already counts on (a worker asked for, minutes charged)."""
+    AFTER_STATUS = "after_status"
+    """Once the status (and the webhooks it lists) is out: the session may then disappear."""
+
+
+# Actions: what the handlers must do besides writing the returned status; each says when.
 @dataclass(frozen=True)
 class CreateWorker:
     """Create the worker pod (and its per-session RBAC); already existing is fine."""
+
+    stage: ClassVar[Stage] = Stage.BEFORE_STATUS
 
 
 @dataclass(frozen=True)
@@ -91,15 +104,19 @@ class DeleteWorker:
     force: bool = False
     """Delete with no grace period: the pod is stuck terminating."""
 
+    stage: ClassVar[Stage] = Stage.BEFORE_STATUS
+
 
 @dataclass(frozen=True)
 class RemoveFinalizer:
-    pass
+    stage: ClassVar[Stage] = Stage.AFTER_STATUS
 
 
 @dataclass(frozen=True)
 class DeleteSession:
     """The terminal session outlived its TTL."""
+
+    stage: ClassVar[Stage] = Stage.AFTER_STATUS
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,9 @@ class ChargeTenant:
     """Add this session's billable seconds to its tenant's usage, once."""
 
     seconds: float
+    # Before the status write: a crash in between charges on the retry (once, by
+    # `charged_sessions`) instead of never.
+    stage: ClassVar[Stage] = Stage.BEFORE_STATUS
 
 
 Action = CreateWorker | DeleteWorker | RemoveFinalizer | DeleteSession | ChargeTenant
@@ -124,6 +144,9 @@ class Decision:
     @property
     def phase(self) -> Phase:
         return self.status.phase or CREATED
+
+    def actions_at(self, stage: Stage) -> tuple[Action, ...]:
+        return tuple(action for action in self.actions if action.stage is stage)
 
 
 @dataclass

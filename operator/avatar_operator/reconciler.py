@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 import structlog
 
@@ -32,6 +32,7 @@ from avatar_operator.capacity import Placement
 from avatar_operator.cluster_gpus import ClusterGpus
 from avatar_operator.kube import FINALIZER, Kube, KubeError
 from avatar_operator.machine import (
+    Action,
     ChargeTenant,
     CreateWorker,
     Decision,
@@ -40,6 +41,7 @@ from avatar_operator.machine import (
     Facts,
     Limits,
     RemoveFinalizer,
+    Stage,
     step,
 )
 from avatar_operator.observe import PodFacts, pod_facts
@@ -62,6 +64,12 @@ class ClusterView(Protocol):
     def tenant(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
+class EventPoster(Protocol):
+    """Posts a Kubernetes Event about a session (kopf's poster in production)."""
+
+    def __call__(self, session: AvatarSession, kind: str, reason: str, message: str) -> None: ...
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -72,6 +80,7 @@ class Reconciler:
     view: ClusterView
     settings: Settings
     webhooks: webhooks.WebhookSender
+    post_event: EventPoster
     locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     wakeups: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     reserved: set[Key] = field(default_factory=set)
@@ -284,21 +293,8 @@ class Reconciler:
     async def _apply(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
         old_phase = phase_of(session)
-        for action in decision.actions:
-            match action:
-                case CreateWorker():
-                    for obj in resources.worker_rbac(session):
-                        await self.kube.create(obj)
-                    await self.kube.create(resources.worker_pod(session, self.settings.worker))
-                case DeleteWorker(force=force):
-                    pod = contract.worker_pod_name(name)
-                    await self.kube.delete("Pod", namespace, pod, force=force)
-                case ChargeTenant(seconds=seconds):
-                    # Before the status write: a crash in between charges on the retry
-                    # (once, by `charged_sessions`) instead of never.
-                    await self._update_tenant_usage(session, decision.phase, seconds)
-                case _:
-                    pass
+        for action in decision.actions_at(Stage.BEFORE_STATUS):
+            await self._carry_out(action, session, decision.phase)
         patch = resources.status_patch(session.status, decision.status)
         if patch is not None:
             # Conditional on the version decided from: a stale decision fails with 409.
@@ -317,19 +313,32 @@ class Reconciler:
                 # the reconciliation for it would not write it again (the phase is written).
                 bound.warning("tenant_count_not_written", error=repr(exc))
         await self._send_webhooks(session.model_copy(update={"status": decision.status}))
-        for action in decision.actions:
-            match action:
-                case RemoveFinalizer():
-                    await self.kube.remove_finalizer(namespace, name, session.metadata.finalizers)
-                case DeleteSession():
-                    await self.kube.delete("AvatarSession", namespace, name)
-                case _:
-                    pass
+        for action in decision.actions_at(Stage.AFTER_STATUS):
+            await self._carry_out(action, session, decision.phase)
         self._arm(_key_of(session), decision.wake_at)
         if decision.phase != old_phase and (
             decision.phase.is_terminal or decision.phase is Phase.ENDING
         ):
             self.poke_queued()
+
+    async def _carry_out(self, action: Action, session: AvatarSession, phase: Phase) -> None:
+        namespace, name = session.metadata.namespace or "", session.metadata.name or ""
+        match action:
+            case CreateWorker():
+                for obj in resources.worker_rbac(session):
+                    await self.kube.create(obj)
+                await self.kube.create(resources.worker_pod(session, self.settings.worker))
+            case DeleteWorker(force=force):
+                pod = contract.worker_pod_name(name)
+                await self.kube.delete("Pod", namespace, pod, force=force)
+            case ChargeTenant(seconds=seconds):
+                await self._update_tenant_usage(session, phase, seconds)
+            case RemoveFinalizer():
+                await self.kube.remove_finalizer(namespace, name, session.metadata.finalizers)
+            case DeleteSession():
+                await self.kube.delete("AvatarSession", namespace, name)
+            case _:
+                assert_never(action)
 
     def _record_transition(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
         old = phase_of(session)
@@ -345,9 +354,6 @@ class Reconciler:
         )
         if decision.event is not None:
             self.post_event(session, *decision.event)
-
-    def post_event(self, session: AvatarSession, kind: str, reason: str, message: str) -> None:
-        """Overridden by the kopf adapter, which owns Event posting."""
 
     # --- webhooks ----------------------------------------------------------------------------
 

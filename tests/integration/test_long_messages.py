@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from api_shim.mapping import to_public_session
+from api_shim.sessions.mapping import to_public_session
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.redact import REDACTED

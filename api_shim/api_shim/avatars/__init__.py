@@ -7,5 +7,6 @@
   detector (weights from a registry package, offline), `insight` the operator's insightface pack;
 - `align` levels the eyes, frames and resizes the portrait and encodes the JPEG;
 - `pipeline` strings those together off the event loop; `store` keeps the JPEG;
+- `upload` parses the POST body (multipart or JSON) for the route, as a FastAPI dependency;
 - `service` makes, reads, lists and deletes the `Avatar` resources.
 """

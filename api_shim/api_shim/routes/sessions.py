@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api_shim.deps import IdempotencyKeyDep, PrincipalDep, ServicesDep
 from api_shim.routes.common import error_responses
-from api_shim.schemas import SESSION_ID_PATTERN, CreateSessionRequest, Session, SessionList
+from api_shim.sessions.schemas import SESSION_ID_PATTERN, CreateSessionRequest, Session, SessionList
 from avatar_crds.enums import Phase
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])

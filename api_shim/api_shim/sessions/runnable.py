@@ -7,7 +7,7 @@ worker checks the resolved addresses before it joins)."""
 from __future__ import annotations
 
 from api_shim.errors import ApiError, ErrorType, invalid_request
-from api_shim.schemas import CreateSessionRequest, LiveKitTransportRequest
+from api_shim.sessions.schemas import CreateSessionRequest, LiveKitTransportRequest
 from avatar_crds.addresses import AddressAllowList
 from avatar_crds.capabilities import RENDERABLE_QUALITIES, SUPPORTED_TRANSPORTS
 from avatar_crds.enums import Quality, TransportType

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api_shim.schemas import (
+from api_shim.sessions.schemas import (
     CreateSessionRequest,
     DailyTransportRequest,
     DailyTransportView,

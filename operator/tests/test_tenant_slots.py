@@ -19,7 +19,8 @@ from avatar_operator import queue
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
 from avatar_operator.kube import Kube
-from avatar_operator.reconciler import Key, Reconciler
+from avatar_operator.queue import Key
+from avatar_operator.reconciler import EventPoster, Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
 from tests.testenv.objects import session_manifest
@@ -117,6 +118,7 @@ def test_api_count_operator_admission_and_active_sessions_agree() -> None:
         view=cast(Any, View(SESSIONS)),
         settings=Settings(),
         webhooks=cast(WebhookSender, None),
+        post_event=cast(EventPoster, None),
     )
     own: Key = ("fc", "q")
     active_sessions = reconciler._active_sessions(

@@ -9,8 +9,9 @@ dicts here, shaped as kopf hands them to the handler (key -> bodies)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -22,6 +23,10 @@ from avatar_operator.reconciler import Reconciler
 from tests.testenv.process import LOOPBACK, free_port
 
 GPU = "nvidia.com/gpu"
+# kopf's decorators retype a handler as its generic callback, with every keyword kopf may pass
+# required; called directly, as here, they are the plain coroutines they are defined as.
+start = cast(Callable[..., Awaitable[None]], handlers.start)
+stop = cast(Callable[..., Awaitable[None]], handlers.stop)
 
 
 def kubeconfig(path: Path) -> Path:
@@ -68,7 +73,7 @@ def indices() -> dict[str, dict[Any, list[dict[str, Any]]]]:
 async def started() -> tuple[kopf.Memo, Reconciler, int]:
     """Run the startup handler; return its memo, the reconciler and the free GPUs it sees."""
     memo = kopf.Memo()
-    await handlers.start(settings=kopf.OperatorSettings(), memo=memo, **indices())
+    await start(settings=kopf.OperatorSettings(), memo=memo, **indices())
     reconciler: Reconciler = memo.reconciler
     free = reconciler._capacity().free_gpus
     return memo, reconciler, free
@@ -101,6 +106,6 @@ def test_other_pods_are_watched_only_when_counted(
                 assert reconciler.cluster_gpus is None
                 assert free == 1  # two GPUs, one held by our own worker: known at once
         finally:
-            await handlers.stop(memo=memo)
+            await stop(memo=memo)
 
     asyncio.run(scenario())

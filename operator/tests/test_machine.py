@@ -27,6 +27,7 @@ from avatar_operator.machine import (
     IllegalTransitionError,
     Limits,
     RemoveFinalizer,
+    Stage,
     check_transition,
     step,
 )
@@ -414,6 +415,22 @@ def test_deleting_a_terminal_session_releases_the_finalizer_in_bounded_time() ->
     assert late.actions == (DeleteWorker(force=True), RemoveFinalizer())
     gone = step(Phase.FAILED, facts(FAILED, deleting=True), T0)
     assert gone.actions == (RemoveFinalizer(),)
+
+
+def test_the_session_is_let_go_only_after_its_status_is_written() -> None:
+    """The worker goes and minutes are charged before the status write; the finalizer and the
+    session itself only after it, so the final status and its webhooks are never lost."""
+    stuck = pod(deleting=True)
+    late = step(Phase.FAILED, facts(FAILED, deleting=True, pod=stuck), T0 + timedelta(seconds=31))
+    assert late.actions_at(Stage.BEFORE_STATUS) == (DeleteWorker(force=True),)
+    assert late.actions_at(Stage.AFTER_STATUS) == (RemoveFinalizer(),)
+    expired = step(Phase.FAILED, facts(FAILED), T0 + LIMITS.terminal_ttl)
+    assert expired.actions_at(Stage.AFTER_STATUS) == (DeleteSession(),)
+    billed = {**ENDING, "worker": {"billableSeconds": 42.0}}
+    charged = step(Phase.ENDING, facts(billed, pod=None), T0 + timedelta(seconds=2))
+    assert charged.actions_at(Stage.BEFORE_STATUS) == (ChargeTenant(42.0),)
+    admitted = step(Phase.QUEUED, facts({"phase": "queued"}, admitted=True), T0)
+    assert admitted.actions_at(Stage.BEFORE_STATUS) == (CreateWorker(),)
 
 
 def test_terminal_sessions_expire_after_the_ttl() -> None:

@@ -1,5 +1,5 @@
-"""What each endpoint does, between the plan rules (policy), the resource mapping (mapping) and
-the cluster (kube). Routes only translate HTTP to these calls."""
+"""What each session endpoint does, between the plan rules (policy), the resource mapping
+(mapping) and the cluster (kube). Routes only translate HTTP to these calls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from api_shim import idempotency, mapping, policy
+from api_shim import idempotency, policy
 from api_shim.auth import Principal
 from api_shim.avatars.service import AvatarService
 from api_shim.errors import ApiError, ErrorType, internal_error, invalid_request, not_found
@@ -22,9 +22,11 @@ from api_shim.kube import (
     KubeInvalidError,
 )
 from api_shim.locks import KeyedLocks
-from api_shim.runnable import check_runnable
-from api_shim.schemas import CreateSessionRequest, Session, SessionList, Usage
-from api_shim.session_index import Check, Counts
+from api_shim.schemas import Usage
+from api_shim.sessions import mapping
+from api_shim.sessions.index import Check, Counts
+from api_shim.sessions.runnable import check_runnable
+from api_shim.sessions.schemas import CreateSessionRequest, Session, SessionList
 from api_shim.settings import Settings
 from avatar_crds import contract, phases
 from avatar_crds.enums import Phase
@@ -366,7 +368,7 @@ class SessionService:
 
     async def _tenant_sessions(self, tenant: str) -> list[AvatarSession]:
         """From the watched index; while it is not in sync, from a LIST instead of waiting
-        for it (see session_index.py)."""
+        for it (see sessions/index.py)."""
         indexed = self._kube.session_index.sessions(tenant)
         if indexed is not None:
             return indexed
