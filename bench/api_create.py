@@ -61,7 +61,7 @@ import yaml
 from kubernetes import client as k8s
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # for tests.testenv and tests.integration
+sys.path.insert(0, str(REPO_ROOT))  # for testbed and tests.integration
 
 from api_shim import admin  # noqa: E402
 from api_shim.kube import Kube  # noqa: E402
@@ -76,12 +76,12 @@ from avatar_crds.ids import (  # noqa: E402
 )
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION  # noqa: E402
 from avatar_crds.meta import GROUP, VERSION  # noqa: E402
-from tests.testenv.binaries import testenv_bin_dir  # noqa: E402
-from tests.testenv.controlplane import ControlPlane, running_control_plane  # noqa: E402
-from tests.testenv.crds import install_crds, wait_until_controllers_watch  # noqa: E402
-from tests.testenv.metrics import samples  # noqa: E402
-from tests.testenv.objects import avatar_manifest  # noqa: E402
-from tests.testenv.process import free_port  # noqa: E402
+from testbed.binaries import testenv_bin_dir  # noqa: E402
+from testbed.controlplane import ControlPlane, running_control_plane  # noqa: E402
+from testbed.crds import install_crds, wait_until_controllers_watch  # noqa: E402
+from testbed.metrics import samples  # noqa: E402
+from testbed.objects import avatar_manifest  # noqa: E402
+from testbed.process import free_port  # noqa: E402
 
 GOAL = 1.20  # the API may add at most 20% to the API server's own cost
 WORKER_TOKEN = "bench-worker-token"

@@ -27,14 +27,14 @@ from kubernetes import watch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatar_crds import contract
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
-from tests.testenv.binaries import testenv_bin_dir
-from tests.testenv.controlplane import running_control_plane
-from tests.testenv.crds import install_crds, wait_until_controllers_watch
-from tests.testenv.kwok import create_gpu_nodes
-from tests.testenv.process import free_port
-from tests.testenv.wait import wait_for
+from testbed.binaries import testenv_bin_dir
+from testbed.controlplane import running_control_plane
+from testbed.crds import install_crds, wait_until_controllers_watch
+from testbed.kwok import create_gpu_nodes
+from testbed.operator_process import OperatorProcess
+from testbed.process import free_port
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 
 CLIENT_THREADS = 16
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # for tests.testenv and worker_image.tests.support
+sys.path.insert(0, str(REPO_ROOT))  # for testbed and worker_image.tests.support
 
 from avatar_crds.enums import AspectRatio, Quality  # noqa: E402
 from avatar_worker.render.base import FrameRequest, Renderer  # noqa: E402
@@ -96,7 +96,7 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 def testenv_bin() -> Path:
-    from tests.testenv.binaries import BUILD_SCRIPT
+    from testbed.binaries import BUILD_SCRIPT
 
     key = subprocess.run(
         [str(BUILD_SCRIPT), "--print-key"], check=True, capture_output=True, text=True
@@ -106,7 +106,7 @@ def testenv_bin() -> Path:
 
 
 async def bench_session(bin_dir: Path, window: float) -> None:
-    from tests.testenv.livekit_server import running_livekit_server
+    from testbed.livekit_server import running_livekit_server
     from worker_image.tests.support import (
         Subscriber,
         mint_token,

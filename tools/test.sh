@@ -18,7 +18,7 @@ step "mypy (strict)"
 uv run --frozen --no-sync mypy -p avatar_crds -p api_shim -p avatar_operator -p avatar_worker -p facecast
 # Tests are checked apart: as files under the repo root, not as the installed packages.
 test_dirs=()
-for dir in crds/tests api_shim/tests operator/tests worker_image/tests client/tests tests bench tools/localstack; do
+for dir in crds/tests api_shim/tests operator/tests worker_image/tests client/tests testbed tests bench tools/localstack; do
     [ -d "$dir" ] && test_dirs+=("$dir")
 done
 uv run --frozen --no-sync mypy "${test_dirs[@]}"

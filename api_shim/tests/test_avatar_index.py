@@ -11,7 +11,7 @@ import pytest
 from api_shim.avatar_index import AvatarIndex
 from avatar_crds.avatar import Avatar
 from avatar_crds.ids import AVATAR_PREFIX, new_public_id
-from tests.testenv.objects import avatar_manifest
+from testbed.objects import avatar_manifest
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from avatar_crds.meta import GROUP, VERSION
 from avatar_worker.config import read_avatar_image
 from avatar_worker.render.lite import LiteRenderer
 from avatar_worker.render.portrait import load_portrait
-from tests.testenv.tenants import TenantKey, new_tenant
+from testbed.tenants import TenantKey, new_tenant
 
 
 def sample(name: str) -> npt.NDArray[np.uint8]:

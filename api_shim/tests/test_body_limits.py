@@ -28,8 +28,8 @@ from kubernetes import client
 from PIL import Image
 
 from api_shim.kube import Kube
-from tests.testenv.api_process import running_api
-from tests.testenv.tenants import TenantKey, new_tenant
+from testbed.api_process import running_api
+from testbed.tenants import TenantKey, new_tenant
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 

@@ -38,8 +38,8 @@ from avatar_crds import contract
 from avatar_crds.ids import new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION, TENANT
 from avatar_crds.meta import GROUP, VERSION
-from tests.testenv.objects import avatar_manifest
-from tests.testenv.tenants import TenantKey, new_tenant
+from testbed.objects import avatar_manifest
+from testbed.tenants import TenantKey, new_tenant
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 

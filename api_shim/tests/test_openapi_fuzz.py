@@ -37,7 +37,7 @@ from avatar_crds.enums import Quality
 from avatar_crds.ids import SESSION_PREFIX, to_resource_name
 from avatar_crds.kinds import AVATAR
 from avatar_crds.meta import GROUP, VERSION
-from tests.testenv.objects import avatar_manifest
+from testbed.objects import avatar_manifest
 
 pytestmark = pytest.mark.controlplane
 

@@ -11,7 +11,7 @@ from api_shim.errors import ApiError, ErrorType
 from avatar_crds.avatar import Avatar
 from avatar_crds.enums import Quality
 from avatar_crds.tenant import Plan, TenantUsage
-from tests.testenv.objects import avatar_manifest
+from testbed.objects import avatar_manifest
 
 AVATAR_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

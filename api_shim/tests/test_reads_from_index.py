@@ -24,10 +24,10 @@ from api_shim.settings import Settings
 from avatar_crds.ids import new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
-from tests.testenv.metrics import samples
-from tests.testenv.objects import avatar_manifest
-from tests.testenv.tenants import TenantKey, new_tenant
-from tests.testenv.wait import wait_for_async
+from testbed.metrics import samples
+from testbed.objects import avatar_manifest
+from testbed.tenants import TenantKey, new_tenant
+from testbed.wait import wait_for_async
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 

@@ -46,9 +46,9 @@ from avatar_crds.addresses import AddressAllowList
 from avatar_crds.ids import new_public_id
 from avatar_crds.kinds import AVATAR
 from avatar_crds.meta import GROUP, VERSION
-from tests.testenv.objects import avatar_manifest
-from tests.testenv.tenants import TenantKey, new_tenant
-from tests.testenv.wait import wait_for
+from testbed.objects import avatar_manifest
+from testbed.tenants import TenantKey, new_tenant
+from testbed.wait import wait_for
 
 MiB = 2**20
 WAIT_TIMEOUT = 60.0

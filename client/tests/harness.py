@@ -1,7 +1,7 @@
 """The real API for the client to talk to, as fixtures (conftest.py registers them):
-`python -m api_shim` (uvicorn) on 127.0.0.1, against the real kube-apiserver of tests/testenv,
+`python -m api_shim` (uvicorn) on 127.0.0.1, against the real kube-apiserver of testbed,
 each in a namespace of its own. The client does real HTTP; tenants are made with the admin
-CLI's functions (tests/testenv/tenants.py)."""
+CLI's functions (testbed/tenants.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from api_shim.kube import Kube
 from avatar_crds.ids import new_public_id
 from avatar_crds.kinds import AVATAR
 from avatar_crds.meta import GROUP, VERSION
-from tests.testenv.api_process import running_api
-from tests.testenv.objects import avatar_manifest
+from testbed.api_process import running_api
+from testbed.objects import avatar_manifest
 
 WORKER_TOKEN = "lk-worker-token-client-tests-5c1e"  # distinctive, so a leak would show
 

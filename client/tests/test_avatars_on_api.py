@@ -15,7 +15,7 @@ from skimage import data
 
 import facecast
 from client.tests.harness import RunningApi, session_request
-from tests.testenv.tenants import new_tenant
+from testbed.tenants import new_tenant
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 

@@ -12,7 +12,7 @@ import pytest
 
 import facecast
 from client.tests.harness import ApiFactory, RunningApi, session_request
-from tests.testenv.tenants import new_tenant
+from testbed.tenants import new_tenant
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 

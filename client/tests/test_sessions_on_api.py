@@ -15,7 +15,7 @@ from avatar_crds.ids import to_resource_name
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from client.tests.harness import WORKER_TOKEN, RunningApi, session_request
-from tests.testenv.tenants import TenantKey, new_tenant
+from testbed.tenants import TenantKey, new_tenant
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 

@@ -17,7 +17,7 @@ from avatar_crds.enums import Phase, WebhookEvent
 from avatar_crds.session import AvatarSession, PendingWebhook
 from avatar_operator.webhooks import SIGNATURE_HEADER, WebhookSender, sign
 from facecast.webhooks import SIGNATURE_HEADER as CLIENT_SIGNATURE_HEADER
-from tests.testenv.objects import session_manifest
+from testbed.objects import session_manifest
 
 SECRET = "whsec-client-tests"
 DEADLINE_SECONDS = 10.0

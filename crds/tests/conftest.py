@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.testenv.objects import avatar_manifest
+from testbed.objects import avatar_manifest
 
 AVATAR_PUBLIC_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
 AVATAR_NAME = "av-01jcz3v7m4q8r2t6w9x0y1z2a3"

@@ -13,7 +13,7 @@ from avatar_operator.machine import Decision
 from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
-from tests.testenv.objects import session_manifest
+from testbed.objects import session_manifest
 
 
 class EventRecorder:

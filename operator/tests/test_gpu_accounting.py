@@ -20,7 +20,7 @@ import yaml
 from avatar_crds import contract
 from avatar_operator import handlers
 from avatar_operator.reconciler import Reconciler
-from tests.testenv.process import LOOPBACK, free_port
+from testbed.process import LOOPBACK, free_port
 
 GPU = "nvidia.com/gpu"
 # kopf's decorators retype a handler as its generic callback, with every keyword kopf may pass

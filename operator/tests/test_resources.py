@@ -11,7 +11,7 @@ from avatar_crds.enums import Phase
 from avatar_crds.session import AvatarSession, AvatarSessionStatus
 from avatar_operator.resources import status_patch, worker_pod, worker_rbac
 from avatar_operator.settings import Settings, SettingsError, WorkerPodSettings, load_settings
-from tests.testenv.objects import SAMPLE_SESSION, session_manifest
+from testbed.objects import SAMPLE_SESSION, session_manifest
 
 SESSION = AvatarSession.model_validate(session_manifest(uid="u-1"))
 

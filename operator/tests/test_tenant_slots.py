@@ -23,7 +23,7 @@ from avatar_operator.queue import Key
 from avatar_operator.reconciler import EventPoster, Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
-from tests.testenv.objects import session_manifest
+from testbed.objects import session_manifest
 
 DELETED_AT = "2026-11-21T10:05:00Z"
 

@@ -20,7 +20,7 @@ from avatar_operator.webhooks import (
     resume_at,
     verify,
 )
-from tests.testenv.objects import session_manifest
+from testbed.objects import session_manifest
 
 SECRET = "whsec-unit"
 DEADLINE_SECONDS = 10.0

@@ -9,7 +9,7 @@ from avatar_crds import contract
 from avatar_crds.session import AvatarSession
 from avatar_operator.resources import worker_pod
 from avatar_operator.settings import SettingsError, load_settings
-from tests.testenv.objects import session_manifest
+from testbed.objects import session_manifest
 
 SESSION = AvatarSession.model_validate(session_manifest(uid="u-1"))
 

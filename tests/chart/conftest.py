@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from testbed.controlplane import ControlPlane
+from testbed.helm import Helm
+from testbed.process import free_port
 from tests.chart.rendering import CHART, RELEASE, Manifest, install_chart_crds, parse_manifests
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.helm import Helm
-from tests.testenv.process import free_port
 
 PSS_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.testenv.binaries import REPO_ROOT
+from testbed.binaries import REPO_ROOT
 
 DOCKERFILES = {
     "operator": REPO_ROOT / "operator" / "Dockerfile",

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from testbed.process import ManagedProcess
 from tests.chart.dockerfiles import parse
 from tests.chart.rendering import Manifest, container, literal_env
-from tests.testenv.process import ManagedProcess
 
 
 def image_env(dockerfile: Path) -> dict[str, str]:

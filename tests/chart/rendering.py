@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from tests.testenv.binaries import REPO_ROOT
-from tests.testenv.helm import Helm
+from testbed.binaries import REPO_ROOT
+from testbed.helm import Helm
 
 CHART = REPO_ROOT / "charts" / "facecast"
 VALUES_EXAMPLES = {

@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from avatar_operator.resources import WORKER_UID
+from testbed.binaries import REPO_ROOT
+from testbed.helm import Helm
+from testbed.images import BASE_ARGUMENTS, OTHER_ARGUMENTS
+from testbed.kwok import GPU_PRESENT_LABEL, GPU_TAINT
 from tests.chart.dockerfiles import DOCKERFILES, Stage, build_args, image_tag, parse
 from tests.chart.rendering import API, OPERATOR, container, one, render
-from tests.testenv.binaries import REPO_ROOT
-from tests.testenv.helm import Helm
-from tests.testenv.images import BASE_ARGUMENTS, OTHER_ARGUMENTS
-from tests.testenv.kwok import GPU_PRESENT_LABEL, GPU_TAINT
 
 COMPONENTS = list(DOCKERFILES)
 MEMBERS = {"operator": "operator", "api": "api_shim", "worker": "worker_image"}

@@ -24,18 +24,18 @@ from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX, new_public_id, to_res
 from avatar_crds.kinds import AVATAR
 from avatar_crds.meta import GROUP, VERSION
 from avatar_operator.kube import Kube, KubeError
+from testbed.controlplane import ControlPlane
+from testbed.kwok import GpuNodeFactory
+from testbed.objects import avatar_manifest
+from testbed.probes import http_ok
+from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.chart.conftest import Release
 from tests.chart.dockerfiles import DOCKERFILES
 from tests.chart.local_pods import image_env, pod_command, start_container
 from tests.chart.rendering import API, FULLNAME, OPERATOR, Manifest, container, literal_env
-from tests.integration.sessions import Sessions
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.objects import avatar_manifest
-from tests.testenv.probes import http_ok
-from tests.testenv.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
-from tests.testenv.wait import wait_for
 
 pytestmark = pytest.mark.controlplane
 

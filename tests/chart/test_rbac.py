@@ -15,9 +15,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from avatar_crds.meta import GROUP, VERSION
+from testbed.controlplane import ControlPlane
 from tests.chart.conftest import Release
 from tests.chart.rendering import API, FULLNAME, OPERATOR
-from tests.testenv.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

@@ -16,6 +16,9 @@ from avatar_crds import contract
 from avatar_crds.session import AvatarSession
 from avatar_operator import resources
 from avatar_operator.settings import load_settings
+from testbed.controlplane import ControlPlane
+from testbed.helm import Helm
+from testbed.sessions import AVATAR
 from tests.chart.rendering import (
     API,
     CHART,
@@ -32,9 +35,6 @@ from tests.chart.rendering import (
     render,
     template_args,
 )
-from tests.integration.sessions import AVATAR
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.helm import Helm
 
 EXAMPLES = list(VALUES_EXAMPLES)
 METADATA = ipaddress.IPv4Network("169.254.169.254/32")

@@ -10,9 +10,9 @@ from avatar_crds.session import AvatarSession
 from avatar_operator import resources
 from avatar_operator.settings import load_settings
 from avatar_worker.config import WorkerConfig
+from testbed.helm import Helm
+from testbed.objects import session_manifest
 from tests.chart.rendering import API, OPERATOR, container, literal_env, one, render
-from tests.testenv.helm import Helm
-from tests.testenv.objects import session_manifest
 
 OWN_LIVEKIT = AddressAllowList.parse("livekit.livekit.svc.cluster.local", "10.96.12.34/32")
 

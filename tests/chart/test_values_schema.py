@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.helm import Helm
 from tests.chart.rendering import CHART, template_args, to_json_arg
-from tests.testenv.helm import Helm
 
 Path_ = tuple[str | int, ...]
 

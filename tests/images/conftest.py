@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.testenv import images
-from tests.testenv.images import BuiltImage
+from testbed import images
+from testbed.images import BuiltImage
 
 COMPONENTS = ("operator", "api", "worker")
 # Each component's first build in the session, then its rebuild (which the cache should answer).

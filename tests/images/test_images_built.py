@@ -1,4 +1,4 @@
-"""The three images built for real from their Dockerfiles (tests/testenv/images.py: the real
+"""The three images built for real from their Dockerfiles (testbed/images.py: the real
 Docker engine, the classic builder, a Debian base made here) and checked from the outside:
 cached, non-root, nothing secret inside, the locked environment, an entry point that starts.
 
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from api_shim.auth import KEY_PATTERN, generate_api_key
 from avatar_operator.resources import WORKER_UID
+from testbed import images
+from testbed.images import BuiltImage, docker
+from testbed.wait import wait_for
 from tests.chart.test_images import ABSENT, DEV_TOOLS, MODULES, locked_versions, normal
-from tests.testenv import images
-from tests.testenv.images import BuiltImage, docker
-from tests.testenv.wait import wait_for
 
 pytestmark = [pytest.mark.images, pytest.mark.timeout(2 * images.BUILD_TIMEOUT)]
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.testenv.process import LOOPBACK, free_port
+from testbed.process import LOOPBACK, free_port
 
 # Hop-by-hop or recomputed by aiohttp; the rest is passed through unchanged.
 _DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}

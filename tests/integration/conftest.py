@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
-from tests.testenv.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from kubernetes import client as k8s
 from avatar_crds import contract, ids
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import API_VERSION, GROUP, VERSION
-from tests.integration.sessions import AVATAR
-from tests.testenv.controlplane import ControlPlane
+from testbed.controlplane import ControlPlane
+from testbed.sessions import AVATAR
 
 
 def session(**spec: Any) -> dict[str, Any]:

@@ -27,11 +27,11 @@ from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.redact import REDACTED
 from avatar_crds.session import MESSAGE_MAX_LENGTH
 from avatar_operator.resources import WORKER_CONTAINER
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 TOKEN = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJmYWNlY2FzdC13b3JrZXIiLCJ2aWRlbyI6eyJyb29tIjoi"

@@ -9,11 +9,11 @@ import pytest
 from kubernetes import client as k8s
 
 from avatar_crds import contract
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 HOLD = "facecast.test/hold"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.controlplane import NEVER_PULLS_IMAGE
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.controlplane import NEVER_PULLS_IMAGE
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 
 def running(sessions: Sessions, api_client: k8s.ApiClient) -> tuple[str, k8s.V1Pod]:

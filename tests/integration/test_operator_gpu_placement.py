@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GPU_RESOURCE, GPU_TAINT, GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GPU_RESOURCE, GPU_TAINT, GpuNodeFactory
 
 POOL_LABEL = "facecast.io/pool"
 OTHER_TAINT = {"key": "dedicated", "value": "training", "effect": "NoSchedule"}

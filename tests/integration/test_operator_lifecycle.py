@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 from kubernetes import client as k8s
 
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 
 def test_full_lifecycle(

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from avatar_crds.kinds import AVATAR_SESSION
+from testbed.controlplane import ControlPlane
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.apiserver_proxy import StallingProxy, stalling_proxy
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.wait import wait_for
 
 CHECK_INTERVAL = 0.5
 STALE_AFTER = 3.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.integration.operator_process import OperatorProcess
-from tests.testenv.wait import wait_for
+from testbed.operator_process import OperatorProcess
+from testbed.wait import wait_for
 
 
 def logged(operator: OperatorProcess, event: str) -> dict[str, Any] | None:

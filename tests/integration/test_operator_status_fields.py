@@ -13,11 +13,11 @@ from avatar_crds import billing, contract
 from avatar_crds.kinds import TENANT
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession, Condition
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 
 def condition(session: AvatarSession, kind: str) -> Condition:

@@ -7,11 +7,11 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 
 def start_running(sessions: Sessions, api_client: k8s.ApiClient, **spec: Any) -> str:

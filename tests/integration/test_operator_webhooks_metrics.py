@@ -15,12 +15,12 @@ from kubernetes import client as k8s
 
 from avatar_crds import ids
 from avatar_operator.webhooks import SIGNATURE_HEADER, verify
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import Sessions
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.process import free_port
+from testbed.sessions import Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.process import free_port
-from tests.testenv.wait import wait_for
 
 SIGNING_KEY = "whsec-test-3b1f0c"
 

@@ -19,12 +19,12 @@ from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import API_VERSION, GROUP, VERSION
 from avatar_crds.policy import POLICY_NAME, protected_fields
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.sessions import AVATAR, Sessions
+from testbed.controlplane import ControlPlane
+from testbed.kwok import GpuNodeFactory
+from testbed.operator_process import OperatorProcess
+from testbed.sessions import AVATAR, Sessions
+from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.kwok import GpuNodeFactory
-from tests.testenv.wait import wait_for
 
 VICTIM_CONTENT = "-----BEGIN PRIVATE KEY----- the platform's TLS key"
 

@@ -19,8 +19,8 @@ import httpx
 from livekit import rtc
 
 from avatar_worker.process_exit import exit_without_finalizing
-from tests.testenv.binaries import testenv_bin_dir
-from tests.testenv.process import LOOPBACK, free_port
+from testbed.binaries import testenv_bin_dir
+from testbed.process import LOOPBACK, free_port
 from tools.localstack import agent, recorder, web
 from tools.localstack.stack import WORKER_IDENTITY, Stack, new_room, progress, running_stack
 

@@ -20,14 +20,14 @@ from kubernetes import client as k8s
 from livekit import api as lkapi
 
 from avatar_crds import contract
-from tests.integration.operator_process import OperatorProcess
-from tests.testenv.controlplane import ControlPlane, running_control_plane
-from tests.testenv.crds import install_crds
-from tests.testenv.kwok import node_is_ready
-from tests.testenv.livekit_server import LiveKitServer, running_livekit_server
-from tests.testenv.probes import http_ok
-from tests.testenv.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
-from tests.testenv.wait import wait_for
+from testbed.controlplane import ControlPlane, running_control_plane
+from testbed.crds import install_crds
+from testbed.kwok import node_is_ready
+from testbed.livekit_server import LiveKitServer, running_livekit_server
+from testbed.operator_process import OperatorProcess
+from testbed.probes import http_ok
+from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
+from testbed.wait import wait_for
 from tools.localstack.agent import AGENT_IDENTITY
 from tools.localstack.runner import NODE_NAME
 

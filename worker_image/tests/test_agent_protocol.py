@@ -17,7 +17,7 @@ from avatar_worker.audio.agent_protocol import (
     RPC_PLAYBACK_FINISHED,
     RPC_PLAYBACK_STARTED,
 )
-from tests.testenv.livekit_server import LiveKitServer
+from testbed.livekit_server import LiveKitServer
 from worker_image.tests.support import (
     AgentPeer,
     Subscriber,

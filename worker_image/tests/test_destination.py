@@ -28,7 +28,7 @@ from avatar_worker.transport.destination import (
 )
 from avatar_worker.transport.livekit import LiveKitTransport
 from avatar_worker.worker import EXIT_FAILED, Worker
-from tests.testenv.livekit_server import LiveKitServer
+from testbed.livekit_server import LiveKitServer
 from worker_image.tests.support import (
     LOOPBACK_LIVEKIT,
     mint_token,

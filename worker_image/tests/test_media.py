@@ -20,7 +20,7 @@ from avatar_worker.render.mouth import JAW_DROP
 from avatar_worker.render.portrait import FaceGeometry, fit_transform
 from avatar_worker.render.resolution import resolution
 from avatar_worker.worker import EXIT_OK
-from tests.testenv.livekit_server import LiveKitServer
+from testbed.livekit_server import LiveKitServer
 from worker_image.tests.support import (
     ASTRONAUT_FACE,
     SAMPLE_RATE,

@@ -19,8 +19,8 @@ from avatar_crds.enums import EndReason, FailureReason, Phase, Quality
 from avatar_crds.session import AvatarSessionStatus
 from avatar_worker.audio.agent_protocol import RPC_PLAYBACK_FINISHED
 from avatar_worker.worker import EXIT_FAILED, EXIT_OK
-from tests.testenv.livekit_server import LiveKitServer
-from tests.testenv.process import free_port
+from testbed.livekit_server import LiveKitServer
+from testbed.process import free_port
 from worker_image.tests.support import (
     AgentPeer,
     Subscriber,

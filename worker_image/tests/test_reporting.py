@@ -24,7 +24,7 @@ from avatar_worker.reporting import (
     status_patch,
 )
 from avatar_worker.worker import EXIT_FAILED, Worker
-from tests.testenv.livekit_server import LiveKitServer
+from testbed.livekit_server import LiveKitServer
 from worker_image.tests.support import (
     LOOPBACK_LIVEKIT,
     mint_token,

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
+from testbed.binaries import REPO_ROOT
 from tests.chart.dockerfiles import DOCKERFILES, build_args, image_tag
-from tests.testenv.binaries import REPO_ROOT
 
 FACECAST_CACHE = Path(os.environ.get("FACECAST_CACHE") or Path.home() / ".cache" / "facecast")
 CACHE = FACECAST_CACHE / "images"

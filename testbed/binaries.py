@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "testenv" / "build.sh"
 BIN_ENV_VAR = "FACECAST_TESTENV_BIN"
 

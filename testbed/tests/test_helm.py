@@ -9,9 +9,9 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tests.testenv.binaries import REPO_ROOT
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.helm import Helm
+from testbed.binaries import REPO_ROOT
+from testbed.controlplane import ControlPlane
+from testbed.helm import Helm
 
 FACECAST_CHART = REPO_ROOT / "charts" / "facecast"
 

@@ -11,17 +11,17 @@ from pathlib import Path
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.testenv.certs import CertFiles, Pki, create_pki
-from tests.testenv.kubeconfig import write_kubeconfig, write_token_kubeconfig
-from tests.testenv.probes import http_ok
-from tests.testenv.process import (
+from testbed.certs import CertFiles, Pki, create_pki
+from testbed.kubeconfig import write_kubeconfig, write_token_kubeconfig
+from testbed.probes import http_ok
+from testbed.process import (
     LOOPBACK,
     ComponentDiedError,
     ManagedProcess,
     free_port,
     wait_until_serving,
 )
-from tests.testenv.wait import wait_for
+from testbed.wait import wait_for
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"

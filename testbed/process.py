@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tests.testenv.wait import WaitTimeoutError, wait_for
+from testbed.wait import WaitTimeoutError, wait_for
 
 LOOPBACK = "127.0.0.1"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.testenv.process import ManagedProcess, free_port, wait_until_serving
+from testbed.process import ManagedProcess, free_port, wait_until_serving
 
 START_TIMEOUT = 60.0
 

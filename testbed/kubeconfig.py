@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.testenv.certs import CertFiles
+from testbed.certs import CertFiles
 
 
 def write_kubeconfig(path: Path, server: str, ca_cert: Path, client: CertFiles) -> Path:

@@ -8,8 +8,8 @@ from typing import Protocol
 
 from kubernetes import client as k8s
 
-from tests.testenv.controlplane import KWOK_NODE_ANNOTATION, KWOK_NODE_ANNOTATION_VALUE
-from tests.testenv.wait import wait_for
+from testbed.controlplane import KWOK_NODE_ANNOTATION, KWOK_NODE_ANNOTATION_VALUE
+from testbed.wait import wait_for
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.testenv.probes import http_ok
-from tests.testenv.process import (
+from testbed.probes import http_ok
+from testbed.process import (
     LOOPBACK,
     ManagedProcess,
     free_port,

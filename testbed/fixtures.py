@@ -41,12 +41,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.testenv.binaries import testenv_bin_dir
-from tests.testenv.controlplane import ControlPlane, running_control_plane
-from tests.testenv.crds import install_crds
-from tests.testenv.helm import Helm
-from tests.testenv.kwok import GpuNodeFactory, create_gpu_nodes, delete_nodes
-from tests.testenv.livekit_server import LiveKitServer, running_livekit_server
+from testbed.binaries import testenv_bin_dir
+from testbed.controlplane import ControlPlane, running_control_plane
+from testbed.crds import install_crds
+from testbed.helm import Helm
+from testbed.kwok import GpuNodeFactory, create_gpu_nodes, delete_nodes
+from testbed.livekit_server import LiveKitServer, running_livekit_server
 
 
 @pytest.fixture(scope="session")

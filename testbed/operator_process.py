@@ -8,8 +8,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.testenv.probes import http_ok
-from tests.testenv.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
+from testbed.probes import http_ok
+from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
 
 FAST_TIMEOUTS = {
     "FACECAST_START_TIMEOUT_SECONDS": "20",

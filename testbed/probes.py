@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.testenv.certs import CertFiles
+from testbed.certs import CertFiles
 
 
 def http_ok(url: str, *, ca: Path | None = None, client: CertFiles | None = None) -> bool:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tests.testenv.binaries import REPO_ROOT
-from tests.testenv.controlplane import ControlPlane
-from tests.testenv.crds import PLURALS, cluster_watched, wait_until_controllers_watch
-from tests.testenv.kwok import GPU_RESOURCE, GPU_TAINT, GpuNodeFactory
-from tests.testenv.metrics import samples
-from tests.testenv.wait import WaitTimeoutError, wait_for
+from testbed.binaries import REPO_ROOT
+from testbed.controlplane import ControlPlane
+from testbed.crds import PLURALS, cluster_watched, wait_until_controllers_watch
+from testbed.kwok import GPU_RESOURCE, GPU_TAINT, GpuNodeFactory
+from testbed.metrics import samples
+from testbed.wait import WaitTimeoutError, wait_for
 
 pytestmark = pytest.mark.controlplane
 

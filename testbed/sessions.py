@@ -10,7 +10,7 @@ from avatar_crds import contract, ids
 from avatar_crds.kinds import AVATAR_SESSION, TENANT
 from avatar_crds.meta import API_VERSION, GROUP, VERSION
 from avatar_crds.session import AvatarSession
-from tests.testenv.wait import wait_for
+from testbed.wait import wait_for
 
 AVATAR = "av-01jcz3v7m4q8r2t6w9x0y1z2a3"
 

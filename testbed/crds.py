@@ -11,10 +11,10 @@ from pathlib import Path
 from avatar_crds.kinds import ALL_KINDS
 from avatar_crds.meta import GROUP
 from avatar_crds.policy import policy_manifests
-from tests.testenv.metrics import samples
-from tests.testenv.wait import WaitTimeoutError, wait_for
+from testbed.metrics import samples
+from testbed.wait import WaitTimeoutError, wait_for
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds" / "manifests"
+CRD_DIR = Path(__file__).resolve().parents[1] / "crds" / "manifests"
 # kube-controller-manager looks for new kinds every 30 s (a fixed period in its garbage
 # collector and quota controllers); this leaves room for one miss.
 CONTROLLERS_DISCOVERY_TIMEOUT = 75.0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from livekit import api, rtc
 
-from tests.testenv.livekit_server import LiveKitServer
+from testbed.livekit_server import LiveKitServer
 
 pytestmark = pytest.mark.livekit
 
