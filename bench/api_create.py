@@ -61,7 +61,7 @@ import yaml
 from kubernetes import client as k8s
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # for testbed and tests.integration
+sys.path.insert(0, str(REPO_ROOT))  # for testbed
 
 from api_shim import admin  # noqa: E402
 from api_shim.kube import Kube  # noqa: E402
