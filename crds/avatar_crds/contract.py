@@ -3,7 +3,8 @@
 Who writes what:
 - the API shim creates the AvatarSession and its token Secret (`token_secret_name`), owned by it;
 - the operator creates the worker Pod (and its per-session ServiceAccount/Role), owned by it;
-- the worker reads its AvatarSession and Avatar, and patches only `status.worker`.
+- the worker reads its AvatarSession and Avatar, and patches only `status.worker`;
+- the operator's pool controller creates the worker pods of a WorkerPool, owned by the pool.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "facecast"
 MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 """Everything Facecast made (the API lists and watches its sessions with it)."""
+
+# Worker pods of a WorkerPool (avatar_crds.pool): named `<pool>-<random>` by the API server
+# (generateName), owned by the pool, each serving up to its slot count of sessions at once.
+COMPONENT_WORKER: Final = "worker"
+LABEL_POOL: Final = "facecast.io/pool"
+ANNOTATION_SLOTS: Final = "facecast.io/slots"
+"""The sessions a worker serves at once: its pool's slotsPerWorker when it was created, so a
+later change of the pool leaves the running workers as they are."""
+ANNOTATION_DRAINING_SINCE: Final = "facecast.io/draining-since"
+"""Set (an RFC 3339 time) when the pool controller drains a worker: it takes no new session,
+and is deleted once its last session has left."""
 
 # The worker token Secret: `<session>-token`, owned by its session (a CEL rule on the CRD
 # refuses a session naming any other Secret; the operator checks the owner before mounting).
@@ -56,6 +68,24 @@ def session_labels(session_name: str, tenant: str, component: str) -> dict[str, 
         LABEL_COMPONENT: component,
         LABEL_MANAGED_BY: MANAGED_BY,
     }
+
+
+def pool_worker_labels(pool_name: str) -> dict[str, str]:
+    """Labels on every worker pod of a pool; `pool_selector` finds them."""
+    return {
+        LABEL_POOL: pool_name,
+        LABEL_COMPONENT: COMPONENT_WORKER,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def pool_selector(pool_name: str) -> str:
+    """A pool's worker pods."""
+    return f"{LABEL_POOL}={pool_name},{LABEL_COMPONENT}={COMPONENT_WORKER},{MANAGED_SELECTOR}"
+
+
+def pool_worker_generate_name(pool_name: str) -> str:
+    return f"{pool_name}-"
 
 
 def tenant_selector(tenant: str) -> str:

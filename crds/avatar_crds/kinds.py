@@ -1,4 +1,4 @@
-"""The three Facecast kinds and how each is presented as a CustomResourceDefinition."""
+"""The Facecast kinds and how each is presented as a CustomResourceDefinition."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from avatar_crds.avatar import AvatarSpec
 from avatar_crds.cel import Rule
 from avatar_crds.meta import GROUP
+from avatar_crds.pool import POOL_NAME_FITS_A_LABEL, WorkerPoolSpec, WorkerPoolStatus
 from avatar_crds.session import OWN_TOKEN_SECRET, AvatarSessionSpec, AvatarSessionStatus
 from avatar_crds.tenant import TenantSpec, TenantStatus
 
@@ -92,4 +93,28 @@ TENANT = ResourceKind(
     ),
 )
 
-ALL_KINDS: tuple[ResourceKind, ...] = (AVATAR_SESSION, AVATAR, TENANT)
+WORKER_POOL = ResourceKind(
+    kind="WorkerPool",
+    plural="workerpools",
+    singular="workerpool",
+    short_names=("wp",),
+    description="Warm workers for the quality tiers it serves, each serving slotsPerWorker "
+    "sessions at once, with a buffer of free slots kept ready.",
+    spec=WorkerPoolSpec,
+    status=WorkerPoolStatus,
+    printer_columns=(
+        PrinterColumn("Tiers", "string", ".spec.qualities", "Quality tiers it serves"),
+        PrinterColumn("Ready", "integer", ".status.readyWorkers", "Workers ready, not draining"),
+        PrinterColumn("Desired", "integer", ".status.desiredWorkers", "Workers it should have"),
+        PrinterColumn("Free Slots", "integer", ".status.freeSlots", "Slots ready for a session"),
+        PrinterColumn("Busy Slots", "integer", ".status.busySlots", "Sessions on its workers"),
+        _AGE,
+        PrinterColumn("Draining", "integer", ".status.drainingWorkers", "Workers emptying", 1),
+        PrinterColumn("Slots", "integer", ".spec.slotsPerWorker", "Slots per worker", 1),
+        PrinterColumn("Buffer", "string", ".spec.buffer", "Free slots kept ready", 1),
+        PrinterColumn("Max", "integer", ".spec.maxWorkers", "Most workers it may have", 1),
+    ),
+    rules=(POOL_NAME_FITS_A_LABEL,),
+)
+
+ALL_KINDS: tuple[ResourceKind, ...] = (AVATAR_SESSION, AVATAR, TENANT, WORKER_POOL)

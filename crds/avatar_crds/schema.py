@@ -75,6 +75,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
         else:
             out[key] = value
     if "type" not in out:
+        if out.get("x-kubernetes-int-or-string"):
+            return out  # a number or a string: the one structural node that has no type
         if "properties" in out or out.get("x-kubernetes-preserve-unknown-fields"):
             out["type"] = "object"
         else:

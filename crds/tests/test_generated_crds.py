@@ -60,7 +60,10 @@ def test_schemas_are_structural(kind: Any) -> None:
     schema = crd_manifest(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema):
         untyped_any = node.get("x-kubernetes-preserve-unknown-fields") is True
-        assert "type" in node or untyped_any, f"{path} has no type"
+        int_or_string = node.get("x-kubernetes-int-or-string") is True
+        assert "type" in node or untyped_any or int_or_string, f"{path} has no type"
+        # The API server refuses an int-or-string node that also names a type.
+        assert not (int_or_string and "type" in node), path
         assert "$ref" not in node, path
         assert "anyOf" not in node, path
         assert not ("properties" in node and "additionalProperties" in node), path
@@ -86,6 +89,26 @@ def test_cel_rules_are_carried_into_the_schema() -> None:
     assert metadata["x-kubernetes-preserve-unknown-fields"] is True
     assert metadata["maxProperties"] == 64
     assert spec["properties"]["idleTimeoutSeconds"]["nullable"] is True
+
+
+def test_int_or_string_has_no_type_and_keeps_its_rule() -> None:
+    from typing import Annotated
+
+    from pydantic import BaseModel, WithJsonSchema
+
+    rule = {"rule": "type(self) == int", "message": "m"}
+
+    class Either(BaseModel):
+        value: Annotated[
+            int | str,
+            WithJsonSchema(
+                {"x-kubernetes-int-or-string": True, "x-kubernetes-validations": [rule]}
+            ),
+        ] = 1
+
+    node = structural_schema(Either)["properties"]["value"]
+    assert node == {"default": 1, "x-kubernetes-int-or-string": True,
+                    "x-kubernetes-validations": [rule]}  # fmt: skip
 
 
 def test_unsupported_union_is_refused() -> None:

@@ -461,6 +461,7 @@ def test_crds_come_with_the_chart(helm: Helm) -> None:
         "avatarsessions.facecast.io",
         "avatars.facecast.io",
         "tenants.facecast.io",
+        "workerpools.facecast.io",
         "kopfpeerings.kopf.dev",
     }
 
