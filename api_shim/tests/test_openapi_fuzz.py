@@ -69,7 +69,13 @@ CONFIG = schemathesis.Config.from_dict(
         "request-timeout": DEADLINE_MS / 1000,
     }
 )
-schema = schemathesis.openapi.from_asgi("/openapi.json", DOCUMENT_APP, config=CONFIG)
+# The compatibility routes (/compat/...) are left out: their bodies hold values whose validity no
+# schema can state (AgentHuman's LiveKit token must name its room; its `avatar` string is an id,
+# a URL or an image), they translate onto the same service the /v1 routes fuzzed here reach, and
+# test_compat_*.py checks their answers against each service's documented shapes.
+schema = schemathesis.openapi.from_asgi("/openapi.json", DOCUMENT_APP, config=CONFIG).exclude(
+    path_regex="^/compat/"
+)
 
 
 @dataclass(frozen=True)
