@@ -108,6 +108,17 @@ stop_docker() {
     fi
 }
 
+# The real node's container runtime (testbed/real_node.py): Debian's containerd (with its CRI
+# plugin), runc and CNI plugins. Only installed; the tests start a private containerd of their own.
+ensure_node_runtime() {
+    if [ ! -x /usr/bin/containerd ] || [ ! -x /usr/sbin/runc ] || [ ! -x /usr/lib/cni/bridge ]; then
+        step "installing containerd, runc and containernetworking-plugins (Debian)"
+        apt-get install -y -qq containerd runc containernetworking-plugins >/dev/null 2>&1 \
+            || { apt-get update -qq \
+                 && apt-get install -y -qq containerd runc containernetworking-plugins >/dev/null; }
+    fi
+}
+
 # The demo page's LiveKit JS client and the browser test's playwright-core, from the npm
 # registry, cached by the lock file's hash (npm ci: exactly the locked versions, no scripts,
 # so no browser download).

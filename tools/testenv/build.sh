@@ -27,6 +27,7 @@ tools=(
   "kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager"
   "kube-scheduler          kubernetes k8s.io/kubernetes/cmd/kube-scheduler"
   "kubectl                 kubernetes k8s.io/kubernetes/cmd/kubectl"
+  "kubelet                 kubernetes k8s.io/kubernetes/cmd/kubelet"
 )
 
 log() { printf '%s\n' "$*" >&2; }
