@@ -1,14 +1,19 @@
 """Manifests for tests and benchmarks: put straight into the cluster, bypassing the API, or
-handed to the operator's code in unit tests."""
+handed to the operator's code in unit tests; and the few values those unit tests share (the
+session's spec, the operator's limits, a moment, a worker pod's facts)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from avatar_crds import contract
 from avatar_crds.ids import AVATAR_PREFIX, to_resource_name
 from avatar_crds.meta import API_VERSION
+from avatar_crds.session import AvatarSessionSpec
+from avatar_operator.machine import Limits
+from avatar_operator.observe import PodFacts
 
 
 def avatar_manifest(
@@ -68,3 +73,39 @@ def session_manifest(
     if status is not None:
         body["status"] = dict(status)
     return body
+
+
+# --- shared by the operator's unit tests ----------------------------------------------------
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+"""The moment the operator's unit tests step a session at."""
+
+SPEC = AvatarSessionSpec.model_validate(session_manifest(spec={"quality": "mock"})["spec"])
+"""`session_manifest`'s spec on the `mock` tier, for the operator's machine."""
+
+LIMITS = Limits(
+    start_timeout=timedelta(seconds=60),
+    heartbeat_timeout=timedelta(seconds=20),
+    finalize_timeout=timedelta(seconds=30),
+    terminal_ttl=timedelta(hours=1),
+)
+"""The operator's timeouts in its unit tests."""
+
+SAMPLE_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+"""Shaped like a LiveKit token (a JWT), for tests that it never reaches a log or a status."""
+
+
+def worker_pod_facts(**changes: Any) -> PodFacts:
+    """What the operator reads from a session's worker pod running on node `gpu-0`, with
+    `changes`."""
+    base: dict[str, Any] = {
+        "name": "s-worker",
+        "uid": "u1",
+        "phase": "Running",
+        "node_name": "gpu-0",
+        "deleting": False,
+        "unschedulable": None,
+        "waiting_reason": None,
+        "exit_message": None,
+    }
+    return PodFacts(**{**base, **changes})

@@ -8,6 +8,7 @@ ensure_chromium       # tests/demo: Debian's chromium for the browser test
 ensure_demo_packages  # espeak-ng: the demo avatar says a real sentence
 trap stop_docker EXIT # the dockerd ensure_docker started, if it started one (not one already up)
 ensure_docker         # tests/images: Docker Engine and mmdebstrap, the images built and run
+ensure_node_runtime   # tests/node: containerd, runc, CNI plugins for the real kubelet
 cd "$FACECAST_ROOT"
 
 step "ruff"
@@ -15,10 +16,12 @@ uv run --frozen --no-sync ruff check .
 uv run --frozen --no-sync ruff format --check .
 
 step "mypy (strict)"
-uv run --frozen --no-sync mypy -p avatar_crds -p api_shim -p avatar_operator -p avatar_worker -p facecast
+uv run --frozen --no-sync mypy -p avatar_crds -p facecast_kube -p api_shim -p avatar_operator -p avatar_worker -p facecast \
+    -p livekit.plugins.facecast
 # Tests are checked apart: as files under the repo root, not as the installed packages.
 test_dirs=()
-for dir in crds/tests api_shim/tests operator/tests worker_image/tests client/tests testbed tests bench tools/localstack; do
+for dir in crds/tests kube_client/tests api_shim/tests operator/tests worker_image/tests \
+    client/tests livekit_plugin/tests examples testbed tests bench tools/localstack; do
     [ -d "$dir" ] && test_dirs+=("$dir")
 done
 uv run --frozen --no-sync mypy "${test_dirs[@]}"

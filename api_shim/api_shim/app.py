@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api_shim import compat
 from api_shim.auth import Authenticator
 from api_shim.avatars.fetch import Fetcher
 from api_shim.avatars.pipeline import AvatarPipeline, default_detector
@@ -18,7 +20,7 @@ from api_shim.avatars.service import AvatarService
 from api_shim.avatars.store import FilesystemStore
 from api_shim.bodies import BodyLimits
 from api_shim.capacity import Slots
-from api_shim.deps import Services, authenticate_request, key_routes
+from api_shim.deps import Indexes, Services, authenticate_request, key_routes
 from api_shim.errors import (
     ApiError,
     ErrorType,
@@ -56,9 +58,11 @@ def create_app(
     now: Callable[[], datetime] = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
     avatar_pipeline: AvatarPipeline | None = None,
+    indexes: Indexes | None = None,
 ) -> FastAPI:
     """`kube` is owned by the caller (closed by whoever made it), so tests can share one; so is
-    `avatar_pipeline` when given (it holds the face models)."""
+    `avatar_pipeline` when given (it holds the face models), and so are `indexes` when given.
+    Indexes the app builds itself watch through `kube` and stop when the app shuts down."""
     pipeline = avatar_pipeline or AvatarPipeline(
         functools.partial(default_detector, settings.face_model_dir),
         fetcher=Fetcher(timeout_seconds=settings.avatar_fetch_timeout_seconds),
@@ -66,11 +70,14 @@ def create_app(
         queue=settings.avatar_queue,
         retry_after=settings.busy_retry_after_seconds,
     )
-    avatars = AvatarService(kube, pipeline, FilesystemStore(settings.avatar_store))
+    own_indexes = indexes is None
+    indexes = Indexes.watching(kube) if indexes is None else indexes
+    avatars = AvatarService(kube, indexes.avatars, pipeline, FilesystemStore(settings.avatar_store))
     services = Services(
         settings=settings,
         kube=kube,
-        sessions=SessionService(kube, settings, avatars, now=now),
+        indexes=indexes,
+        sessions=SessionService(kube, indexes.sessions, settings, avatars, now=now),
         authenticator=Authenticator(
             kube.list_tenants,
             ttl=settings.auth_cache_ttl_seconds,
@@ -80,17 +87,26 @@ def create_app(
         rate_limiter=RateLimiter(clock=monotonic),
         avatars=avatars,
     )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_indexes:
+            await services.indexes.aclose()
+
     app = FacecastApi(
         title="Facecast API",
         version=VERSION,
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
         openapi_tags=[
             {"name": "sessions", "description": "Talking-avatar sessions."},
             {"name": "avatars", "description": "Portraits that sessions animate."},
             {"name": "usage", "description": "Your plan and what you use of it."},
             {"name": "health", "description": "Probes for Kubernetes."},
+            *compat.openapi_tags(),
         ],
     )
     app.state.services = services
@@ -101,11 +117,13 @@ def create_app(
     app.include_router(avatars_routes.router)
     app.include_router(usage.router)
     app.include_router(health.router)
+    compat.mount(app)
     limits = BodyLimits(
         default=settings.max_body_bytes,
         large={
             avatars_routes.router.prefix: settings.max_image_body_bytes,
             sessions.router.prefix: settings.max_image_body_bytes,
+            **dict.fromkeys(compat.image_paths(), settings.max_image_body_bytes),
         },
     )
     large_bodies = Slots(
@@ -120,6 +138,7 @@ def create_app(
         routes=functools.partial(key_routes, app),
         authenticate=functools.partial(authenticate_request, services),
     )
+    app.add_middleware(compat.ErrorTranslationMiddleware, services=compat.SERVICES)
     app.add_middleware(RequestContextMiddleware, limits=limits)
     return app
 

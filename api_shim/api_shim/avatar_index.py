@@ -5,7 +5,7 @@ Avatars are made once and hardly change, so a view a moment old is as good as a 
 for everything but a delete, and the cost of that is small: a session created in the moment
 after its avatar was deleted fails with `avatar_not_found` (the operator checks). An avatar
 missing here may be one made a moment ago: callers then read it from the API server
-(Kube.find_avatar)."""
+(AvatarService.find)."""
 
 from __future__ import annotations
 

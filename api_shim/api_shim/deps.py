@@ -1,6 +1,6 @@
-"""FastAPI dependencies: the app's services, the calling tenant (authenticated and rate
-limited by AuthenticationMiddleware, with the functions here) and the Idempotency-Key
-header."""
+"""FastAPI dependencies: the app's services (and the indexes they share), the calling tenant
+(authenticated and rate limited by AuthenticationMiddleware, with the functions here) and the
+Idempotency-Key header."""
 
 from __future__ import annotations
 
@@ -16,19 +16,46 @@ from starlette.routing import BaseRoute
 
 from api_shim import idempotency
 from api_shim.auth import Authenticator, Principal, key_from_headers
+from api_shim.avatar_index import AvatarIndex
 from api_shim.avatars.service import AvatarService
 from api_shim.errors import internal_error
+from api_shim.informer import WatchSource
 from api_shim.kube import Kube
 from api_shim.middleware import PRINCIPAL_STATE
 from api_shim.ratelimit import RateLimiter
+from api_shim.sessions.index import SessionIndex
 from api_shim.sessions.service import SessionService
 from api_shim.settings import Settings
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """The watch-backed views of the namespace that the services read instead of the API
+    server. Each starts watching on first use."""
+
+    sessions: SessionIndex
+    avatars: AvatarIndex
+
+    @classmethod
+    def watching(cls, source: WatchSource) -> Indexes:
+        return cls(SessionIndex(source), AvatarIndex(source))
+
+    def stop(self) -> None:
+        """Stop watching, from any thread."""
+        self.sessions.stop()
+        self.avatars.stop()
+
+    async def aclose(self) -> None:
+        """Stop watching and wait for the watches to end (from the loop they run on)."""
+        await self.sessions.aclose()
+        await self.avatars.aclose()
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
     kube: Kube
+    indexes: Indexes
     sessions: SessionService
     authenticator: Authenticator
     rate_limiter: RateLimiter

@@ -1,5 +1,6 @@
-"""Builders shared by the api_shim tests, as fixtures: this directory is deliberately not a
-package, so nothing here is importable by name."""
+"""Builders shared by the api_shim tests, as fixtures, and the fixtures of control_plane.py.
+This directory is deliberately not a package: pytest's importlib mode gives it the name
+`api_shim.tests` while it collects, which is how the test modules import control_plane.py."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ def _unshadow_api_shim() -> None:
 _unshadow_api_shim()
 
 import pytest  # noqa: E402
+
+# Its helpers assert; rewritten, their failures show the values as the tests' own asserts do.
+pytest.register_assert_rewrite("api_shim.tests.control_plane")
+
+from api_shim.tests.control_plane import cluster, cluster_namespace  # noqa: E402
+
+__all__ = ["cluster", "cluster_namespace"]
 
 AVATAR_ID = "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
 WORKER_TOKEN = "lk-worker-token-7f3a9c1e5b2d4f6a8c0e"  # distinctive, so greps find any leak

@@ -1,6 +1,6 @@
 """The avatar cache without a cluster: what a LIST and each watch event leave in it, and that it
 answers nothing while out of sync. (Its watch on the real API server is tested in
-test_on_control_plane.py.)"""
+test_admission_on_control_plane.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The informer's LIST/WATCH loop against a scripted stand-in for the API server (ScriptedSource,
 a fake: expired versions and dropped watches cannot be produced on demand by the real one).
-Its watch on the real API server is tested in test_on_control_plane.py."""
+Its watch on the real API server is tested in test_admission_on_control_plane.py."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from api_shim.app import create_app
+from api_shim.deps import Indexes
 from api_shim.kube import Kube
 from api_shim.sessions import mapping
 from api_shim.sessions.schemas import CreateSessionRequest
@@ -149,9 +150,9 @@ async def _reads(http: httpx.AsyncClient, ns: Namespace) -> None:
 
 
 @asynccontextmanager
-async def api(ns: Namespace, kube: Kube) -> AsyncIterator[httpx.AsyncClient]:
-    """One API instance with its own Kube client (and so its own index)."""
-    app = create_app(replace(SETTINGS, namespace=ns.name), kube)
+async def api(ns: Namespace, kube: Kube, indexes: Indexes) -> AsyncIterator[httpx.AsyncClient]:
+    """One API instance with its own Kube client and indexes."""
+    app = create_app(replace(SETTINGS, namespace=ns.name), kube, indexes=indexes)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         yield http
@@ -161,8 +162,9 @@ async def test_with_the_index_in_sync_reads_and_refusals_list_nothing(
     populated: Namespace,
 ) -> None:
     kube = Kube(populated.admin_client.configuration, populated.name, timeout=30.0)
+    indexes = Indexes.watching(kube)
     try:
-        index = kube.session_index
+        index = indexes.sessions
         index.start()
 
         def all_seen() -> bool:
@@ -172,10 +174,11 @@ async def test_with_the_index_in_sync_reads_and_refusals_list_nothing(
         await wait_for_async(all_seen, within=WAIT_SECONDS, description="the index to sync")
         await quiet(populated.admin_client)
         before = session_lists(populated.admin_client)
-        async with api(populated, kube) as http:
+        async with api(populated, kube, indexes) as http:
             await _reads(http, populated)
         assert session_lists(populated.admin_client) - before == 0
     finally:
+        await indexes.aclose()
         await kube.aclose()
 
 
@@ -183,14 +186,16 @@ async def test_out_of_sync_each_of_them_lists_instead(populated: Namespace) -> N
     """An index that is not in sync is never trusted: each request LISTs. (This also shows
     that the count above would see a LIST.)"""
     kube = Kube(populated.admin_client.configuration, populated.name, timeout=30.0)
+    indexes = Indexes.watching(kube)
     try:
-        kube.session_index.stop()  # never starts: stays out of sync
+        indexes.sessions.stop()  # never starts: stays out of sync
         await quiet(populated.admin_client)
         before = session_lists(populated.admin_client)
-        async with api(populated, kube) as http:
+        async with api(populated, kube, indexes) as http:
             await _reads(http, populated)
-        assert not kube.session_index.synced
+        assert not indexes.sessions.synced
         # Two pages, usage, and the create's admission.
         assert session_lists(populated.admin_client) - before == 4
     finally:
+        await indexes.aclose()
         await kube.aclose()

@@ -1,6 +1,6 @@
 """The admission index without a cluster: what it counts and lists, when it asks the API server
 instead, and that concurrent requests never both take the last slot. (Its watch on the real API
-server is tested in test_on_control_plane.py.)"""
+server is tested in test_admission_on_control_plane.py.)"""
 
 from __future__ import annotations
 

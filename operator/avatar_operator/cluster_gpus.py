@@ -8,19 +8,18 @@ needs is kept: per unfinished pod bound to a node, the GPUs it requests.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import structlog
 
 from avatar_operator.capacity import BoundGpus, bound_gpus
-from avatar_operator.kube import Kube, KubeError
-from avatar_operator.queue import Key
+from avatar_operator.kube import Kube, KubeError, UnreachableError
+from avatar_operator.observe import Key
+from facecast_kube import ExpiredError, paths
 
-PODS = "/api/v1/pods"
+PODS = paths.ALL_PODS
 UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
 LIST_PAGE = 500
 WATCH_SECONDS = 60
@@ -50,7 +49,7 @@ class ClusterGpus:
                 version: str | None = await self._list()
                 while version is not None:
                     version = await self._watch(version)
-            except (httpx.HTTPError, KubeError, ValueError) as exc:
+            except (KubeError, UnreachableError, ValueError) as exc:
                 log.warning("cluster_pod_watch_failed", error=repr(exc), retry_in=RETRY_SECONDS)
                 await asyncio.sleep(RETRY_SECONDS)  # a backoff, not a wait for a condition
 
@@ -72,39 +71,27 @@ class ClusterGpus:
 
     async def _watch(self, version: str) -> str | None:
         """Follow one watch request; the version to resume from, or None to list again."""
-        params = {
-            "watch": "1",
-            "fieldSelector": UNFINISHED,
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        # A stream that stops sending (bookmarks come about once a minute) is given up on.
-        timeout = httpx.Timeout(30.0, read=WATCH_SECONDS + 30.0)
-        async with self.kube.http.stream("GET", PODS, params=params, timeout=timeout) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise KubeError(response.status_code, response.text[:200])
-            self._heard()
-            async for line in response.aiter_lines():
-                if not line:
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:  # too old: the history is gone, list again
-                        return None
-                    raise KubeError(int(obj.get("code") or 500), str(obj.get("message")))
+        # A stream that stops sending (bookmarks come about once a minute) is given up on:
+        # the client's read timeout is the watch's length and its request timeout.
+        params = {"fieldSelector": UNFINISHED}
+        try:
+            async with self.kube.watch(
+                PODS, version=version, seconds=WATCH_SECONDS, params=params
+            ) as events:
                 self._heard()
-                version = str(obj.get("metadata", {}).get("resourceVersion", version))
-                if kind in ("ADDED", "MODIFIED", "DELETED") and self.held is not None:
-                    before = self.held.get(_key(obj))
-                    if kind == "DELETED":
-                        self.held.pop(_key(obj), None)
-                    else:
-                        self._keep(self.held, obj)
-                    if self.held.get(_key(obj)) != before:
-                        self.on_change()
+                async for kind, obj in events:
+                    self._heard()
+                    version = str(obj.get("metadata", {}).get("resourceVersion", version))
+                    if kind in ("ADDED", "MODIFIED", "DELETED") and self.held is not None:
+                        before = self.held.get(_key(obj))
+                        if kind == "DELETED":
+                            self.held.pop(_key(obj), None)
+                        else:
+                            self._keep(self.held, obj)
+                        if self.held.get(_key(obj)) != before:
+                            self.on_change()
+        except ExpiredError:  # too old: the history is gone, list again
+            return None
         return version
 
     def _keep(self, held: dict[Key, BoundGpus], pod: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from avatar_crds.session import AvatarSession
 from avatar_operator import metrics
 from avatar_operator.cluster_gpus import ClusterGpus
 from avatar_operator.kube import Kube
-from avatar_operator.queue import Key
+from avatar_operator.observe import Key
 from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import load_settings
 from avatar_operator.watch_check import WatchCheck, kopf_watches

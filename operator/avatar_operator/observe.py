@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from avatar_crds.session import AvatarSession
+
+Key = tuple[str, str]
+"""(namespace, name): a session's, or a pod's, in the watches' indexes and the work queue."""
+
+
+def session_key(body: dict[str, Any]) -> Key:
+    """The key of a raw session body, as the watches hold it."""
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+def key_of(session: AvatarSession) -> Key:
+    return session.metadata.namespace or "", session.metadata.name or ""
+
 
 @dataclass(frozen=True)
 class PodFacts:

@@ -1,13 +1,14 @@
 """The I/O around the machine: gather facts, call `machine.step`, carry out its decision.
 
-One asyncio lock per session serialises every path that reconciles it (its own watch events,
-its pod's events, deadline wake-ups, admission pokes), so decisions never interleave.
+Every path that reconciles a session (its own watch events, its pod's events, deadline
+wake-ups, admission, webhook deliveries, retries) goes through one work queue
+(`workqueue.py`), which runs one reconciliation of a session at a time, so decisions never
+interleave. The webhook outbox (`outbox.py`) and tenant charging (`billing.py`) are their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,18 +16,12 @@ from typing import Any, Protocol, assert_never
 
 import structlog
 
-from avatar_crds import billing, contract
-from avatar_crds.enums import Phase, WebhookEvent
-from avatar_crds.phases import (
-    WORKER_PHASES,
-    holds_slot,
-    is_being_deleted,
-    is_terminal,
-    phase_of,
-)
+from avatar_crds import contract
+from avatar_crds.enums import Phase
+from avatar_crds.phases import WORKER_PHASES, holds_slot, is_being_deleted, phase_of
 from avatar_crds.session import AvatarSession
-from avatar_crds.tenant import Tenant, Webhook
-from avatar_operator import metrics, queue, resources, webhooks
+from avatar_crds.tenant import Tenant, TenantUsage, Webhook
+from avatar_operator import billing, capacity_readings, metrics, resources, webhooks
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
 from avatar_operator.cluster_gpus import ClusterGpus
@@ -44,11 +39,11 @@ from avatar_operator.machine import (
     Stage,
     step,
 )
-from avatar_operator.observe import PodFacts, pod_facts
-from avatar_operator.queue import Key, session_key
+from avatar_operator.observe import Key, PodFacts, key_of, pod_facts, session_key
+from avatar_operator.outbox import WebhookOutbox
 from avatar_operator.settings import Settings
+from avatar_operator.workqueue import Requeue, WorkQueue
 
-RETRY_MAX_SECONDS = 30.0
 CONFLICT_RETRY_SECONDS = 0.1
 log = structlog.get_logger("avatar_operator")
 
@@ -81,23 +76,26 @@ class Reconciler:
     settings: Settings
     webhooks: webhooks.WebhookSender
     post_event: EventPoster
-    locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
-    wakeups: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     reserved: set[Key] = field(default_factory=set)
     """Admitted in memory but not yet seen as `starting` by the watch."""
     admission_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     admission_pending: bool = False
-    failures: dict[Key, int] = field(default_factory=dict)
-    retries: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The API server's answer to our own last write, until the watch shows it (or newer)."""
-    delivering: set[tuple[Key, WebhookEvent]] = field(default_factory=set)
-    """Pending webhook events being sent (or retried) now."""
-    delivered: dict[Key, set[WebhookEvent]] = field(default_factory=dict)
-    """Pending webhook events sent or given up on, until the status no longer lists them."""
     cluster_gpus: ClusterGpus | None = None
     """GPUs held by every pod in the cluster; until it has listed them, none count as free.
     None where other pods are not counted (settings.count_other_pods)."""
+    queue: WorkQueue[Key] = field(init=False)
+    outbox: WebhookOutbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self._reconcile_key, on_failure=_log_failure)
+        self.outbox = WebhookOutbox(
+            sender=self.webhooks,
+            secrets=self.kube,
+            webhook_of=self._webhook_of,
+            on_done=self.schedule,
+        )
 
     @property
     def limits(self) -> Limits:
@@ -113,34 +111,11 @@ class Reconciler:
 
     def schedule(self, key: Key) -> None:
         """Reconcile soon, from any context (watch handler, timer, poke)."""
-        task = asyncio.get_running_loop().create_task(self.reconcile(key))
-        task.add_done_callback(lambda done: self._retry_on_failure(key, done))
+        self.queue.add(key)
 
-    def _retry_on_failure(self, key: Key, task: asyncio.Task[None]) -> None:
-        """A failed reconciliation is tried again with backoff; success resets the backoff."""
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is None:
-            self.failures.pop(key, None)
-            return
-        if isinstance(error, KubeError) and error.status == 409:
-            # Someone (the worker, the API) wrote in between: decide again on fresh state.
-            self.written.pop(key, None)
-            if key not in self.retries:
-                loop = asyncio.get_running_loop()
-                self.retries[key] = loop.call_later(CONFLICT_RETRY_SECONDS, self._retry, key)
-            return
-        if key in self.retries:
-            return  # one pending retry per session is enough: it re-reads everything
-        count = self.failures[key] = self.failures.get(key, 0) + 1
-        delay = min(RETRY_MAX_SECONDS, 0.5 * 2**count)
-        log.error("reconcile_failed", session=key[1], error=repr(error), retry_in=delay)
-        self.retries[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
-
-    def _retry(self, key: Key) -> None:
-        self.retries.pop(key, None)
-        self.schedule(key)
+    async def reconcile(self, key: Key) -> None:
+        """Reconcile now (after any reconciliation of the session in progress) and wait."""
+        await self.queue.run(key)
 
     def poke_queued(self) -> None:
         """Capacity may have freed up, or a session joined the queue: run admission again."""
@@ -158,26 +133,29 @@ class Reconciler:
         asks each to reconcile. A burst of pokes costs one pass, not one per queued session."""
         async with self.admission_lock:
             self.admission_pending = False
-            queued = queue.waiting_sessions(self.view.sessions(), self.reserved)
-            chosen = set(admit(queue.queue(queued), self._capacity()))
+            queued = capacity_readings.waiting_sessions(self.view.sessions(), self.reserved)
+            chosen = set(admit(capacity_readings.queue(queued), self._capacity()))
             admitted = [session_key(b) for b in queued if b["metadata"]["name"] in chosen]
             self.reserved.update(admitted)
         for key in admitted:
             self.schedule(key)
 
-    async def reconcile(self, key: Key) -> None:
-        lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            body = self._latest(key)
-            if body is None:
-                self._forget(key)
-                return
-            metrics.RECONCILES.inc()
-            try:
-                await self._reconcile(body)
-            except Exception as exc:
-                metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
-                raise
+    async def _reconcile_key(self, key: Key) -> None:
+        """The queue's work for one session: failures are its to retry."""
+        body = self._latest(key)
+        if body is None:
+            self._forget(key)
+            return
+        metrics.RECONCILES.inc()
+        try:
+            await self._reconcile(body)
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+            if isinstance(exc, KubeError) and exc.status == 409:
+                # Someone (the worker, the API) wrote in between: decide again on fresh state.
+                self.written.pop(key, None)
+                raise Requeue(CONFLICT_RETRY_SECONDS) from exc
+            raise
 
     def _latest(self, key: Key) -> dict[str, Any] | None:
         """The newest known state of a session: the watch's, or our own write if newer."""
@@ -208,15 +186,10 @@ class Reconciler:
         facts = await self._facts(session, phase, deleting)
         decision = step(phase, facts, utcnow())
         await self._apply(session, decision, bound)
-        # Written: these are out of the status now. (Any delivered meanwhile stay, for next time.)
-        done = self.delivered.get(key)
-        if done is not None:
-            done -= facts.webhooks_done
-            if not done:
-                del self.delivered[key]
+        self.outbox.written_out(key, facts.webhooks_done)
 
     async def _facts(self, session: AvatarSession, phase: Phase, deleting: bool) -> Facts:
-        key = (session.metadata.namespace or "", session.metadata.name or "")
+        key = key_of(session)
         pod = await self._pod(key, phase)
         node_present = True
         if pod is not None and pod.node_name and phase in WORKER_PHASES:
@@ -237,9 +210,9 @@ class Reconciler:
             pod=pod,
             node_present=node_present,
             admitted=admitted,
-            minutes_exhausted=_minutes_exhausted(session, tenant),
+            minutes_exhausted=billing.minutes_exhausted(session, tenant, utcnow()),
             webhooks_enabled=tenant is not None and tenant.spec.webhook is not None,
-            webhooks_done=frozenset(self.delivered.get(key, ())),
+            webhooks_done=self.outbox.done(key),
             foreign_token_secret=foreign,
             generation=session.metadata.generation,
             pod_name=contract.worker_pod_name(key[1]),
@@ -270,7 +243,7 @@ class Reconciler:
                 if parsed is not None:
                     limits[tenant] = parsed.spec.plan.max_concurrent_sessions
         worker = self.settings.worker
-        return queue.capacity(
+        return capacity_readings.capacity(
             sessions=sessions,
             pods=self.view.pods(),
             nodes=self.view.nodes(),
@@ -301,21 +274,21 @@ class Reconciler:
             patch["metadata"] = {"resourceVersion": session.metadata.resource_version}
             updated = await self.kube.patch_status("AvatarSession", namespace, name, patch)
             if updated is not None:
-                self.written[_key_of(session)] = updated
+                self.written[key_of(session)] = updated
         if decision.phase != old_phase:
             self._record_transition(session, decision, bound)
         charged = any(isinstance(action, ChargeTenant) for action in decision.actions)
-        if not charged and _slot_may_have_moved(session, decision.phase):
+        if not charged and billing.slot_may_have_moved(session, decision.phase):
             try:
                 await self._update_tenant_usage(session, decision.phase, None)
             except (KubeError, RuntimeError) as exc:
                 # Only a count for kubectl, recounted at the tenant's next change: failing
                 # the reconciliation for it would not write it again (the phase is written).
                 bound.warning("tenant_count_not_written", error=repr(exc))
-        await self._send_webhooks(session.model_copy(update={"status": decision.status}))
+        await self.outbox.send(session.model_copy(update={"status": decision.status}))
         for action in decision.actions_at(Stage.AFTER_STATUS):
             await self._carry_out(action, session, decision.phase)
-        self._arm(_key_of(session), decision.wake_at)
+        self._arm(key_of(session), decision.wake_at)
         if decision.phase != old_phase and (
             decision.phase.is_terminal or decision.phase is Phase.ENDING
         ):
@@ -355,141 +328,66 @@ class Reconciler:
         if decision.event is not None:
             self.post_event(session, *decision.event)
 
-    # --- webhooks ----------------------------------------------------------------------------
-
-    async def _send_webhooks(self, session: AvatarSession) -> None:
-        """Start delivering every event the (just written) status lists that is not already
-        on its way: new ones, and after a restart those the last operator left undelivered."""
-        key = _key_of(session)
-        done = self.delivered.get(key, set())
-        waiting = [
-            pending
-            for pending in session.status.pending_webhooks
-            if pending.event not in done and (key, pending.event) not in self.delivering
-        ]
-        if not waiting:
-            return
-        hook = self._webhook_of(session)
-        secret = None
-        if hook is not None:
-            secret = await self.kube.read_secret_value(
-                key[0], hook.secret_ref.name, hook.secret_ref.key
-            )
-            if secret is None:
-                log.warning("webhook_secret_missing", tenant=session.spec.tenant, session=key[1])
-        for pending in waiting:
-            self.delivering.add((key, pending.event))
-            on_done = functools.partial(self._webhook_done, key, pending.event)
-            if hook is None or secret is None:
-                on_done()  # nowhere to send it (the tenant dropped its endpoint): let it go
-                continue
-            self.webhooks.send(hook.url, secret, pending, session, on_done=on_done)
-
-    def _webhook_done(self, key: Key, event: WebhookEvent) -> None:
-        """Delivered or given up on: the next reconciliation takes it out of the status."""
-        self.delivering.discard((key, event))
-        self.delivered.setdefault(key, set()).add(event)
-        self.schedule(key)
-
     def _webhook_of(self, session: AvatarSession) -> Webhook | None:
         tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
         return tenant.spec.webhook if tenant else None
+
+    # --- tenant usage ----------------------------------------------------------------------
 
     async def _update_tenant_usage(
         self, session: AvatarSession, phase: Phase, charge: float | None
     ) -> None:
         """Write the tenant's count of slot-holding sessions (this one now in `phase`) and,
-        with `charge`, add the session's seconds once, even across retries and restarts. Called
-        only on a charge or when the session may have taken or freed a slot: not on every step."""
-        namespace, name = session.metadata.namespace or "", session.metadata.name or ""
-        for _attempt in range(5):
-            body = await self.kube.read("Tenant", namespace, session.spec.tenant)
-            if body is None:
-                return
-            tenant = Tenant.model_validate(body)
-            usage = tenant.status.usage
-            if charge is not None:
-                usage = billing.charge(usage, name, charge, utcnow())
-            own = holds_slot(phase, deleting=is_being_deleted(session))
-            active = self._active_sessions(namespace, session.spec.tenant, (namespace, name), own)
-            usage = usage.model_copy(update={"active_sessions": active})
-            if usage == tenant.status.usage:
-                return
-            body["status"] = tenant.status.model_copy(update={"usage": usage}).to_k8s()
-            try:
-                await self.kube.replace_status("Tenant", body)
-                return
-            except Exception as exc:  # a concurrent writer won the race: read again
-                if getattr(exc, "status", None) != 409:
-                    raise
-        raise RuntimeError(f"could not update tenant {session.spec.tenant} after 5 attempts")
+        with `charge`, add the session's seconds. Called only on a charge or when the session
+        may have taken or freed a slot: not on every step."""
+        namespace, name = key_of(session)
+        tenant = session.spec.tenant
+        own = holds_slot(phase, deleting=is_being_deleted(session))
+
+        def update(usage: TenantUsage) -> TenantUsage:
+            active = self._active_sessions(namespace, tenant, (namespace, name), own)
+            return billing.usage_after(
+                usage, session=name, charge=charge, active=active, now=utcnow()
+            )
+
+        await billing.write_usage(self.kube, namespace, tenant, update)
 
     def _active_sessions(self, namespace: str, tenant: str, own: Key, own_holds: bool) -> int:
-        """The tenant's sessions holding a slot (`avatar_crds.phases`, the API's count too),
-        as watched or as we last wrote them, with `own` as just decided (the watch has not
-        seen it yet)."""
-        others = []
-        for seen in self.view.sessions():
-            key = session_key(seen)
-            if key != own and key[0] == namespace:
-                mine = self.written.get(key, seen)
-                others.append(mine if _version(mine) > _version(seen) else seen)
-        return queue.held_slots(others).get(tenant, 0) + own_holds
+        """`billing.active_sessions` over each session as watched or as we last wrote it."""
+        newest = (self._newer(seen) for seen in self.view.sessions())
+        return billing.active_sessions(newest, namespace, tenant, own, own_holds)
 
-    # --- timers --------------------------------------------------------------------------
+    def _newer(self, seen: dict[str, Any]) -> dict[str, Any]:
+        mine = self.written.get(session_key(seen), seen)
+        return mine if _version(mine) > _version(seen) else seen
+
+    # --- timers and shutdown ---------------------------------------------------------------
 
     def _arm(self, key: Key, wake_at: datetime | None) -> None:
-        previous = self.wakeups.pop(key, None)
-        if previous is not None:
-            previous.cancel()
-        if wake_at is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, (wake_at - utcnow()).total_seconds())
-        self.wakeups[key] = loop.call_at(loop.time() + delay, self.schedule, key)
+        delay = None if wake_at is None else max(0.0, (wake_at - utcnow()).total_seconds())
+        self.queue.wake(key, delay)
 
     async def close(self) -> None:
-        """Stop every timer, then the clients: nothing may reconcile on a closed client."""
-        for timers in (self.wakeups, self.retries):
-            for handle in timers.values():
-                handle.cancel()
-            timers.clear()
-        await self.webhooks.close()
+        """Stop every timer and reconciliation, then the clients: nothing may reconcile on a
+        closed client."""
+        await self.queue.close()
+        await self.outbox.close()
         await self.kube.close()
 
     def _forget(self, key: Key) -> None:
         self.written.pop(key, None)
-        for timers in (self.wakeups, self.retries):
-            handle = timers.pop(key, None)
-            if handle is not None:
-                handle.cancel()
+        self.queue.forget(key)
         self.reserved.discard(key)
-        self.delivered.pop(key, None)
-        self.locks.pop(key, None)
+        self.outbox.forget(key)
+
+
+def _log_failure(key: Key, error: Exception, retry_in: float) -> None:
+    log.error("reconcile_failed", session=key[1], error=repr(error), retry_in=retry_in)
 
 
 def _log_admission_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admission_failed", error=repr(task.exception()))
-
-
-def _slot_may_have_moved(session: AvatarSession, phase: Phase) -> bool:
-    """Whether stepping `session` into `phase` may change its tenant's slot count: the first
-    step on a new session (it took its slot at create), a move into or out of the terminal
-    phases, or any move of a session being deleted (it gave its slot back then)."""
-    if session.status.phase is None:
-        return True
-    if phase is phase_of(session):
-        return False
-    return is_being_deleted(session) or phase.is_terminal != is_terminal(session)
-
-
-def _minutes_exhausted(session: AvatarSession, tenant: Tenant | None) -> bool:
-    if tenant is None:
-        return False
-    own = session.status.worker.billable_seconds if session.status.worker else 0.0
-    used = billing.seconds_used(tenant.status.usage, utcnow())
-    return used + own >= tenant.spec.plan.minutes * 60
 
 
 def _version(body: dict[str, Any]) -> int:
@@ -499,7 +397,3 @@ def _version(body: dict[str, Any]) -> int:
         return int(body["metadata"].get("resourceVersion", 0))
     except (TypeError, ValueError):
         return 0
-
-
-def _key_of(session: AvatarSession) -> Key:
-    return session.metadata.namespace or "", session.metadata.name or ""

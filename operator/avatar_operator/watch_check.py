@@ -14,11 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 
 from avatar_operator.cluster_gpus import SILENT_LIMIT_SECONDS, ClusterGpus
-from avatar_operator.kube import Kube, KubeError
+from avatar_operator.kube import Kube, KubeError, UnreachableError
 from avatar_operator.liveness import Freshness, Listing, ObjectKey
 
 # Names and resourceVersions are all that is compared: ask for metadata only, and from the
@@ -69,7 +68,7 @@ class WatchCheck:
             for watched in self.watched:
                 try:
                     versions = await self._list(watched)
-                except (httpx.HTTPError, KubeError, ValueError) as exc:
+                except (KubeError, UnreachableError, ValueError) as exc:
                     # Not a verdict on the watch: an API server that cannot be reached is not
                     # mended by restarting the operator. The pending listing keeps ageing.
                     log.warning("watch_check_list_failed", index=watched.index, error=repr(exc))

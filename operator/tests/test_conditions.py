@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,42 +11,16 @@ import pytest
 from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase
 from avatar_crds.session import (
     CONDITION_REASON,
-    AvatarSessionSpec,
     AvatarSessionStatus,
     Condition,
     WorkerStatus,
 )
 from avatar_operator.conditions import ADMITTED, READY, Observed, camel_case, merge, observe
-from avatar_operator.machine import Facts, Limits, step
-from avatar_operator.observe import PodFacts
+from avatar_operator.machine import Facts, step
+from testbed.objects import LIMITS, SPEC, T0, worker_pod_facts
 
-T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=5)
-LIMITS = Limits(
-    start_timeout=timedelta(seconds=60),
-    heartbeat_timeout=timedelta(seconds=20),
-    finalize_timeout=timedelta(seconds=30),
-    terminal_ttl=timedelta(hours=1),
-)
-SPEC = AvatarSessionSpec.model_validate(
-    {
-        "tenant": "acme",
-        "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
-        "quality": "mock",
-        "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
-        "tokenSecretRef": {"name": "t"},
-    }
-)
-POD = PodFacts(
-    name="s-worker",
-    uid="u1",
-    phase="Running",
-    node_name="gpu-0",
-    deleting=False,
-    unschedulable=None,
-    waiting_reason=None,
-    exit_message=None,
-)
+POD = worker_pod_facts()
 
 
 def by_type(conditions: list[Condition]) -> dict[str, Condition]:

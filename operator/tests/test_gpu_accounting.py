@@ -83,9 +83,8 @@ async def started() -> tuple[kopf.Memo, Reconciler, int]:
 def test_other_pods_are_watched_only_when_counted(
     count_other_pods: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What $KUBECONFIG sets, but the client reads that variable once, when it is imported.
-    location = str(kubeconfig(tmp_path / "kubeconfig"))
-    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", location)
+    # Read when the operator connects (facecast_kube.config), as outside a pod.
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "kubeconfig")))
     monkeypatch.setenv("FACECAST_NAMESPACE", "fc")
     monkeypatch.setenv("FACECAST_METRICS_PORT", "0")
     monkeypatch.setenv("FACECAST_WORKER_GPU_COUNT", "1")

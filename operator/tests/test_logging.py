@@ -13,8 +13,8 @@ import structlog
 
 from avatar_crds.redact import REDACTED
 from avatar_operator.logging import configure_logging
+from testbed.objects import SAMPLE_TOKEN
 
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 API_KEY = "fc_" + "k" * 43
 
 
@@ -42,16 +42,16 @@ def test_a_secret_nested_in_an_event_or_in_an_exception_is_redacted(
 ) -> None:
     log = structlog.get_logger("avatar_operator")
     try:
-        raise RuntimeError(f"PATCH refused: {{'token': '{TOKEN}'}}")
+        raise RuntimeError(f"PATCH refused: {{'token': '{SAMPLE_TOKEN}'}}")
     except RuntimeError:
         log.exception(
             "reconcile_failed",
             session="sess-1",
-            pod={"env": [{"name": "TOKEN", "value": TOKEN}], "args": [f"--key={API_KEY}"]},
+            pod={"env": [{"name": "TOKEN", "value": SAMPLE_TOKEN}], "args": [f"--key={API_KEY}"]},
             api_key=API_KEY,
         )
     text = captured.getvalue()
-    assert TOKEN not in text
+    assert SAMPLE_TOKEN not in text
     assert API_KEY not in text
     [event] = lines(captured)
     assert event["session"] == "sess-1"
@@ -68,9 +68,11 @@ def test_kopf_records_and_their_tracebacks_are_redacted(captured: io.StringIO) -
     try:
         raise ValueError(f"Authorization: Bearer {API_KEY}")
     except ValueError:
-        logging.getLogger("kopf.objects").error("Handler failed with %s", TOKEN, exc_info=True)
+        logging.getLogger("kopf.objects").error(
+            "Handler failed with %s", SAMPLE_TOKEN, exc_info=True
+        )
     text = captured.getvalue()
-    assert TOKEN not in text
+    assert SAMPLE_TOKEN not in text
     assert API_KEY not in text
     [event] = lines(captured)
     assert event["event"] == f"Handler failed with {REDACTED}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +12,6 @@ from avatar_crds.enums import EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.redact import REDACTED
 from avatar_crds.session import (
     MESSAGE_MAX_LENGTH,
-    AvatarSessionSpec,
     AvatarSessionStatus,
     WorkerStatus,
 )
@@ -25,46 +24,17 @@ from avatar_operator.machine import (
     DeleteWorker,
     Facts,
     IllegalTransitionError,
-    Limits,
     RemoveFinalizer,
     Stage,
     check_transition,
     step,
 )
 from avatar_operator.observe import PodFacts
+from testbed import objects
+from testbed.objects import LIMITS, T0
+from testbed.objects import worker_pod_facts as pod
 
-T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-LIMITS = Limits(
-    start_timeout=timedelta(seconds=60),
-    heartbeat_timeout=timedelta(seconds=20),
-    finalize_timeout=timedelta(seconds=30),
-    terminal_ttl=timedelta(hours=1),
-)
-SPEC = AvatarSessionSpec.model_validate(
-    {
-        "tenant": "acme",
-        "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
-        "quality": "mock",
-        "idleTimeoutSeconds": 30,
-        "maxDurationSeconds": 600,
-        "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
-        "tokenSecretRef": {"name": "t"},
-    }
-)
-
-
-def pod(**changes: Any) -> PodFacts:
-    base: dict[str, Any] = {
-        "name": "s-worker",
-        "uid": "u1",
-        "phase": "Running",
-        "node_name": "gpu-0",
-        "deleting": False,
-        "unschedulable": None,
-        "waiting_reason": None,
-        "exit_message": None,
-    }
-    return PodFacts(**{**base, **changes})
+SPEC = objects.SPEC.model_copy(update={"idle_timeout_seconds": 30, "max_duration_seconds": 600})
 
 
 def facts(status: dict[str, Any] | None = None, **changes: Any) -> Facts:

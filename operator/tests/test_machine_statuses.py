@@ -10,7 +10,7 @@ generated CRD's openAPIV3Schema itself (its CEL rules are mirrored by the model'
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -19,29 +19,13 @@ from hypothesis import strategies as st
 
 from avatar_crds.enums import REASONS_BY_PHASE, EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.generate import REPO_ROOT
-from avatar_crds.session import MESSAGE_MAX_LENGTH, AvatarSessionSpec, AvatarSessionStatus
-from avatar_operator.machine import Facts, Limits, step
+from avatar_crds.session import MESSAGE_MAX_LENGTH, AvatarSessionStatus
+from avatar_operator.machine import Facts, step
 from avatar_operator.observe import PodFacts
+from testbed.objects import LIMITS, SAMPLE_TOKEN, SPEC, T0
 
-T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 API_KEY = "fc_" + "Z9-_" * 10 + "abc"
-SECRETS = (TOKEN, API_KEY)
-SPEC = AvatarSessionSpec.model_validate(
-    {
-        "tenant": "acme",
-        "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
-        "quality": "mock",
-        "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
-        "tokenSecretRef": {"name": "t"},
-    }
-)
-LIMITS = Limits(
-    start_timeout=timedelta(seconds=60),
-    heartbeat_timeout=timedelta(seconds=20),
-    finalize_timeout=timedelta(seconds=30),
-    terminal_ttl=timedelta(hours=1),
-)
+SECRETS = (SAMPLE_TOKEN, API_KEY)
 # Which webhook events a session in each phase can still have pending: those of the phases
 # it went through. (Two pending entries for one event is a state no step can reach.)
 _EVENTS_SO_FAR = {

@@ -15,11 +15,11 @@ from api_shim import policy
 from avatar_crds.enums import Phase
 from avatar_crds.phases import holds_slot, is_waiting
 from avatar_crds.session import AvatarSession
-from avatar_operator import queue
+from avatar_operator import capacity_readings
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
 from avatar_operator.kube import Kube
-from avatar_operator.queue import Key
+from avatar_operator.observe import Key
 from avatar_operator.reconciler import EventPoster, Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
@@ -58,7 +58,7 @@ HOLDERS = 4  # q, cc, ccc, cccc
 
 def at_acme_limit(sessions: list[dict[str, Any]]) -> Capacity:
     """The operator's reading for admission, with acme's plan allowing exactly `HOLDERS`."""
-    return queue.capacity(
+    return capacity_readings.capacity(
         sessions=sessions,
         pods=[],
         nodes=[],
@@ -108,7 +108,7 @@ def test_api_count_operator_admission_and_active_sessions_agree() -> None:
     typed = [AvatarSession.model_validate(b) for b in SESSIONS if b["spec"]["tenant"] == "acme"]
     api_count = policy.active_count(typed)
 
-    waiting = queue.waiting_sessions(SESSIONS, reserved=set())
+    waiting = capacity_readings.waiting_sessions(SESSIONS, reserved=set())
     capacity = at_acme_limit(SESSIONS)
     waiting_for_acme = sum(1 for b in waiting if b["spec"]["tenant"] == "acme")
     admission_count = capacity.held_by_tenant["acme"] + waiting_for_acme
@@ -127,7 +127,7 @@ def test_api_count_operator_admission_and_active_sessions_agree() -> None:
 
     assert api_count == admission_count == active_sessions == HOLDERS
     # At exactly its limit, the tenant's waiting sessions (already counted) all start.
-    assert sorted(admit(queue.queue(waiting), capacity)) == ["cc", "q"]
+    assert sorted(admit(capacity_readings.queue(waiting), capacity)) == ["cc", "q"]
 
 
 def test_a_session_beyond_the_limit_waits_even_when_it_got_past_the_api() -> None:
@@ -136,6 +136,6 @@ def test_a_session_beyond_the_limit_waits_even_when_it_got_past_the_api() -> Non
     late = body("late", Phase.QUEUED)
     late["status"]["queuedAt"] = datetime(2026, 11, 21, 11, tzinfo=UTC).isoformat()
     sessions = [*SESSIONS, late]
-    waiting = queue.waiting_sessions(sessions, reserved=set())
+    waiting = capacity_readings.waiting_sessions(sessions, reserved=set())
     capacity = at_acme_limit(sessions)
-    assert sorted(admit(queue.queue(waiting), capacity)) == ["cc", "q"]
+    assert sorted(admit(capacity_readings.queue(waiting), capacity)) == ["cc", "q"]

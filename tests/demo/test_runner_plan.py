@@ -11,7 +11,8 @@ from avatar_crds import contract
 from avatar_crds.session import AvatarSession
 from avatar_operator.resources import worker_pod
 from avatar_operator.settings import WorkerPodSettings
-from tools.localstack.runner import UnsupportedPodError, plan_launch, termination_message
+from tools.localstack.kubelet_status import termination_message
+from tools.localstack.pod_launch import UnsupportedPodError, plan_launch
 
 
 def _pod() -> dict[str, Any]:

@@ -15,6 +15,7 @@ import structlog
 
 from api_shim import idempotency
 from api_shim.auth import Principal
+from api_shim.avatar_index import AvatarIndex
 from api_shim.avatars.pipeline import AvatarPipeline, ImageSource, PreparedAvatar
 from api_shim.avatars.schemas import (
     AvatarBox,
@@ -182,12 +183,14 @@ class AvatarService:
     def __init__(
         self,
         kube: Kube,
+        index: AvatarIndex,
         pipeline: AvatarPipeline,
         store: AvatarStore,
         *,
         new_id: Callable[[], str] = lambda: new_public_id(AVATAR_PREFIX),
     ) -> None:
         self._kube = kube
+        self._index = index
         self.pipeline = pipeline
         self._store = store
         self._new_id = new_id
@@ -254,7 +257,7 @@ class AvatarService:
         """Undo create_inline when the session it was made for could not be created."""
         name = to_resource_name(avatar_id, AVATAR_PREFIX)
         avatar = await self._kube.get_avatar(name)
-        await self._kube.delete_avatar(name)
+        await self._delete_resource(name)
         if avatar is not None:
             await self._delete_image(avatar)
 
@@ -293,6 +296,13 @@ class AvatarService:
         return created
 
     # --- read ----------------------------------------------------------------------------------
+
+    async def find(self, name: str) -> Avatar | None:
+        """Avatar `name` from the index when it has it, else from the API server (an avatar
+        made a moment ago, or by another replica, may not be in the index yet). One deleted a
+        moment ago may still be found: the operator then fails the session with
+        `avatar_not_found`."""
+        return self._index.get(name) or await self._kube.get_avatar(name)
 
     async def get(self, principal: Principal, avatar_id: str) -> AvatarView:
         return to_view(await self._visible(principal, avatar_id), principal.tenant)
@@ -347,10 +357,14 @@ class AvatarService:
                 " end them first.",
                 param="id",
             )
-        await self._kube.delete_avatar(name)
+        await self._delete_resource(name)
         await self._delete_image(avatar)
         log.info("avatar_deleted")
         return to_view(avatar, principal.tenant)
+
+    async def _delete_resource(self, name: str) -> None:
+        await self._kube.delete_avatar(name)
+        self._index.forget(name)  # stop answering with it before the watch says so
 
     async def _delete_image(self, avatar: Avatar) -> None:
         """Only images this API stored (a key in the store), never a path someone else wrote."""

@@ -24,7 +24,7 @@ from api_shim.kube import (
 from api_shim.locks import KeyedLocks
 from api_shim.schemas import Usage
 from api_shim.sessions import mapping
-from api_shim.sessions.index import Check, Counts
+from api_shim.sessions.index import Check, Counts, SessionIndex
 from api_shim.sessions.runnable import check_runnable
 from api_shim.sessions.schemas import CreateSessionRequest, Session, SessionList
 from api_shim.settings import Settings
@@ -96,12 +96,14 @@ class SessionService:
     def __init__(
         self,
         kube: Kube,
+        index: SessionIndex,
         settings: Settings,
         avatars: AvatarService,
         *,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._kube = kube
+        self._index = index  # told of this process's own creates and deletes at once
         self._settings = settings
         self._transport_allow = settings.transport_allow_list()
         self._now = now
@@ -208,14 +210,14 @@ class SessionService:
         if request.avatar is not None:
             return await self._create_with_inline_avatar(principal, request, name, claim)
         avatar_id = request.avatar_id or ""
-        avatar = await self._kube.find_avatar(to_resource_name(avatar_id, AVATAR_PREFIX))
+        avatar = await self._avatars.find(to_resource_name(avatar_id, AVATAR_PREFIX))
         policy.check_avatar(avatar, tenant=principal.tenant, avatar_id=avatar_id)
 
         check = self._admission_check(plan)
         # Checked and reserved in one step, so that this replica never lets two concurrent
         # requests both take the last slot; the index only lists the sessions when it is not
         # in sync. (Across replicas the operator's admission control holds the line.)
-        admission = self._kube.session_index.admit(
+        admission = self._index.admit(
             principal.tenant,
             name,
             check,
@@ -281,7 +283,7 @@ class SessionService:
         """The concurrency and capacity checks before an inline image is fetched and decoded
         (seconds of work and up to 128 MB) for a session that would be refused anyway. Only a
         check: the admission after the image takes the place."""
-        counts = await self._kube.session_index.counts_now(
+        counts = await self._index.counts_now(
             principal.tenant, lambda: self._kube.list_sessions(contract.MANAGED_SELECTOR)
         )
         self._admission_check(principal.plan)(counts)
@@ -293,6 +295,7 @@ class SessionService:
         claim) the commit that makes the session its claim's answer; if a step fails the CR
         is deleted again, so nothing is ever half-made."""
         created = await self._kube.create_session(mapping.session_body(resource))
+        self._index.created(created)  # read-your-writes before the watch reports it
         name, uid = created.metadata.name or "", created.metadata.uid or ""
         secret = mapping.token_secret_body(
             session_name=name,
@@ -308,7 +311,7 @@ class SessionService:
         except BaseException:
             log.warning("session_create_failed_rolling_back", session_id=name)
             try:
-                await self._kube.delete_session(name)
+                await self._delete(name)
             except Exception:
                 # Left for the operator, which fails a session whose Secret never appears.
                 log.exception("rollback_failed", session_id=name)
@@ -359,7 +362,7 @@ class SessionService:
         )
 
     async def usage(self, principal: Principal) -> Usage:
-        counts = self._kube.session_index.counts(principal.tenant)
+        counts = self._index.counts(principal.tenant)
         if counts is None:
             active = policy.active_count(await self._tenant_sessions(principal.tenant))
         else:
@@ -369,7 +372,7 @@ class SessionService:
     async def _tenant_sessions(self, tenant: str) -> list[AvatarSession]:
         """From the watched index; while it is not in sync, from a LIST instead of waiting
         for it (see sessions/index.py)."""
-        indexed = self._kube.session_index.sessions(tenant)
+        indexed = self._index.sessions(tenant)
         if indexed is not None:
             return indexed
         listed = await self._kube.list_sessions(contract.tenant_selector(tenant))
@@ -418,9 +421,13 @@ class SessionService:
         session = await self._owned(principal, session_id)
         if phases.is_terminal(session) or phases.is_being_deleted(session):
             return mapping.to_public_session(session)
-        await self._kube.delete_session(session.metadata.name or "")
+        await self._delete(session.metadata.name or "")
         log.info("session_cancel_requested")
         return mapping.to_public_session(session)
+
+    async def _delete(self, name: str) -> None:
+        await self._kube.delete_session(name)
+        self._index.deleted(name)  # its slot is free for this process's next create
 
     async def _owned(self, principal: Principal, session_id: str) -> AvatarSession:
         """The tenant's session, or 404 whether it is missing or someone else's."""

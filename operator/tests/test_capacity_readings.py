@@ -9,7 +9,7 @@ import pytest
 
 from avatar_crds import contract
 from avatar_operator.capacity import BoundGpus, Placement, free_gpus, tolerates, worker_fits
-from avatar_operator.queue import capacity, queue, waiting_sessions
+from avatar_operator.capacity_readings import capacity, queue, waiting_sessions
 
 GPU = "nvidia.com/gpu"
 HARD = "NoSchedule"

@@ -1,6 +1,9 @@
-"""Pure readings of what the watches have seen: who is waiting, and how much room there is.
+"""Pure readings of what the watches have seen: who is waiting, how much room there is, and
+how many slots each tenant holds.
 
-Turns raw session, pod, node and tenant bodies into the inputs of `admission.admit`.
+Turns raw session, pod, node and tenant bodies into the inputs of `admission.admit` (and the
+tenant counts `billing` writes). Which nodes a worker fits, and their free GPUs, are
+`capacity.py`'s.
 """
 
 from __future__ import annotations
@@ -13,13 +16,7 @@ from avatar_crds import contract
 from avatar_crds.phases import body_holds_slot, body_is_being_deleted, body_phase, is_waiting
 from avatar_operator.admission import Capacity, Waiting
 from avatar_operator.capacity import BoundGpus, Placement, bound_gpus, free_gpus
-
-Key = tuple[str, str]
-"""(namespace, session name)"""
-
-
-def session_key(body: dict[str, Any]) -> Key:
-    return body["metadata"]["namespace"], body["metadata"]["name"]
+from avatar_operator.observe import Key, session_key
 
 
 def waiting_sessions(
