@@ -94,8 +94,17 @@ class LiveKitTransportRequest(RequestModel):
             " addresses, unless the platform allows its own LiveKit)."
         )
     )
+    # The document's pattern says what validate_room_name refuses (C0 and C1 controls), so a
+    # schema-valid name is never refused; the validator, not the pattern, checks it, so the
+    # refusal names the character.
     room_name: Annotated[
-        str, Field(min_length=1, max_length=256), AfterValidator(validate_room_name)
+        str,
+        Field(
+            min_length=1,
+            max_length=256,
+            json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]+$"},
+        ),
+        AfterValidator(validate_room_name),
     ] = Field(
         description=(
             f"At most {MAX_ROOM_NAME_BYTES} bytes as UTF-8 (LiveKit's limit), no control"
