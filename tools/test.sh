@@ -30,5 +30,6 @@ step "generated CRDs are up to date"
 uv run --frozen --no-sync facecast-gen-crds --check
 
 step "pytest"
-# pytest exits 5 when it collected nothing: that is a failure here too.
-uv run --frozen --no-sync pytest "$@"
+# pytest exits 5 when it collected nothing: that is a failure here too. The slowest tests are
+# listed so the warm run's 15-minute budget is watched where it is spent.
+uv run --frozen --no-sync pytest --durations=20 "$@"

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -29,6 +29,7 @@ from api_shim.errors import (
     request_id_of,
 )
 from api_shim.kube import Kube, KubeConflictError, KubeInvalidError
+from api_shim.managed_rooms import ManagedRooms
 from api_shim.middleware import (
     AuthenticationMiddleware,
     BodyMiddleware,
@@ -37,9 +38,12 @@ from api_shim.middleware import (
 from api_shim.openapi import build_openapi
 from api_shim.ratelimit import RateLimiter
 from api_shim.routes import avatars as avatars_routes
-from api_shim.routes import health, sessions, usage
+from api_shim.routes import health, sessions, usage, voices
 from api_shim.sessions.service import SessionService, utc_now
 from api_shim.settings import Settings
+
+if TYPE_CHECKING:
+    from api_shim.sessions.managed import RoomSweeper
 
 VERSION = "0.1.0"
 
@@ -73,11 +77,12 @@ def create_app(
     own_indexes = indexes is None
     indexes = Indexes.watching(kube) if indexes is None else indexes
     avatars = AvatarService(kube, indexes.avatars, pipeline, FilesystemStore(settings.avatar_store))
+    rooms, sweeper = _managed_rooms(settings, kube)
     services = Services(
         settings=settings,
         kube=kube,
         indexes=indexes,
-        sessions=SessionService(kube, indexes.sessions, settings, avatars, now=now),
+        sessions=SessionService(kube, indexes.sessions, settings, avatars, now=now, managed=rooms),
         authenticator=Authenticator(
             kube.list_tenants,
             ttl=settings.auth_cache_ttl_seconds,
@@ -90,7 +95,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if sweeper is not None:
+            sweeper.start()
         yield
+        if sweeper is not None:
+            await sweeper.aclose()
         if own_indexes:
             await services.indexes.aclose()
 
@@ -105,6 +114,7 @@ def create_app(
             {"name": "sessions", "description": "Talking-avatar sessions."},
             {"name": "avatars", "description": "Portraits that sessions animate."},
             {"name": "usage", "description": "Your plan and what you use of it."},
+            {"name": "voices", "description": "The voices sessions may speak with."},
             {"name": "health", "description": "Probes for Kubernetes."},
             *compat.openapi_tags(),
         ],
@@ -116,6 +126,7 @@ def create_app(
     app.include_router(sessions.router)
     app.include_router(avatars_routes.router)
     app.include_router(usage.router)
+    app.include_router(voices.router)
     app.include_router(health.router)
     compat.mount(app)
     limits = BodyLimits(
@@ -141,6 +152,26 @@ def create_app(
     app.add_middleware(compat.ErrorTranslationMiddleware, services=compat.SERVICES)
     app.add_middleware(RequestContextMiddleware, limits=limits)
     return app
+
+
+def _managed_rooms(
+    settings: Settings, kube: Kube
+) -> tuple[ManagedRooms | None, RoomSweeper | None]:
+    """The platform's LiveKit server and the sweep of its finished rooms, if configured.
+    Imported only then: the LiveKit server SDK is needed for managed rooms alone."""
+    config = settings.managed_livekit()
+    if config is None:
+        return None, None
+    from api_shim.sessions.managed import LiveKitRooms, RoomSweeper
+
+    rooms = LiveKitRooms(config)
+    sweeper = RoomSweeper(
+        rooms,
+        kube.list_sessions,
+        interval_seconds=settings.managed_room_sweep_seconds,
+        grace_seconds=settings.managed_room_grace_seconds,
+    )
+    return rooms, sweeper
 
 
 async def _on_kube_invalid(request: Request, exc: Exception) -> JSONResponse:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api_shim.errors import ApiError, ErrorType, invalid_request
-from api_shim.sessions.schemas import CreateSessionRequest
+from api_shim.sessions.schemas import CreateSessionRequest, ManagedTransportRequest
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import owner_reference
@@ -69,7 +69,9 @@ def fingerprint(request: CreateSessionRequest) -> str:
     so that a retry with a different token is not mistaken for a replay. The token carries
     enough entropy that its hash reveals nothing."""
     payload = request.model_dump(mode="json")
-    payload["transport"]["worker_token"] = request.transport.worker_token.get_secret_value()
+    transport = request.transport
+    if not isinstance(transport, ManagedTransportRequest):  # a managed room's token is minted
+        payload["transport"]["worker_token"] = transport.worker_token.get_secret_value()
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

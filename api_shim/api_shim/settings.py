@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from avatar_crds import contract
+from api_shim.managed_rooms import ManagedLiveKit
+from avatar_crds import contract, voices
 from avatar_crds.addresses import AddressAllowList
+from avatar_crds.voices import VoiceCatalogue
 
 ENV_PREFIX = "FACECAST_"
 
@@ -68,9 +72,53 @@ class Settings:
     # the same variables the operator passes on to the workers, which check again).
     transport_allowed_hosts: str = ""
     transport_allowed_cidrs: str = ""
+    # The OpenAI-compatible speech server's voices, as JSON (avatar_crds.voices); empty: only
+    # the offline espeak-ng voices.
+    tts_openai_voices: str = ""
+    # Managed rooms (`transport: {"type": "managed"}`): the platform's LiveKit server, which
+    # the workers join (so it must be allowed above if it is not public) and the API calls.
+    # Empty: managed rooms are off (400 managed_rooms_not_configured).
+    managed_livekit_url: str = ""
+    # What clients are told to join, when it differs (an in-cluster URL for the workers, a
+    # public one for browsers); empty: managed_livekit_url.
+    managed_livekit_client_url: str = ""
+    managed_livekit_api_key: str = ""
+    # The API secret: better from a mounted Secret file (the chart's way) than in the env.
+    managed_livekit_api_secret: str = dataclasses.field(default="", repr=False)
+    managed_livekit_api_secret_file: str = ""
+    # Viewers' tokens are for joining only (LiveKit checks them when a client connects).
+    managed_client_token_ttl_seconds: int = 600
+    # How often each replica deletes the rooms of finished sessions (sessions/managed.py),
+    # and how old a room without a session must be before it counts as left over.
+    managed_room_sweep_seconds: float = 10.0
+    managed_room_grace_seconds: float = 60.0
 
     def __post_init__(self) -> None:
+        self.managed_livekit()  # half a LiveKit configuration fails at start-up too
         self.transport_allow_list()  # a bad range fails at start-up, not at the first create
+        self.voice_catalogue()  # and so does a bad voice list
+
+    def voice_catalogue(self) -> VoiceCatalogue:
+        return voices.catalogue(self.tts_openai_voices)
+
+    def managed_livekit(self) -> ManagedLiveKit | None:
+        if not self.managed_livekit_url:
+            return None
+        secret = self.managed_livekit_api_secret
+        if self.managed_livekit_api_secret_file:
+            secret = Path(self.managed_livekit_api_secret_file).read_text().strip()
+        if not self.managed_livekit_api_key or not secret:
+            raise ValueError(
+                f"{ENV_PREFIX}MANAGED_LIVEKIT_URL is set: {ENV_PREFIX}MANAGED_LIVEKIT_API_KEY"
+                f" and {ENV_PREFIX}MANAGED_LIVEKIT_API_SECRET(_FILE) must be too"
+            )
+        return ManagedLiveKit(
+            url=self.managed_livekit_url,
+            client_url=self.managed_livekit_client_url or self.managed_livekit_url,
+            api_key=self.managed_livekit_api_key,
+            api_secret=secret,
+            client_token_ttl_seconds=self.managed_client_token_ttl_seconds,
+        )
 
     def transport_allow_list(self) -> AddressAllowList:
         try:

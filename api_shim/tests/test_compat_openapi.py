@@ -15,6 +15,10 @@ from api_shim.settings import Settings
 AGENTHUMAN = ("post", "/compat/agenthuman/v1/sessions")
 PROTOFACE_CREATE = ("post", "/compat/protoface/v1/sessions")
 PROTOFACE_GET = ("get", "/compat/protoface/v1/sessions/{session_id}")
+HEYGEN = [
+    ("get" if op == "list" else "post", f"/compat/heygen/v1/streaming.{op}")
+    for op in ("new", "start", "stop", "keep_alive", "list", "task", "interrupt")
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +46,10 @@ def test_every_compat_route_has_its_services_tag(document: dict[str, Any]) -> No
         AGENTHUMAN: ["compat: AgentHuman"],
         PROTOFACE_CREATE: ["compat: Protoface"],
         PROTOFACE_GET: ["compat: Protoface"],
+        **{route: ["compat: HeyGen Streaming"] for route in HEYGEN},
     }
     tags = {tag["name"] for tag in document["tags"]}
-    assert {"compat: AgentHuman", "compat: Protoface"} <= tags
+    assert {"compat: AgentHuman", "compat: Protoface", "compat: HeyGen Streaming"} <= tags
 
 
 @pytest.mark.parametrize(

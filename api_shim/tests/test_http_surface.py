@@ -223,6 +223,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/sessions/{session_id}/end"),
     ("post", "/v1/sessions/{session_id}/keep-alive"),
     ("get", "/v1/usage"),
+    ("get", "/v1/voices"),
     ("post", "/v1/avatars"),
     ("get", "/v1/avatars"),
     ("get", "/v1/avatars/{avatar_id}"),
@@ -232,9 +233,17 @@ EXPECTED_OPERATIONS = {
     ("post", "/compat/agenthuman/v1/sessions"),
     ("post", "/compat/protoface/v1/sessions"),
     ("get", "/compat/protoface/v1/sessions/{session_id}"),
+    ("get", "/compat/heygen/v1/streaming.list"),
+    *(
+        ("post", f"/compat/heygen/v1/streaming.{op}")
+        for op in ("new", "start", "stop", "keep_alive", "task", "interrupt")
+    ),
 }
 # Compatibility routes answer in their service's error body (Protoface's is Facecast's own).
-COMPAT_ERROR_BODIES = {"/compat/agenthuman/": "#/components/schemas/AgentHumanErrorBody"}
+COMPAT_ERROR_BODIES = {
+    "/compat/agenthuman/": "#/components/schemas/AgentHumanErrorBody",
+    "/compat/heygen/": "#/components/schemas/HeyGenError",
+}
 
 
 def _operations(openapi: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from api_shim.sessions import mapping
-from api_shim.sessions.schemas import REDACTED, CreateSessionRequest, Session
+from api_shim.sessions.schemas import (
+    REDACTED,
+    CreateSessionRequest,
+    LiveKitTransportView,
+    Session,
+)
 from avatar_crds import contract, phases
 from avatar_crds.enums import Phase
 from avatar_crds.session import AvatarSession
@@ -131,6 +136,7 @@ def test_a_session_the_operator_has_not_seen_is_created(
     assert public.avatar_id == "av_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
     assert public.created_at == datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
     assert public.metadata == {"k": "v"}
+    assert isinstance(public.transport, LiveKitTransportView)
     assert public.transport.worker_token == REDACTED
     assert public.usage.frames == 0
     assert public.usage.billable_seconds == 0.0

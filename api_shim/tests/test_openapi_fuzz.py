@@ -168,6 +168,11 @@ INSTALLATION_REFUSALS = {
     (400, "transport_url_forbidden", "transport.url"),
     (400, "invalid_parameter", "transport.url"),
     (422, "transport_not_supported", "transport.type"),
+    # Managed rooms need the platform's own LiveKit server, configured or not.
+    (400, "managed_rooms_not_configured", "transport.type"),
+    # The installation's voices (GET /v1/voices), not a pattern, say which `voice` it speaks.
+    (400, "unknown_voice", "voice.id"),
+    (400, "voice_speed_out_of_range", "voice.speed"),
 }
 
 

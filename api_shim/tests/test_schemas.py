@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from api_shim.errors import validation_error
-from api_shim.sessions.schemas import CreateSessionRequest
+from api_shim.sessions.schemas import CreateSessionRequest, LiveKitTransportRequest
 
 RequestFactory = Callable[..., dict[str, Any]]
 
@@ -39,6 +39,7 @@ def test_the_worker_token_never_shows_in_repr_or_dump(
     assert worker_token not in repr(request)
     assert worker_token not in str(request.model_dump())
     assert worker_token not in request.model_dump_json()
+    assert isinstance(request.transport, LiveKitTransportRequest)
     assert request.transport.worker_token.get_secret_value() == worker_token
 
 

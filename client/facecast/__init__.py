@@ -29,10 +29,13 @@ from facecast.models import (
     DailyTransport,
     InlineAvatar,
     LiveKitTransport,
+    ManagedTransport,
     Session,
     SessionList,
     Usage,
     Voice,
+    VoiceList,
+    VoiceView,
 )
 from facecast.retries import NO_RETRIES, RetryPolicy
 from facecast.webhooks import WebhookEvent, WebhookSignatureError, construct_event, verify_signature
@@ -54,6 +57,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "LiveKitTransport",
+    "ManagedTransport",
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",
@@ -65,6 +69,8 @@ __all__ = [
     "UnprocessableError",
     "Usage",
     "Voice",
+    "VoiceList",
+    "VoiceView",
     "WebhookEvent",
     "WebhookSignatureError",
     "construct_event",

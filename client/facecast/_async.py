@@ -30,6 +30,7 @@ from facecast.models import (
     SessionStatus,
     Usage,
     Visibility,
+    VoiceList,
 )
 from facecast.retries import RetryPolicy
 
@@ -59,6 +60,7 @@ class AsyncFacecast:
         self.sessions = AsyncSessions(self)
         self.avatars = AsyncAvatars(self)
         self.usage = AsyncUsageResource(self)
+        self.voices = AsyncVoices(self)
 
     async def send(self, call: Call[T]) -> T:
         attempt = 1
@@ -202,3 +204,11 @@ class AsyncUsageResource:
 
     async def get(self) -> Usage:
         return await self._client.send(prepare(ops.GET_USAGE))
+
+
+class AsyncVoices:
+    def __init__(self, client: AsyncFacecast) -> None:
+        self._client = client
+
+    async def list(self) -> VoiceList:
+        return await self._client.send(prepare(ops.LIST_VOICES))

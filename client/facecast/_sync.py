@@ -30,6 +30,7 @@ from facecast.models import (
     SessionStatus,
     Usage,
     Visibility,
+    VoiceList,
 )
 from facecast.retries import RetryPolicy
 
@@ -60,6 +61,7 @@ class Facecast:
         self.sessions = Sessions(self)
         self.avatars = Avatars(self)
         self.usage = UsageResource(self)
+        self.voices = Voices(self)
 
     def send(self, call: Call[T]) -> T:
         attempt = 1
@@ -193,3 +195,11 @@ class UsageResource:
 
     def get(self) -> Usage:
         return self._client.send(prepare(ops.GET_USAGE))
+
+
+class Voices:
+    def __init__(self, client: Facecast) -> None:
+        self._client = client
+
+    def list(self) -> VoiceList:
+        return self._client.send(prepare(ops.LIST_VOICES))

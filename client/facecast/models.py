@@ -69,6 +69,22 @@ class DailyTransport(_Transport):
     url: str
 
 
+class ManagedTransport(_Request):
+    """A room Facecast creates on the platform's LiveKit server: the created session's
+    `transport.url` and `transport.client_token` are for your viewer (the token only in the
+    create response). The API refuses it with 400 `managed_rooms_not_configured` where the
+    platform has no LiveKit server of its own."""
+
+    ALWAYS_SENT: ClassVar[frozenset[str]] = frozenset({"type"})
+
+    type: Literal["managed"] = "managed"
+    audio_source: AudioSource | None = None
+    subscribe_to_identity: str | None = None
+    synthetic_audio_if_no_input: bool | None = None
+    client_identity: str | None = None
+    client_can_publish: bool | None = None
+
+
 class Voice(BaseModel):
     id: str
     speed: float | None = None
@@ -93,7 +109,9 @@ class CreateSessionRequest(_Request):
     voice: Voice | None = None
     idle_timeout_seconds: int | None = None
     max_duration_seconds: int | None = None
-    transport: Annotated[LiveKitTransport | DailyTransport, Field(discriminator="type")]
+    transport: Annotated[
+        LiveKitTransport | DailyTransport | ManagedTransport, Field(discriminator="type")
+    ]
     metadata: dict[str, Any] | None = None
 
     def wire(self) -> dict[str, Any]:
@@ -156,6 +174,17 @@ class DailyTransportView(_Response):
     worker_token: str = "[redacted]"
 
 
+class ManagedTransportView(_Response):
+    type: Literal["managed"] = "managed"
+    url: str
+    room_name: str
+    client_token: str | None
+    worker_identity: str
+    audio_source: str
+    subscribe_to_identity: str | None
+    synthetic_audio_if_no_input: bool
+
+
 class Failure(_Response):
     code: str
     message: str
@@ -175,7 +204,10 @@ class Session(ApiObject):
     aspect_ratio: str
     video_encoding: str
     voice: Voice | None
-    transport: Annotated[LiveKitTransportView | DailyTransportView, Field(discriminator="type")]
+    transport: Annotated[
+        LiveKitTransportView | DailyTransportView | ManagedTransportView,
+        Field(discriminator="type"),
+    ]
     idle_timeout_seconds: int | None
     max_duration_seconds: int
     metadata: dict[str, Any]
@@ -262,3 +294,23 @@ class Usage(ApiObject):
     concurrency: Concurrency
     minutes: Minutes
     period_start: datetime | None
+
+
+class SpeedRange(_Response):
+    min: float
+    max: float
+
+
+class VoiceView(_Response):
+    id: str
+    object: Literal["voice"] = "voice"
+    name: str
+    engine: str  # not a Literal: a newer server may have more engines
+    languages: list[str]
+    speed: SpeedRange
+    default: bool
+
+
+class VoiceList(ApiObject):
+    object: Literal["list"] = "list"
+    data: list[VoiceView]

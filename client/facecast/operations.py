@@ -19,6 +19,7 @@ from facecast.models import (
     Session,
     SessionList,
     Usage,
+    VoiceList,
 )
 
 T = TypeVar("T", bound=ApiObject)
@@ -58,6 +59,7 @@ LIST_AVATARS = Operation(
 GET_AVATAR = Operation("GET", "/v1/avatars/{avatar_id}", "avatars.get", Avatar)
 DELETE_AVATAR = Operation("DELETE", "/v1/avatars/{avatar_id}", "avatars.delete", Avatar)
 GET_USAGE = Operation("GET", "/v1/usage", "usage.get", Usage)
+LIST_VOICES = Operation("GET", "/v1/voices", "voices.list", VoiceList)
 
 OPERATIONS: tuple[Operation[Any], ...] = (
     CREATE_SESSION,
@@ -71,4 +73,5 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     GET_AVATAR,
     DELETE_AVATAR,
     GET_USAGE,
+    LIST_VOICES,
 )

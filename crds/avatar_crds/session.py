@@ -32,6 +32,9 @@ METADATA_MAX_BYTES = 8 * 1024
 METADATA_MAX_KEYS = 64
 DEFAULT_IDLE_TIMEOUT_SECONDS = 30
 DEFAULT_MAX_DURATION_SECONDS = 600
+VOICE_SPEED_MIN = 0.5
+VOICE_SPEED_MAX = 2.0
+"""Speech rate relative to the voice's normal one; a voice may offer less (avatar_crds.voices)."""
 MESSAGE_MAX_LENGTH = 1024
 """Characters in any status message; whoever writes one clips it to fit (the API server refuses
 the whole status write otherwise)."""
@@ -105,9 +108,10 @@ class VideoSettings(CamelModel):
         return self
 
 
+# One of the installation's voices (`avatar_crds.voices`), checked by the API at create.
 class Voice(CamelModel):
     id: Annotated[str, Field(min_length=1, max_length=64)]
-    speed: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+    speed: Annotated[float, Field(ge=VOICE_SPEED_MIN, le=VOICE_SPEED_MAX)] = 1.0
 
 
 class SecretKeyRef(CamelModel):

@@ -16,11 +16,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api_shim.compat import agenthuman, protoface
+from api_shim.compat import agenthuman, heygen, protoface
 from api_shim.compat.layer import CompatService
 from api_shim.compat.middleware import ErrorTranslationMiddleware
 
-SERVICES: tuple[CompatService, ...] = (agenthuman.SERVICE, protoface.SERVICE)
+SERVICES: tuple[CompatService, ...] = (agenthuman.SERVICE, protoface.SERVICE, heygen.SERVICE)
 
 __all__ = ["SERVICES", "ErrorTranslationMiddleware", "image_paths", "mount", "openapi_tags"]
 

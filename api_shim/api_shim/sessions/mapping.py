@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from api_shim import managed_rooms
 from api_shim.sessions.schemas import (
     CreateSessionRequest,
     DailyTransportRequest,
     DailyTransportView,
     Failure,
     LiveKitTransportView,
+    ManagedTransportRequest,
+    ManagedTransportView,
     Session,
     SessionUsage,
     VideoEncoding,
@@ -85,6 +88,8 @@ def _transport_spec(request: CreateSessionRequest) -> Transport:
     wanted = request.transport
     if isinstance(wanted, DailyTransportRequest):
         return Transport(type=TransportType.DAILY, daily=DailyTransport(url=wanted.url))
+    if isinstance(wanted, ManagedTransportRequest):
+        raise ValueError("a managed room is made a LiveKit one (SessionService) before this")
     livekit = LiveKitTransport(
         url=wanted.url,
         room_name=wanted.room_name,
@@ -146,7 +151,7 @@ def to_public_session(session: AvatarSession) -> Session:
         aspect_ratio=spec.aspect_ratio,
         video_encoding=_ENCODING_BY_CODEC[spec.video.codec],
         voice=voice,
-        transport=_transport_view(spec.transport),
+        transport=_managed_view(session) or _transport_view(spec.transport),
         idle_timeout_seconds=spec.idle_timeout_seconds,
         max_duration_seconds=spec.max_duration_seconds,
         metadata=spec.metadata,
@@ -168,6 +173,23 @@ def to_public_session(session: AvatarSession) -> Session:
             frames=0 if worker is None else worker.frames,
         ),
         expiration=None if status.deadlines is None else status.deadlines.max_duration_at,
+    )
+
+
+def _managed_view(session: AvatarSession) -> ManagedTransportView | None:
+    """A managed room's session as its creator asked for it (its client token is never
+    stored: the create response alone carries one)."""
+    livekit = session.spec.transport.livekit
+    if livekit is None or not managed_rooms.is_managed(session.metadata.labels):
+        return None
+    return ManagedTransportView(
+        url=session.metadata.annotations.get(managed_rooms.ANNOTATION_CLIENT_URL, livekit.url),
+        room_name=livekit.room_name,
+        client_token=None,
+        worker_identity=livekit.worker_identity,
+        audio_source=livekit.audio_source,
+        subscribe_to_identity=livekit.subscribe_to_identity,
+        synthetic_audio_if_no_input=livekit.synthetic_audio_if_no_input,
     )
 
 

@@ -35,6 +35,8 @@ from avatar_crds.session import (
     METADATA_MAX_BYTES,
     METADATA_MAX_KEYS,
     RESERVED_METADATA_PREFIX,
+    VOICE_SPEED_MAX,
+    VOICE_SPEED_MIN,
     HttpsUrl,
     Metadata,
 )
@@ -45,6 +47,7 @@ from avatar_crds.transport_rules import (
     parse_transport_url,
     validate_room_name,
 )
+from avatar_crds.voices import DEFAULT_VOICE_ID
 
 REDACTED: Literal["[redacted]"] = "[redacted]"
 SESSION_ID_PATTERN = public_id_pattern(SESSION_PREFIX)
@@ -143,16 +146,46 @@ class DailyTransportRequest(RequestModel):
     worker_token: WorkerToken
 
 
+class ManagedTransportRequest(RequestModel):
+    """A room Facecast creates on the platform's LiveKit server (when the platform has one:
+    else 400 `managed_rooms_not_configured`). The create response carries the URL and a
+    short-lived token for your viewer; the room is deleted when the session ends."""
+
+    type: Literal["managed"]
+    audio_source: AudioSource = AudioSource.DATA_STREAM
+    subscribe_to_identity: Identity | None = None
+    synthetic_audio_if_no_input: StrictBool = False
+    client_identity: Identity = Field(
+        default="facecast-client", description="The identity the viewer's token joins as."
+    )
+    client_can_publish: StrictBool = Field(
+        default=False,
+        description=(
+            "Let the viewer's token publish (audio, data) too; by default it may only"
+            " subscribe, so a token leaked from a browser cannot speak for the avatar."
+        ),
+    )
+
+
 TransportRequest = Annotated[
-    LiveKitTransportRequest | DailyTransportRequest, Field(discriminator="type")
+    LiveKitTransportRequest | DailyTransportRequest | ManagedTransportRequest,
+    Field(discriminator="type"),
 ]
 
 
 class Voice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    speed: Annotated[float, Field(strict=True, ge=0.5, le=2.0)] = 1.0
+    id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="One of GET /v1/voices (else 400 `unknown_voice`)."
+    )
+    speed: Annotated[float, Field(strict=True, ge=VOICE_SPEED_MIN, le=VOICE_SPEED_MAX)] = Field(
+        default=1.0,
+        description=(
+            "1.0 is the voice's normal rate; within the voice's `speed` range"
+            " (else 400 `voice_speed_out_of_range`)."
+        ),
+    )
 
 
 _RENDERABLE = [str(tier) for tier in Quality if tier in RENDERABLE_QUALITIES]
@@ -205,7 +238,10 @@ class CreateSessionRequest(RequestModel):
     )
     aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
     video_encoding: VideoEncoding = VideoEncoding.VP8
-    voice: Voice | None = Field(default=None, description="Voice for the speak endpoint's TTS.")
+    voice: Voice | None = Field(
+        default=None,
+        description=f"The voice the avatar speaks with; none: `{DEFAULT_VOICE_ID}`.",
+    )
     idle_timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=600), WHOLE_NUMBER] | None = (
         Field(
             default=DEFAULT_IDLE_TIMEOUT_SECONDS,
@@ -255,7 +291,26 @@ class DailyTransportView(ResponseModel):
     worker_token: Literal["[redacted]"] = REDACTED
 
 
-TransportView = Annotated[LiveKitTransportView | DailyTransportView, Field(discriminator="type")]
+class ManagedTransportView(ResponseModel):
+    type: Literal["managed"] = "managed"
+    url: str = Field(description="The LiveKit URL your viewer joins.")
+    room_name: str
+    client_token: str | None = Field(
+        description=(
+            "A LiveKit token for your viewer, valid for joining for a few minutes: in the"
+            " create response only (`null` in every later read, as it is never stored)."
+        )
+    )
+    worker_identity: str
+    audio_source: AudioSource
+    subscribe_to_identity: str | None
+    synthetic_audio_if_no_input: bool
+
+
+TransportView = Annotated[
+    LiveKitTransportView | DailyTransportView | ManagedTransportView,
+    Field(discriminator="type"),
+]
 
 
 class Failure(ResponseModel):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from api_shim import idempotency, policy
+from api_shim import idempotency, managed_rooms, policy
 from api_shim.auth import Principal
 from api_shim.avatars.service import AvatarService
 from api_shim.errors import ApiError, ErrorType, internal_error, invalid_request, not_found
@@ -26,8 +26,16 @@ from api_shim.schemas import Usage
 from api_shim.sessions import mapping
 from api_shim.sessions.index import Check, Counts, SessionIndex
 from api_shim.sessions.runnable import check_runnable
-from api_shim.sessions.schemas import CreateSessionRequest, Session, SessionList
+from api_shim.sessions.schemas import (
+    CreateSessionRequest,
+    LiveKitTransportRequest,
+    ManagedTransportRequest,
+    ManagedTransportView,
+    Session,
+    SessionList,
+)
 from api_shim.settings import Settings
+from api_shim.voices import check_voice
 from avatar_crds import contract, phases
 from avatar_crds.enums import Phase
 from avatar_crds.ids import (
@@ -101,11 +109,14 @@ class SessionService:
         avatars: AvatarService,
         *,
         now: Callable[[], datetime] = utc_now,
+        managed: managed_rooms.ManagedRooms | None = None,
     ) -> None:
         self._kube = kube
+        self._managed = managed  # the platform's LiveKit server, if it configured one
         self._index = index  # told of this process's own creates and deletes at once
         self._settings = settings
         self._transport_allow = settings.transport_allow_list()
+        self._voices = settings.voice_catalogue()
         self._now = now
         self._avatars = avatars  # makes the avatars of sessions that bring their image inline
         self._key_locks = KeyedLocks()
@@ -116,9 +127,58 @@ class SessionService:
         self, principal: Principal, request: CreateSessionRequest, idempotency_key: str | None
     ) -> Created:
         if idempotency_key is None:
-            created = await self._create_new(principal, request, new_session_name(), None)
-            return Created(mapping.to_public_session(created), replayed=False)
-        return await self._create_with_key(principal, request, idempotency_key)
+            made = await self._create_new(principal, request, new_session_name(), None)
+            created = Created(mapping.to_public_session(made), replayed=False)
+        else:
+            created = await self._create_with_key(principal, request, idempotency_key)
+        return self._with_client_token(request, created)
+
+    def _with_client_token(self, request: CreateSessionRequest, created: Created) -> Created:
+        """A managed room's session with a fresh token for the viewer (a replay gets one too:
+        the token is never stored, so the create response is the only place to get it)."""
+        wanted, view = request.transport, created.session.transport
+        if (
+            self._managed is None
+            or not isinstance(wanted, ManagedTransportRequest)
+            or not isinstance(view, ManagedTransportView)
+        ):
+            return created
+        grant = managed_rooms.client_grant(
+            view.room_name,
+            wanted.client_identity,
+            can_publish=wanted.client_can_publish,
+            ttl_seconds=self._managed.config.client_token_ttl_seconds,
+        )
+        view = view.model_copy(update={"client_token": self._managed.token(grant)})
+        return Created(created.session.model_copy(update={"transport": view}), created.replayed)
+
+    def _in_managed_room(
+        self, request: CreateSessionRequest, name: str
+    ) -> tuple[CreateSessionRequest, str]:
+        """The request as an ordinary LiveKit session in a room of its own on the platform's
+        server, with a worker token minted here; and that room's name."""
+        wanted = request.transport
+        if self._managed is None or not isinstance(wanted, ManagedTransportRequest):
+            raise invalid_request(
+                "managed_rooms_not_configured",
+                "transport.type=managed needs a LiveKit server that the platform configures"
+                " for Facecast, and this installation has none; use transport.type=livekit"
+                " with your own room.",
+                "transport.type",
+            )
+        room = managed_rooms.room_name(name)
+        identity = managed_rooms.WORKER_IDENTITY
+        livekit = LiveKitTransportRequest(
+            type="livekit",
+            url=self._managed.config.url,
+            room_name=room,
+            worker_token=self._managed.token(managed_rooms.worker_grant(room, identity)),
+            worker_identity=identity,
+            audio_source=wanted.audio_source,
+            subscribe_to_identity=wanted.subscribe_to_identity,
+            synthetic_audio_if_no_input=wanted.synthetic_audio_if_no_input,
+        )
+        return request.model_copy(update={"transport": livekit}), room
 
     async def _create_with_key(
         self, principal: Principal, request: CreateSessionRequest, idempotency_key: str
@@ -196,11 +256,16 @@ class SessionService:
         request: CreateSessionRequest,
         name: str,
         claim: idempotency.Claim | None,
+        managed_room: str | None = None,
     ) -> AvatarSession:
-        """Session `name`; with `claim`, the one its Idempotency-Key claim names."""
+        """Session `name`; with `claim`, the one its Idempotency-Key claim names; with
+        `managed_room`, in that room of the platform's LiveKit server."""
+        if request.transport.type == "managed":
+            request, managed_room = self._in_managed_room(request, name)
         plan = principal.plan
         policy.check_quality(plan, request.quality)
         check_runnable(request, self._transport_allow)
+        check_voice(request.voice, self._voices)
         max_duration = policy.resolve_max_duration(
             plan,
             request.max_duration_seconds,
@@ -208,7 +273,9 @@ class SessionService:
         )
         policy.check_minutes(plan, principal.usage, utc_now())
         if request.avatar is not None:
-            return await self._create_with_inline_avatar(principal, request, name, claim)
+            return await self._create_with_inline_avatar(
+                principal, request, name, claim, managed_room
+            )
         avatar_id = request.avatar_id or ""
         avatar = await self._avatars.find(to_resource_name(avatar_id, AVATAR_PREFIX))
         policy.check_avatar(avatar, tenant=principal.tenant, avatar_id=avatar_id)
@@ -224,6 +291,11 @@ class SessionService:
             lambda: self._kube.list_sessions(contract.MANAGED_SELECTOR),
         )
         labels, annotations = ({}, {}) if claim is None else claim.session_marks()
+        if managed_room is not None and self._managed is not None:
+            room_labels, room_annotations = managed_rooms.session_marks(
+                self._managed.config.client_url
+            )
+            labels, annotations = {**labels, **room_labels}, {**annotations, **room_annotations}
         async with admission:
             resource = mapping.build_session(
                 request,
@@ -234,10 +306,12 @@ class SessionService:
                 extra_labels=labels,
                 annotations=annotations,
             )
+            if isinstance(request.transport, ManagedTransportRequest):
+                raise internal_error()  # made a LiveKit room above
             token = request.transport.worker_token.get_secret_value()
             # Shielded: a client that hangs up mid-way must not leave a session without its
             # Secret (or its claim uncommitted) behind; it is made or rolled back regardless.
-            created = await asyncio.shield(self._create_pair(resource, token, claim))
+            created = await asyncio.shield(self._create_pair(resource, token, claim, managed_room))
         structlog.contextvars.bind_contextvars(session_id=name)
         log.info("session_created", quality=str(request.quality))
         return created
@@ -248,6 +322,7 @@ class SessionService:
         request: CreateSessionRequest,
         name: str,
         claim: idempotency.Claim | None,
+        managed_room: str | None,
     ) -> AvatarSession:
         """The image goes through the avatar pipeline (plan permitting) and becomes one of the
         tenant's avatars; the session is then created with its id. If the session cannot be
@@ -258,7 +333,7 @@ class SessionService:
         avatar_id = await self._avatars.create_inline(principal, request.avatar)
         resolved = request.model_copy(update={"avatar_id": avatar_id, "avatar": None})
         try:
-            return await self._create_new(principal, resolved, name, claim)
+            return await self._create_new(principal, resolved, name, claim, managed_room)
         except BaseException:
             try:
                 await asyncio.shield(self._avatars.discard(avatar_id))
@@ -289,11 +364,50 @@ class SessionService:
         self._admission_check(principal.plan)(counts)
 
     async def _create_pair(
-        self, resource: AvatarSession, token: str, claim: idempotency.Claim | None
+        self,
+        resource: AvatarSession,
+        token: str,
+        claim: idempotency.Claim | None,
+        managed_room: str | None = None,
     ) -> AvatarSession:
         """The CR first (the Secret needs its uid as owner), then the Secret, then (with a
         claim) the commit that makes the session its claim's answer; if a step fails the CR
-        is deleted again, so nothing is ever half-made."""
+        is deleted again, so nothing is ever half-made. A managed room is made before all
+        of them, and deleted again if the session cannot be made."""
+        if managed_room is None:
+            return await self._create_session_and_secret(resource, token, claim)
+        await self._create_room(managed_room)
+        try:
+            return await self._create_session_and_secret(resource, token, claim)
+        except BaseException:
+            try:
+                await self._delete_room(managed_room)
+            except Exception:
+                # Left for the sweep (sessions/managed.py), which deletes rooms without one.
+                log.warning("managed_room_rollback_failed", room=managed_room)
+            raise
+
+    async def _create_room(self, room: str) -> None:
+        if self._managed is None:
+            raise internal_error()
+        try:
+            await self._managed.create_room(room)
+        except Exception as error:
+            log.warning("managed_room_create_failed", room=room, error=type(error).__name__)
+            raise ApiError(
+                ErrorType.SERVICE_UNAVAILABLE,
+                "managed_room_unavailable",
+                "The platform's LiveKit server did not create the room; retry shortly.",
+                retry_after=self._settings.at_capacity_retry_after_seconds,
+            ) from None
+
+    async def _delete_room(self, room: str) -> None:
+        if self._managed is not None:
+            await self._managed.delete_room(room)
+
+    async def _create_session_and_secret(
+        self, resource: AvatarSession, token: str, claim: idempotency.Claim | None
+    ) -> AvatarSession:
         created = await self._kube.create_session(mapping.session_body(resource))
         self._index.created(created)  # read-your-writes before the watch reports it
         name, uid = created.metadata.name or "", created.metadata.uid or ""
