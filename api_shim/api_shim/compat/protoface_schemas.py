@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
 
 from api_shim.avatars.schemas import AVATAR_ID_PATTERN
-from api_shim.sessions.schemas import WHOLE_NUMBER, StrictBool
+from api_shim.sessions.schemas import WHOLE_NUMBER, LiveKitTransportView, StrictBool
 from avatar_crds.capabilities import RENDERABLE_QUALITIES
 from avatar_crds.enums import AudioSource, Phase, Quality
 from avatar_crds.session import Metadata
@@ -75,17 +75,6 @@ class ProtofaceCreateSession(BaseModel):
     transport: ProtofaceLiveKitTransport
 
 
-class ProtofaceTransportView(BaseModel):
-    type: Literal["livekit"] = "livekit"
-    url: str
-    room_name: str
-    worker_identity: str
-    audio_source: AudioSource
-    subscribe_to_identity: str | None
-    synthetic_audio_if_no_input: bool
-    worker_token: Literal["[redacted]"] = "[redacted]"
-
-
 class ProtofaceFailure(BaseModel):
     code: str
     message: str
@@ -102,7 +91,7 @@ class ProtofaceSessionView(BaseModel):
     avatar_id: str
     status: Phase
     quality: Quality
-    transport: ProtofaceTransportView
+    transport: LiveKitTransportView  # /v1's own view: the same fields, the token redacted
     idle_timeout_seconds: int | None
     max_duration_seconds: int
     metadata: dict[str, Any]

@@ -71,14 +71,7 @@ def to_session(session: Session) -> pf.ProtofaceSessionView:
         # Admitted, and waiting for the operator to queue it: Protoface says `queued`.
         status=Phase.QUEUED if session.status is Phase.CREATED else session.status,
         quality=session.quality,
-        transport=pf.ProtofaceTransportView(
-            url=transport.url,
-            room_name=transport.room_name,
-            worker_identity=transport.worker_identity,
-            audio_source=transport.audio_source,
-            subscribe_to_identity=transport.subscribe_to_identity,
-            synthetic_audio_if_no_input=transport.synthetic_audio_if_no_input,
-        ),
+        transport=transport,
         idle_timeout_seconds=session.idle_timeout_seconds,
         max_duration_seconds=session.max_duration_seconds,
         metadata=session.metadata,
