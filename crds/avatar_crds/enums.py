@@ -104,6 +104,9 @@ class WebhookEvent(StrEnum):
     FIRST_FRAME = "session.first_frame"
     ENDED = "session.ended"  # canceled sessions too: `data.status` tells them apart
     FAILED = "session.failed"
+    ENDING_SOON = "session.ending_soon"  # an idle or max-duration cutoff is N seconds away
+    SPEAK_STARTED = "speak.started"
+    SPEAK_FINISHED = "speak.finished"  # done, interrupted or failed: `data.speak.state` says
 
 
 SessionReason = EndReason | FailureReason | CancelReason

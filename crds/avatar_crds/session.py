@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from avatar_crds import contract
 from avatar_crds.cel import Rule, cel_list, rules
@@ -26,15 +27,13 @@ from avatar_crds.enums import (
 )
 from avatar_crds.ids import AVATAR_PREFIX, name_pattern
 from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta, nullable
+from avatar_crds.speech import SPEECH_TASKS_MAX, SpeakTask, SpeakTaskReport, Voice
 
 RESERVED_METADATA_PREFIX = "_avatar."
 METADATA_MAX_BYTES = 8 * 1024
 METADATA_MAX_KEYS = 64
 DEFAULT_IDLE_TIMEOUT_SECONDS = 30
 DEFAULT_MAX_DURATION_SECONDS = 600
-VOICE_SPEED_MIN = 0.5
-VOICE_SPEED_MAX = 2.0
-"""Speech rate relative to the voice's normal one; a voice may offer less (avatar_crds.voices)."""
 MESSAGE_MAX_LENGTH = 1024
 """Characters in any status message; whoever writes one clips it to fit (the API server refuses
 the whole status write otherwise)."""
@@ -108,12 +107,6 @@ class VideoSettings(CamelModel):
         return self
 
 
-# One of the installation's voices (`avatar_crds.voices`), checked by the API at create.
-class Voice(CamelModel):
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    speed: Annotated[float, Field(ge=VOICE_SPEED_MIN, le=VOICE_SPEED_MAX)] = 1.0
-
-
 class SecretKeyRef(CamelModel):
     """Where the worker token lives: a Secret owned by the session, mounted into the pod."""
 
@@ -154,12 +147,21 @@ _END_REQUEST_STAYS = Rule(
     " && self.endRequestedAt == oldSelf.endRequestedAt)",
     "endRequestedAt cannot be changed or removed once set",
 )
+_SPEECH_CLEARED_GROWS = Rule(
+    "!has(oldSelf.speechClearedThrough) || (has(self.speechClearedThrough)"
+    " && self.speechClearedThrough >= oldSelf.speechClearedThrough)",
+    "speechClearedThrough cannot go back",
+)
+_MAP_BY_ID: JsonDict = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]}
 
 
 class AvatarSessionSpec(CamelModel):
-    """What the customer asked for. Written once by the API shim, then only to end or keep alive."""
+    """What the customer asked for. Written once by the API shim, then only to end, keep alive,
+    speak or interrupt (`avatar_crds.speech`)."""
 
-    model_config = ConfigDict(json_schema_extra=rules(_SPEC_IDENTITY_FIXED, _END_REQUEST_STAYS))
+    model_config = ConfigDict(
+        json_schema_extra=rules(_SPEC_IDENTITY_FIXED, _END_REQUEST_STAYS, _SPEECH_CLEARED_GROWS)
+    )
 
     tenant: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
     avatar_ref: Annotated[str, Field(max_length=64, pattern=name_pattern(AVATAR_PREFIX))]
@@ -187,6 +189,16 @@ class AvatarSessionSpec(CamelModel):
     )
     keep_alive_at: datetime | None = Field(
         default=None, description="Last keep-alive from the customer; restarts the idle timer."
+    )
+    speech: list[SpeakTask] = Field(
+        default_factory=list,
+        max_length=SPEECH_TASKS_MAX,
+        description="Texts to say (POST /v1/sessions/{id}/speak), spoken in seq order.",
+        json_schema_extra=_MAP_BY_ID,
+    )
+    speech_cleared_through: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="An interrupt: tasks with seq up to this one are cut or never start.",
     )
 
 
@@ -225,6 +237,12 @@ class WorkerStatus(CamelModel):
     frames: Annotated[int, Field(ge=0)] = 0
     billable_seconds: Annotated[float, Field(ge=0)] = 0.0
     failure: WorkerFailure | None = None
+    speech: list[SpeakTaskReport] = Field(
+        default_factory=list,
+        max_length=SPEECH_TASKS_MAX,
+        description="How far each speak task got; queued tasks have no entry yet.",
+        json_schema_extra=_MAP_BY_ID,
+    )
 
 
 class Deadlines(CamelModel):
@@ -233,6 +251,14 @@ class Deadlines(CamelModel):
     start_by: datetime | None = None
     idle_at: datetime | None = None
     max_duration_at: datetime | None = None
+
+
+class EndingSoon(CamelModel):
+    """A cutoff the operator has warned of (`session.ending_soon`); the worker relays it into the
+    room. Cleared when the cutoff moves away (a keep-alive or speech)."""
+
+    reason: Literal[EndReason.IDLE_TIMEOUT, EndReason.MAX_DURATION_REACHED]
+    at: datetime = Field(description="When the session will end unless something changes.")
 
 
 class Usage(CamelModel):
@@ -280,6 +306,7 @@ class AvatarSessionStatus(CamelModel):
         default=None, description="When a terminal phase was reached; starts the TTL."
     )
     deadlines: Deadlines | None = None
+    ending_soon: EndingSoon | None = None
     pod_name: Annotated[str, Field(max_length=253)] | None = Field(
         default=None, description="The worker pod, named once the operator creates it."
     )

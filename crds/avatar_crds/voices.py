@@ -14,7 +14,7 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from avatar_crds.session import VOICE_SPEED_MAX, VOICE_SPEED_MIN
+from avatar_crds.speech import VOICE_SPEED_MAX, VOICE_SPEED_MIN
 
 ENV_TTS_OPENAI_VOICES: Final = "FACECAST_TTS_OPENAI_VOICES"
 

@@ -35,7 +35,7 @@ from avatar_crds.session import (
     Transport,
     VideoSettings,
 )
-from avatar_crds.session import Voice as SpecVoice
+from avatar_crds.speech import Voice as SpecVoice
 
 COMPONENT_SESSION = "session"
 _CODEC_BY_ENCODING = {VideoEncoding.VP8: VideoCodec.VP8, VideoEncoding.H264: VideoCodec.H264}

@@ -35,11 +35,10 @@ from avatar_crds.session import (
     METADATA_MAX_BYTES,
     METADATA_MAX_KEYS,
     RESERVED_METADATA_PREFIX,
-    VOICE_SPEED_MAX,
-    VOICE_SPEED_MIN,
     HttpsUrl,
     Metadata,
 )
+from avatar_crds.speech import VOICE_SPEED_MAX, VOICE_SPEED_MIN
 from avatar_crds.transport_rules import (
     MAX_ROOM_NAME_BYTES,
     TRANSPORT_URL_PATTERN,
