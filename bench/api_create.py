@@ -380,6 +380,7 @@ def start_api(plane: ControlPlane, namespace: str, port: int, log: Path) -> subp
         "FACECAST_HOST": "127.0.0.1",
         "FACECAST_PORT": str(port),
         "FACECAST_MAX_QUEUED": "1000000",  # nothing gets queued here: no operator runs
+        "FACECAST_CREATE_QUEUE_WAIT_SECONDS": "0",  # so no create waits for one to queue it
     }
     with log.open("wb") as out:
         return subprocess.Popen(

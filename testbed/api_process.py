@@ -42,6 +42,9 @@ def running_api(
         "FACECAST_PORT": str(port),
         "FACECAST_AVATAR_STORE": str(workdir / "avatars"),
         "FACECAST_AUTH_MISS_RELOAD_SECONDS": "0",
+        # No operator admits sessions here, so a create would wait its whole bound for `queued`;
+        # a test that runs one and wants that answer passes CREATE_QUEUE_WAIT_SECONDS.
+        "FACECAST_CREATE_QUEUE_WAIT_SECONDS": "0",
         **{f"FACECAST_{name}": value for name, value in settings.items()},
     }
     api = ApiProcess(

@@ -25,6 +25,9 @@ Stable fixture names (other tests rely on them):
   ``helm.with_kubeconfig(kubeconfig)`` for commands that reach the cluster.
 - ``livekit_server`` (session) -> ``LiveKitServer``: ``.url``
   (``ws://127.0.0.1:PORT``), ``.http_url``, ``.api_key``, ``.api_secret``.
+- ``local_stack`` (session) -> ``tools.localstack.stack.Stack``: the whole local stack (a control
+  plane and livekit-server of its own, the local GPU node, the operator, the API, the demo
+  tenant, key and avatar), started once for every end-to-end test that needs it (about a minute).
 
 When a test that uses ``control_plane`` or ``livekit_server`` fails, the last
 lines of every component's log are attached to its report. Each test item gets
@@ -37,6 +40,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from kubernetes import client as k8s
@@ -47,6 +51,9 @@ from testbed.crds import install_crds
 from testbed.helm import Helm
 from testbed.kwok import GpuNodeFactory, create_gpu_nodes, delete_nodes
 from testbed.livekit_server import LiveKitServer, running_livekit_server
+
+if TYPE_CHECKING:
+    from tools.localstack.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +122,15 @@ def livekit_server(
 ) -> Iterator[LiveKitServer]:
     with running_livekit_server(testenv_bin, tmp_path_factory.mktemp("livekit")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def local_stack(testenv_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # Imported here: tools.localstack is built on testbed, not the other way round.
+    from tools.localstack.stack import running_stack
+
+    with running_stack(testenv_bin, tmp_path_factory.mktemp("local-stack")) as stack:
+        yield stack
 
 
 def _component_logs(item: pytest.Item) -> str:

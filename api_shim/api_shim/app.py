@@ -20,7 +20,14 @@ from api_shim.avatars.service import AvatarService
 from api_shim.avatars.store import FilesystemStore
 from api_shim.bodies import BodyLimits
 from api_shim.capacity import Slots
-from api_shim.deps import Indexes, Services, authenticate_request, key_routes
+from api_shim.compat.kaltura_token import SessionTokens
+from api_shim.deps import (
+    Indexes,
+    Services,
+    authenticate_request,
+    authenticated,
+    key_routes,
+)
 from api_shim.errors import (
     ApiError,
     ErrorType,
@@ -38,8 +45,9 @@ from api_shim.middleware import (
 from api_shim.openapi import build_openapi
 from api_shim.ratelimit import RateLimiter
 from api_shim.routes import avatars as avatars_routes
-from api_shim.routes import health, sessions, usage, voices
+from api_shim.routes import health, sessions, speech, usage, voices
 from api_shim.sessions.service import SessionService, utc_now
+from api_shim.sessions.speech import SpeechService
 from api_shim.settings import Settings
 
 if TYPE_CHECKING:
@@ -78,11 +86,15 @@ def create_app(
     indexes = Indexes.watching(kube) if indexes is None else indexes
     avatars = AvatarService(kube, indexes.avatars, pipeline, FilesystemStore(settings.avatar_store))
     rooms, sweeper = _managed_rooms(settings, kube)
+    sessions_service = SessionService(
+        kube, indexes.sessions, settings, avatars, now=now, managed=rooms
+    )
     services = Services(
         settings=settings,
         kube=kube,
         indexes=indexes,
-        sessions=SessionService(kube, indexes.sessions, settings, avatars, now=now, managed=rooms),
+        sessions=sessions_service,
+        speech=SpeechService(kube, sessions_service, settings.voice_catalogue(), now=now),
         authenticator=Authenticator(
             kube.list_tenants,
             ttl=settings.auth_cache_ttl_seconds,
@@ -91,6 +103,7 @@ def create_app(
         ),
         rate_limiter=RateLimiter(clock=monotonic),
         avatars=avatars,
+        session_tokens=_session_tokens(settings),
     )
 
     @asynccontextmanager
@@ -113,6 +126,7 @@ def create_app(
         openapi_tags=[
             {"name": "sessions", "description": "Talking-avatar sessions."},
             {"name": "avatars", "description": "Portraits that sessions animate."},
+            {"name": "speech", "description": "What a session's avatar says, and stopping it."},
             {"name": "usage", "description": "Your plan and what you use of it."},
             {"name": "voices", "description": "The voices sessions may speak with."},
             {"name": "health", "description": "Probes for Kubernetes."},
@@ -124,6 +138,7 @@ def create_app(
     app.add_exception_handler(KubeInvalidError, _on_kube_invalid)
     app.add_exception_handler(KubeConflictError, _on_kube_conflict)
     app.include_router(sessions.router)
+    app.include_router(speech.router)
     app.include_router(avatars_routes.router)
     app.include_router(usage.router)
     app.include_router(voices.router)
@@ -146,8 +161,14 @@ def create_app(
     app.add_middleware(BodyMiddleware, limits=limits, slots=large_bodies)
     app.add_middleware(
         AuthenticationMiddleware,
-        routes=functools.partial(key_routes, app),
-        authenticate=functools.partial(authenticate_request, services),
+        routes=functools.partial(
+            key_routes,
+            app,
+            {
+                authenticated: functools.partial(authenticate_request, services),
+                **compat.authenticators(services),
+            },
+        ),
     )
     app.add_middleware(compat.ErrorTranslationMiddleware, services=compat.SERVICES)
     app.add_middleware(RequestContextMiddleware, limits=limits)
@@ -172,6 +193,11 @@ def _managed_rooms(
         grace_seconds=settings.managed_room_grace_seconds,
     )
     return rooms, sweeper
+
+
+def _session_tokens(settings: Settings) -> SessionTokens | None:
+    secret = settings.session_token_secret()
+    return None if secret is None else SessionTokens.of(secret)
 
 
 async def _on_kube_invalid(request: Request, exc: Exception) -> JSONResponse:

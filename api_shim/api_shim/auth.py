@@ -96,6 +96,7 @@ class Authenticator:
         self._miss_reload = miss_reload
         self._clock = clock
         self._index: dict[str, Principal] = {}
+        self._by_key_id: dict[str, Principal] = {}
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
 
@@ -117,6 +118,16 @@ class Authenticator:
             raise authentication_failed("The API key is not valid.")
         return principal
 
+    async def principal_of_key(self, tenant: str, key_id: str) -> Principal:
+        """The caller a token minted for key `key_id` stands for (compat/kaltura_token.py),
+        while the tenant still has that key: revoking a key ends its tokens too."""
+        if self._stale(self._ttl):
+            await self._reload(self._ttl)
+        principal = self._by_key_id.get(key_id)
+        if principal is None or principal.tenant != tenant:
+            raise authentication_failed("The API key behind this token is no longer valid.")
+        return principal
+
     def _stale(self, max_age: float) -> bool:
         return self._loaded_at is None or self._clock() - self._loaded_at >= max_age
 
@@ -127,4 +138,5 @@ class Authenticator:
                 return
             started = self._clock()
             self._index = index_keys(await self._load_tenants())
+            self._by_key_id = {principal.key_id: principal for principal in self._index.values()}
             self._loaded_at = started

@@ -4,8 +4,9 @@ Idempotency-Key header."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, Header, Request, Security
@@ -13,6 +14,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute
+from starlette.types import Scope
 
 from api_shim import idempotency
 from api_shim.auth import Authenticator, Principal, key_from_headers
@@ -21,11 +23,16 @@ from api_shim.avatars.service import AvatarService
 from api_shim.errors import internal_error
 from api_shim.informer import WatchSource
 from api_shim.kube import Kube
-from api_shim.middleware import PRINCIPAL_STATE
+from api_shim.middleware import PRINCIPAL_STATE, Authenticate
 from api_shim.ratelimit import RateLimiter
 from api_shim.sessions.index import SessionIndex
 from api_shim.sessions.service import SessionService
+from api_shim.sessions.speech import SpeechService
 from api_shim.settings import Settings
+
+if TYPE_CHECKING:
+    # Only named here: importing api_shim.compat from this module would be circular.
+    from api_shim.compat.kaltura_token import SessionTokens
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,12 @@ class Services:
     kube: Kube
     indexes: Indexes
     sessions: SessionService
+    speech: SpeechService
     authenticator: Authenticator
     rate_limiter: RateLimiter
     avatars: AvatarService
+    # Signs and checks Kaltura's session tokens; None: no installation secret to key it.
+    session_tokens: SessionTokens | None = None
 
 
 # Dependencies are `async def` although none awaits: FastAPI runs a plain `def` dependency on its
@@ -81,9 +91,10 @@ _bearer_scheme = HTTPBearer(
 )
 
 
-async def authenticate_request(services: Services, headers: Headers) -> Principal:
+async def authenticate_request(services: Services, scope: Scope) -> Principal:
     """The caller of a route that needs a key, rate limited. Run by AuthenticationMiddleware,
     before the body is read."""
+    headers = Headers(scope=scope)
     key = key_from_headers(headers.get("x-api-key"), headers.get("authorization"))
     principal = await services.authenticator.authenticate(key)
     structlog.contextvars.bind_contextvars(tenant=principal.tenant, key_id=principal.key_id)
@@ -105,25 +116,31 @@ async def authenticated(
     return principal
 
 
-def key_routes(app: FastAPI) -> list[tuple[RouteContext, bool]]:
-    """Every route of `app` in the router's order, and whether it needs an API key: whether
-    it depends on `authenticated`, however deeply (AuthenticationMiddleware's `routes`)."""
+def key_routes(
+    app: FastAPI, authenticators: Mapping[Callable[..., Any], Authenticate]
+) -> list[tuple[RouteContext, Authenticate | None]]:
+    """Every route of `app` in the router's order, and how its caller is authenticated: the
+    authenticator of the caller dependency it has (`authenticated`, or a compatibility
+    service's own), however deeply; None for a route with none (AuthenticationMiddleware's
+    `routes`)."""
     return [
-        (context, _depends_on_authenticated(context.original_route))
+        (context, _authenticator_of(context.original_route, authenticators))
         for context in iter_route_contexts(app.routes)
     ]
 
 
-def _depends_on_authenticated(route: BaseRoute) -> bool:
+def _authenticator_of(
+    route: BaseRoute, authenticators: Mapping[Callable[..., Any], Authenticate]
+) -> Authenticate | None:
     if not isinstance(route, APIRoute):
-        return False
+        return None
     pending = list(route.dependant.dependencies)
     while pending:
         dependency = pending.pop()
-        if dependency.call is authenticated:
-            return True
+        if dependency.call is not None and dependency.call in authenticators:
+            return authenticators[dependency.call]
         pending.extend(dependency.dependencies)
-    return False
+    return None
 
 
 async def idempotency_key(

@@ -21,6 +21,9 @@ from avatar_crds.meta import GROUP
 ROOM_PREFIX = "facecast-"
 LABEL_MANAGED_ROOM = f"{GROUP}/managed-room"
 ANNOTATION_CLIENT_URL = f"{GROUP}/client-url"
+# What the creator asked for its viewers, so that a later viewer token gets the same rights.
+ANNOTATION_CLIENT_IDENTITY = f"{GROUP}/client-identity"
+ANNOTATION_CLIENT_CAN_PUBLISH = f"{GROUP}/client-can-publish"
 WORKER_IDENTITY = "facecast-worker"
 CLIENT_IDENTITY = "facecast-client"
 # LiveKit closes a room nobody joined, or everybody left, after this long: a safety net for a
@@ -104,9 +107,31 @@ def is_managed(labels: Mapping[str, str] | None) -> bool:
     return (labels or {}).get(LABEL_MANAGED_ROOM) == "true"
 
 
-def session_marks(client_url: str) -> tuple[dict[str, str], dict[str, str]]:
+@dataclass(frozen=True)
+class Viewer:
+    """Who a managed session's viewer tokens are for, and whether they may publish."""
+
+    identity: str = CLIENT_IDENTITY
+    can_publish: bool = False
+
+
+def session_marks(client_url: str, viewer: Viewer) -> tuple[dict[str, str], dict[str, str]]:
     """The labels and annotations of a managed session."""
-    return {LABEL_MANAGED_ROOM: "true"}, {ANNOTATION_CLIENT_URL: client_url}
+    return {LABEL_MANAGED_ROOM: "true"}, {
+        ANNOTATION_CLIENT_URL: client_url,
+        ANNOTATION_CLIENT_IDENTITY: viewer.identity,
+        ANNOTATION_CLIENT_CAN_PUBLISH: "true" if viewer.can_publish else "false",
+    }
+
+
+def viewer_of(annotations: Mapping[str, str] | None) -> Viewer:
+    """The viewer a managed session was created for; a session without the marks (made before
+    they existed) gets the defaults: subscribe-only."""
+    marks = annotations or {}
+    return Viewer(
+        identity=marks.get(ANNOTATION_CLIENT_IDENTITY) or CLIENT_IDENTITY,
+        can_publish=marks.get(ANNOTATION_CLIENT_CAN_PUBLISH) == "true",
+    )
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 1. RequestContextMiddleware: request id, access log, a declared body over its route's limit
    refused at once (it costs nothing), and a last resort that turns any unhandled exception
    into the 500 envelope (never the exception text);
-2. AuthenticationMiddleware: the API key (and the tenant's rate limit) of every route that
-   needs one, checked before the body is read;
+2. AuthenticationMiddleware: the caller (and the tenant's rate limit) of every route that
+   needs one, checked before the body is read: an API key, or for a compatibility route the
+   credential its service documents (a Kaltura session token);
 3. BodyMiddleware: the body's size as it streams, and for the bodies only an image justifies,
    one of a few places (503 when all are taken) and, for JSON, a count of its values before
    anything parses it (bodies.py).
@@ -37,6 +38,9 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's convention, for the access log only
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Where AuthenticationMiddleware leaves the caller for the route (request.state.principal).
 PRINCIPAL_STATE = "principal"
+# How a route's caller is authenticated: from the request's scope (its headers, and the route's
+# path parameters), to the caller, or an ApiError.
+Authenticate = Callable[[Scope], Awaitable[Principal]]
 
 log = structlog.get_logger("api_shim.access")
 
@@ -138,31 +142,33 @@ class AuthenticationMiddleware:
         self,
         app: ASGIApp,
         *,
-        routes: Callable[[], Sequence[tuple[Matcher, bool]]],
-        authenticate: Callable[[Headers], Awaitable[Principal]],
+        routes: Callable[[], Sequence[tuple[Matcher, Authenticate | None]]],
     ) -> None:
-        """`routes`: every route in the router's order, and whether it needs a key; read
-        when the first request comes, once the app has all its routes."""
+        """`routes`: every route in the router's order, and how its caller is authenticated
+        (None: it needs no caller); read when the first request comes, once the app has all
+        its routes."""
         self.app = app
         self.load_routes = routes
-        self.routes: Sequence[tuple[Matcher, bool]] | None = None
-        self.authenticate = authenticate
+        self.routes: Sequence[tuple[Matcher, Authenticate | None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._route_needs_key(scope):
-            principal = await self.authenticate(Headers(scope=scope))
-            scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+        if scope["type"] == "http":
+            authenticate, route_scope = self._route_authentication(scope)
+            if authenticate is not None:
+                principal = await authenticate(route_scope)
+                scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         await self.app(scope, receive, send)
 
-    def _route_needs_key(self, scope: Scope) -> bool:
-        """Whether the route the router will pick, the first that fully matches, needs a key."""
+    def _route_authentication(self, scope: Scope) -> tuple[Authenticate | None, Scope]:
+        """How the route the router will pick, the first that fully matches, authenticates,
+        and the scope with that route's path parameters."""
         if self.routes is None:
             self.routes = self.load_routes()
-        for route, needs_key in self.routes:
-            match, _ = route.matches(scope)
+        for route, authenticate in self.routes:
+            match, child = route.matches(scope)
             if match is Match.FULL:
-                return needs_key
-        return False  # 404 or 405: nothing reads the body
+                return authenticate, {**scope, **child}
+        return None, scope  # 404 or 405: nothing reads the body
 
 
 class BodyMiddleware:

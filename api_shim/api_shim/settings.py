@@ -12,6 +12,8 @@ from typing import Any
 from api_shim.managed_rooms import ManagedLiveKit
 from avatar_crds import contract, voices
 from avatar_crds.addresses import AddressAllowList
+from avatar_crds.capabilities import parse_served_qualities
+from avatar_crds.enums import Quality
 from avatar_crds.voices import VoiceCatalogue
 
 ENV_PREFIX = "FACECAST_"
@@ -31,6 +33,10 @@ class Settings:
     at_capacity_retry_after_seconds: int = 10
     # A tenant at its concurrency limit is told to come back after this long.
     concurrency_retry_after_seconds: int = 5
+    # How long a create waits for the operator to admit the session to the queue, so that it
+    # answers `queued` (or further) as Protoface's does; after this it answers `created`. The
+    # wait ends on the session watch's event, so it only costs this when no operator answers.
+    create_queue_wait_seconds: float = 1.0
     # API keys are looked up in a cache of all Tenants; a revoked key stops working within this.
     auth_cache_ttl_seconds: float = 5.0
     # An unknown key reloads the cache at most this often, so random keys cannot flood the
@@ -92,11 +98,24 @@ class Settings:
     # and how old a room without a session must be before it counts as left over.
     managed_room_sweep_seconds: float = 10.0
     managed_room_grace_seconds: float = 60.0
+    # The secret Kaltura's session tokens are keyed from (compat/kaltura_token.py), a mounted
+    # Secret file; empty: the managed LiveKit API secret (Kaltura needs managed rooms anyway).
+    session_token_secret_file: str = ""
+    # The quality tiers this installation serves (contract.ENV_SERVED_QUALITIES), set by the
+    # chart: the neural ones only where the workers have the model volume; empty: mock, lite.
+    served_qualities: str = ""
 
     def __post_init__(self) -> None:
+        self.served()  # an unknown tier fails at start-up
         self.managed_livekit()  # half a LiveKit configuration fails at start-up too
         self.transport_allow_list()  # a bad range fails at start-up, not at the first create
         self.voice_catalogue()  # and so does a bad voice list
+
+    def served(self) -> frozenset[Quality]:
+        try:
+            return parse_served_qualities(self.served_qualities)
+        except ValueError as error:
+            raise ValueError(f"{contract.ENV_SERVED_QUALITIES}: {error}") from None
 
     def voice_catalogue(self) -> VoiceCatalogue:
         return voices.catalogue(self.tts_openai_voices)
@@ -119,6 +138,16 @@ class Settings:
             api_secret=secret,
             client_token_ttl_seconds=self.managed_client_token_ttl_seconds,
         )
+
+    def session_token_secret(self) -> str | None:
+        """The installation secret session tokens are keyed from; None: there is none."""
+        if self.session_token_secret_file:
+            secret = Path(self.session_token_secret_file).read_text().strip()
+            if not secret:
+                raise ValueError(f"{ENV_PREFIX}SESSION_TOKEN_SECRET_FILE is empty")
+            return secret
+        managed = self.managed_livekit()
+        return None if managed is None else managed.api_secret
 
     def transport_allow_list(self) -> AddressAllowList:
         try:

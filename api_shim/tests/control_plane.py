@@ -39,7 +39,11 @@ RequestFactory = Callable[..., dict[str, Any]]
 T = TypeVar("T")
 
 WAIT_TIMEOUT = 60.0  # generous: the garbage collector on a busy 2-core machine
-BASE_SETTINGS = Settings(auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0)
+# No operator runs here to queue a session, so a create does not wait for it to (a test that
+# writes the phase, or runs the operator, sets its own create_queue_wait_seconds).
+BASE_SETTINGS = Settings(
+    auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0, create_queue_wait_seconds=0.0
+)
 
 
 async def eventually(check: Callable[[], T | None], *, within: float, what: str) -> T:

@@ -31,7 +31,7 @@ from api_shim.avatars.blazeface import BlazeFaceDetector
 from api_shim.avatars.decode import MAX_IMAGE_BYTES
 from api_shim.avatars.pipeline import AvatarPipeline
 from api_shim.kube import Kube
-from api_shim.settings import Settings
+from api_shim.tests.control_plane import BASE_SETTINGS
 from avatar_crds import contract
 from avatar_crds.avatar import Avatar
 from avatar_crds.ids import to_resource_name
@@ -51,7 +51,7 @@ def sample(name: str) -> npt.NDArray[np.uint8]:
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
-SETTINGS = Settings(auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0)
+SETTINGS = BASE_SETTINGS
 WORKER_TOKEN = "lk-worker-token-avatar-tests"
 
 

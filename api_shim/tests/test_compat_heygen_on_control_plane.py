@@ -183,10 +183,30 @@ async def test_streaming_new_joins_a_managed_room_and_stop_deletes_it(
             assert conforms(alive, 200, "heygen_response")["code"] == 100
             task = await http.post(
                 f"{HEYGEN}/streaming.task",
-                json={"session_id": session_id, "text": "Hello"},
+                json={"session_id": session_id, "text": "Hello", "task_type": "repeat"},
                 headers=tenant.headers,
             )
-            assert "not available" in heygen_error(task, 501, "speak_not_available")
+            task_id = conforms(task, 200, "heygen_response")["data"]["task_id"]
+            spoken = await http.get(
+                f"/v1/sessions/{session_id}/speak/{task_id}", headers=tenant.headers
+            )
+            assert spoken.json()["text"] == "Hello", spoken.text
+            chat = await http.post(
+                f"{HEYGEN}/streaming.task",
+                json={"session_id": session_id, "text": "Hi?", "task_type": "chat"},
+                headers=tenant.headers,
+            )
+            assert "Facecast has none" in heygen_error(chat, 400, "task_type_not_supported")
+            cut = await http.post(
+                f"{HEYGEN}/streaming.interrupt",
+                json={"session_id": session_id},
+                headers=tenant.headers,
+            )
+            assert conforms(cut, 200, "heygen_response")["code"] == 100
+            after = await http.get(
+                f"/v1/sessions/{session_id}/speak/{task_id}", headers=tenant.headers
+            )
+            assert after.json()["state"] == "interrupted", after.text
 
             stop = await http.post(
                 f"{HEYGEN}/streaming.stop",
@@ -208,6 +228,57 @@ async def test_streaming_new_joins_a_managed_room_and_stop_deletes_it(
             feeding.cancel()
             await worker.disconnect()
             await viewer.disconnect()
+
+
+async def test_streaming_new_takes_every_documented_field(
+    cluster: Cluster, livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    """The page's other values: each quality, H264, the v2 beta fields, ElevenLabs settings
+    and emotions (accepted, without effect), and no idle timeout."""
+    tenant = await cluster.tenant()
+    avatar_id = cluster.avatar(tenant)
+    everything = {
+        **page_example(avatar_id),
+        "quality": "high",
+        "video_encoding": "H264",
+        "version": "v2",
+        "knowledge_base_id": "kb-1",
+        "disable_idle_timeout": True,
+        "voice": {
+            "voice_id": "espeak:en-us",
+            "rate": 1.5,
+            "emotion": "Serious",
+            "elevenlabs_settings": {
+                "stability": 0.5,
+                "similarity_boost": 0.5,
+                "style": 0.1,
+                "use_speaker_boost": False,
+            },
+        },
+    }
+    async with heygen_api(cluster, managed_settings(livekit_server, tmp_path), tmp_path) as http:
+        new = await http.post(f"{HEYGEN}/streaming.new", json=everything, headers=tenant.headers)
+        low = await http.post(
+            f"{HEYGEN}/streaming.new",
+            json={"quality": "low", "avatar_id": avatar_id},
+            headers=tenant.headers,
+        )
+        for answer in (new, low):  # the rooms go with their sessions
+            data = conforms(answer, 200, "heygen_new_session")["data"]
+            await http.post(
+                f"{HEYGEN}/streaming.stop",
+                json={"session_id": data["session_id"]},
+                headers=tenant.headers,
+            )
+    spec = cluster.session_object(new.json()["data"]["session_id"])["spec"]  # type: ignore[index]
+    assert spec["quality"] == "lite"  # `high` without the model weights: the best tier served
+    assert spec["video"]["codec"] == "h264"
+    assert spec.get("idleTimeoutSeconds") is None
+    assert spec["voice"] == {"id": "espeak:en-us", "speed": 1.5}
+    plain = cluster.session_object(low.json()["data"]["session_id"])["spec"]  # type: ignore[index]
+    assert (plain["quality"], plain["video"]["codec"]) == ("lite", "vp8")
+    assert plain["idleTimeoutSeconds"] == 120  # HeyGen's default: 2 minutes
+    assert "voice" not in plain or plain["voice"] is None
 
 
 async def test_heygen_refusals_in_heygens_shape(

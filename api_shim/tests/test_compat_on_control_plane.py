@@ -278,6 +278,56 @@ async def test_agenthuman_image_avatars_need_a_paid_plan_and_one_face(
     assert cluster.sessions_of(paid) == []
 
 
+async def test_agenthuman_other_avatar_formats_and_aspect_ratios(
+    cluster: Cluster, api: Any
+) -> None:
+    """The page's other accepted values: a base64 portrait (paid plans) becomes an avatar and
+    starts the session; `3:4` and `1:1` as well as the default `4:3`."""
+    paid = await new_tenant(cluster.kube, allow_base64_avatars=True)
+    portrait = jpeg(Image.fromarray(photo("astronaut")))  # one clear face
+    async with api() as http:
+        inline = await http.post(
+            AGENTHUMAN, json=agenthuman_example(portrait), headers=paid.headers
+        )
+        ratios = {
+            ratio: await http.post(
+                AGENTHUMAN,
+                json={**agenthuman_example(cluster.avatar(paid)), "aspect_ratio": ratio},
+                headers=paid.headers,
+            )
+            for ratio in ("3:4", "1:1")
+        }
+    session = conforms(inline, 201, "agenthuman_session_created")["session"]
+    spec = cluster.session_object(session["session_id"])["spec"]  # type: ignore[index]
+    assert spec["avatarRef"].startswith("av-")  # the portrait, now one of its avatars
+    for ratio, response in ratios.items():
+        made = conforms(response, 201, "agenthuman_session_created")["session"]
+        resource = cluster.session_object(made["session_id"])
+        assert resource is not None
+        assert resource["spec"]["aspectRatio"] == ratio
+
+
+async def test_agenthuman_face_rules_are_400s(cluster: Cluster, api: Any) -> None:
+    """The one-face rule (a group photo is refused) and a URL that is not public."""
+    paid = await new_tenant(cluster.kube, allow_url_avatars=True, allow_base64_avatars=True)
+    face = Image.fromarray(photo("astronaut"))
+    group = Image.new("RGB", (face.width * 2, face.height))
+    group.paste(face, (0, 0))
+    group.paste(face, (face.width, 0))
+    async with api() as http:
+        two_faces = await http.post(
+            AGENTHUMAN, json=agenthuman_example(jpeg(group)), headers=paid.headers
+        )
+        private = await http.post(
+            AGENTHUMAN,
+            json=agenthuman_example("https://10.0.0.8/photo.jpg"),
+            headers=paid.headers,
+        )
+    assert agenthuman_error(two_faces, 400, "multiple_faces_detected")["param"] == "avatar"
+    assert agenthuman_error(private, 400, "image_url_forbidden")["param"] == "avatar"
+    assert cluster.sessions_of(paid) == []
+
+
 async def test_agenthuman_plan_limits(cluster: Cluster, api: Any) -> None:
     acme = await new_tenant(cluster.kube, max_concurrent=1)
     async with api() as http:
@@ -327,19 +377,21 @@ def protoface_example(avatar_id: str) -> dict[str, Any]:
 
 
 async def test_protoface_example_as_printed(cluster: Cluster, api: Any) -> None:
-    """`standard` once Facecast renders it is a queued session; until then, Protoface's 422
-    naming the tiers it does render."""
+    """`standard` is a queued session where the installation has the model weights; without
+    them, Protoface's 422 naming the tiers it serves and why."""
     acme = await cluster.tenant(qualities=("mock", "lite", "standard"))
-    async with api() as http:
-        response = await http.post(
-            PROTOFACE, json=protoface_example(cluster.avatar(acme)), headers=bearer(acme)
-        )
-    if Quality.STANDARD in RENDERABLE_QUALITIES:
-        assert conforms(response, 201, "protoface_session")["status"] == "queued"
-    else:
-        error = protoface_error(response, 422, "unprocessable", "quality_not_available")
-        assert error["param"] == "quality"
-        assert "lite" in error["message"]
+    assert Quality.STANDARD in RENDERABLE_QUALITIES
+    example = protoface_example(cluster.avatar(acme))
+    async with api() as http:  # no FACECAST_SERVED_QUALITIES: mock and lite
+        response = await http.post(PROTOFACE, json=example, headers=bearer(acme))
+    error = protoface_error(response, 422, "unprocessable", "quality_not_available")
+    assert error["param"] == "quality"
+    assert "no model weights installed" in error["message"]
+    assert error["message"].endswith("Available: mock, lite.")
+    with_weights = replace(BASE_SETTINGS, served_qualities="mock,lite,standard,pro")
+    async with api(with_weights) as http:
+        response = await http.post(PROTOFACE, json=example, headers=bearer(acme))
+    assert conforms(response, 201, "protoface_session")["status"] == "queued"
 
 
 async def test_protoface_create_and_poll(cluster: Cluster, api: Any) -> None:
@@ -432,6 +484,21 @@ async def test_protoface_refusals(cluster: Cluster, api: Any) -> None:
         no_key = await http.post(PROTOFACE, json=lite)
         protoface_error(no_key, 401, "authentication", "invalid_api_key")
     assert cluster.sessions_of(acme) == []
+
+
+async def test_protoface_key_and_rate_limit(cluster: Cluster, api: Any) -> None:
+    """The page's 401 ("Missing or invalid API key") and 429 ("Rate limit exceeded"), in
+    Protoface's envelope."""
+    acme = await cluster.tenant(rpm=1)
+    missing = f"{PROTOFACE}/{new_public_id('sess')}"
+    async with api() as http:
+        wrong = await http.get(missing, headers={"Authorization": "Bearer fc_" + "x" * 43})
+        first = await http.get(missing, headers=bearer(acme))
+        limited = await http.get(missing, headers=bearer(acme))
+    protoface_error(wrong, 401, "authentication", "invalid_api_key")
+    protoface_error(first, 404, "not_found", "session_not_found")
+    protoface_error(limited, 429, "rate_limit", "rate_limited")
+    assert int(limited.headers["retry-after"]) >= 1
 
 
 async def test_protoface_capacity_and_concurrency(cluster: Cluster, api: Any) -> None:

@@ -19,6 +19,11 @@ HEYGEN = [
     ("get" if op == "list" else "post", f"/compat/heygen/v1/streaming.{op}")
     for op in ("new", "start", "stop", "keep_alive", "list", "task", "interrupt")
 ]
+KALTURA_CREATE = ("post", "/compat/kaltura/v1/avatar-session")
+KALTURA_SESSION = [
+    ("post", f"/compat/kaltura/v1/avatar-session/{{sessionId}}/{op}")
+    for op in ("init-client", "say-text", "keep-alive", "end-session")
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,25 @@ def test_every_compat_route_has_its_services_tag(document: dict[str, Any]) -> No
         PROTOFACE_CREATE: ["compat: Protoface"],
         PROTOFACE_GET: ["compat: Protoface"],
         **{route: ["compat: HeyGen Streaming"] for route in HEYGEN},
+        **{route: ["compat: Kaltura Avatar"] for route in [KALTURA_CREATE, *KALTURA_SESSION]},
     }
     tags = {tag["name"] for tag in document["tags"]}
-    assert {"compat: AgentHuman", "compat: Protoface", "compat: HeyGen Streaming"} <= tags
+    assert {
+        "compat: AgentHuman",
+        "compat: Protoface",
+        "compat: HeyGen Streaming",
+        "compat: Kaltura Avatar",
+    } <= tags
+
+
+def test_kaltura_documents_its_two_credentials(document: dict[str, Any]) -> None:
+    """The create takes the KS header; the session's calls the session token, never a key."""
+    assert operation(document, KALTURA_CREATE)["security"] == [{"KalturaKS": []}]
+    for route in KALTURA_SESSION:
+        assert operation(document, route)["security"] == [{"KalturaSessionToken": []}], route
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["KalturaKS"]["name"] == "Authorization"
+    assert schemes["KalturaSessionToken"]["scheme"] == "bearer"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +79,9 @@ def test_every_compat_route_has_its_services_tag(document: dict[str, Any]) -> No
         (AGENTHUMAN, "AgentHumanErrorBody", ("201", "AgentHumanCreated")),
         (PROTOFACE_CREATE, "ErrorEnvelope", ("201", "ProtofaceSessionView")),
         (PROTOFACE_GET, "ErrorEnvelope", ("200", "ProtofaceSessionView")),
+        (KALTURA_CREATE, "KalturaError", ("200", "KalturaSessionCreated")),
+        (KALTURA_SESSION[0], "KalturaError", ("200", "KalturaClientConfig")),
+        (KALTURA_SESSION[1], "KalturaError", ("200", "KalturaTextQueued")),
     ],
 )
 def test_compat_responses_are_the_services(
@@ -79,6 +103,8 @@ def test_agenthuman_documents_400_where_protoface_documents_422(document: dict[s
     assert "422" not in operation(document, AGENTHUMAN)["responses"]
     assert "422" in operation(document, PROTOFACE_CREATE)["responses"]
     assert "422" not in operation(document, PROTOFACE_GET)["responses"]
+    for route in [KALTURA_CREATE, *KALTURA_SESSION]:
+        assert "422" not in operation(document, route)["responses"], route
 
 
 def test_compat_models_do_not_rename_facecasts(document: dict[str, Any]) -> None:

@@ -180,6 +180,9 @@ def test_agenthuman_token_without_a_room_is_refused_without_quoting_it() -> None
 def test_agenthuman_quality_falls_back_to_the_best_rendered_tier() -> None:
     assert aht.session_quality(plan(allowed_qualities=[Quality.MOCK])) is Quality.MOCK
     assert aht.session_quality(plan(allowed_qualities=[Quality.PRO])) is Quality.LITE
+    # Where the installation has the model weights, the best tier is a neural one.
+    every = frozenset(Quality)
+    assert aht.session_quality(plan(allowed_qualities=list(Quality)), every) is Quality.PRO
 
 
 def test_agenthuman_response_before_and_after_the_session_runs() -> None:

@@ -222,6 +222,10 @@ EXPECTED_OPERATIONS = {
     ("delete", "/v1/sessions/{session_id}"),
     ("post", "/v1/sessions/{session_id}/end"),
     ("post", "/v1/sessions/{session_id}/keep-alive"),
+    ("post", "/v1/sessions/{session_id}/viewer-token"),
+    ("post", "/v1/sessions/{session_id}/speak"),
+    ("get", "/v1/sessions/{session_id}/speak/{task_id}"),
+    ("post", "/v1/sessions/{session_id}/interrupt"),
     ("get", "/v1/usage"),
     ("get", "/v1/voices"),
     ("post", "/v1/avatars"),
@@ -238,11 +242,17 @@ EXPECTED_OPERATIONS = {
         ("post", f"/compat/heygen/v1/streaming.{op}")
         for op in ("new", "start", "stop", "keep_alive", "task", "interrupt")
     ),
+    ("post", "/compat/kaltura/v1/avatar-session"),
+    *(
+        ("post", f"/compat/kaltura/v1/avatar-session/{{sessionId}}/{op}")
+        for op in ("init-client", "say-text", "keep-alive", "end-session")
+    ),
 }
 # Compatibility routes answer in their service's error body (Protoface's is Facecast's own).
 COMPAT_ERROR_BODIES = {
     "/compat/agenthuman/": "#/components/schemas/AgentHumanErrorBody",
     "/compat/heygen/": "#/components/schemas/HeyGenError",
+    "/compat/kaltura/": "#/components/schemas/KalturaError",
 }
 
 
@@ -302,6 +312,7 @@ def test_openapi_publishes_the_patterns_the_api_enforces(openapi: dict[str, Any]
         ("post", "/v1/sessions"),
         ("post", "/v1/sessions/{session_id}/end"),
         ("post", "/v1/sessions/{session_id}/keep-alive"),
+        ("post", "/v1/sessions/{session_id}/interrupt"),
     ]:
         (header,) = [p for p in operations[(method, path)]["parameters"] if p["in"] == "header"]
         assert header["name"] == "Idempotency-Key"

@@ -22,7 +22,7 @@ from api_shim.app import create_app
 from api_shim.kube import Kube
 from api_shim.sessions.schemas import CreateSessionRequest
 from api_shim.sessions.service import utc_now
-from api_shim.settings import Settings
+from api_shim.tests.control_plane import BASE_SETTINGS
 from avatar_crds import contract
 from avatar_crds.ids import new_public_id, to_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION
@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
 REPLICAS = 2
 REQUESTS = 12  # split between the replicas, all at once
-SETTINGS = Settings(auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0)
+SETTINGS = BASE_SETTINGS
 Clock = Callable[[], datetime]
 
 

@@ -21,7 +21,7 @@ from api_shim.deps import Indexes
 from api_shim.kube import Kube
 from api_shim.sessions import mapping
 from api_shim.sessions.schemas import CreateSessionRequest
-from api_shim.settings import Settings
+from api_shim.tests.control_plane import BASE_SETTINGS
 from avatar_crds.ids import new_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
 SESSIONS = 200
 WAIT_SECONDS = 60.0
-SETTINGS = Settings(auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0)
+SETTINGS = BASE_SETTINGS
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """POST /v1/sessions refuses, against the real kube-apiserver, what could never run: a room the
 platform does not let workers connect to (cloud metadata, cluster and loopback addresses, unless
-the platform allows its own LiveKit), a room name LiveKit would not take, a transport or a
-quality tier this version does not have. Each is a typed 4xx naming the field, and leaves no
-AvatarSession or Secret behind; what can run is still created."""
+the platform allows its own LiveKit), a room name LiveKit would not take, a transport this
+version does not have or a quality tier this installation does not serve. Each is a typed 4xx
+naming the field, and leaves no AvatarSession or Secret behind; what can run is still created."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from kubernetes import client
 from api_shim.app import create_app
 from api_shim.kube import Kube
 from api_shim.settings import Settings
+from api_shim.tests.control_plane import BASE_SETTINGS
 from avatar_crds import contract
-from avatar_crds.capabilities import RENDERABLE_QUALITIES
+from avatar_crds.capabilities import NEEDS_MODEL_WEIGHTS, RENDERABLE_QUALITIES
 from avatar_crds.enums import Quality
 from avatar_crds.ids import new_public_id
 from avatar_crds.kinds import AVATAR, AVATAR_SESSION
@@ -31,7 +32,7 @@ from testbed.tenants import TenantKey, new_tenant
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
 RequestFactory = Callable[..., dict[str, Any]]
-SETTINGS = Settings(auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0)
+SETTINGS = BASE_SETTINGS
 
 
 @dataclass
@@ -212,12 +213,22 @@ async def test_a_daily_room_is_refused_at_create_naming_what_is_available(
     assert harness.leftovers(acme) == (0, 0)
 
 
-async def test_tiers_that_cannot_render_are_refused_and_the_others_are_created(
-    harness: Harness, make_request: RequestFactory
+@pytest.mark.parametrize(
+    ("served_setting", "served"),
+    [
+        ("", [Quality.MOCK, Quality.LITE]),  # the chart without the model volume
+        ("mock,lite,standard,pro", list(Quality)),  # with it
+        ("lite,standard", [Quality.LITE, Quality.STANDARD]),
+    ],
+)
+async def test_tiers_this_installation_does_not_serve_are_refused_and_the_others_created(
+    harness: Harness, make_request: RequestFactory, served_setting: str, served: list[Quality]
 ) -> None:
+    assert set(RENDERABLE_QUALITIES) == set(Quality)  # every tier has a renderer
     acme = await harness.tenant(qualities=tuple(Quality))  # the plan would allow every tier
     avatar = harness.avatar(acme)
-    async with harness.api() as http:
+    settings = replace(SETTINGS, served_qualities=served_setting)
+    async with harness.api(settings) as http:
         outcomes = {
             quality: await http.post(
                 "/v1/sessions",
@@ -227,15 +238,26 @@ async def test_tiers_that_cannot_render_are_refused_and_the_others_are_created(
             for quality in Quality
         }
     for quality, response in outcomes.items():
-        if quality in RENDERABLE_QUALITIES:
+        if quality in served:
             assert response.status_code == 201, response.text
             continue
         code, param, message = refusal(response, 422)
         assert (code, param) == ("quality_not_available", "quality")
-        assert f"Quality {quality} is not available" in message
-        assert message.endswith("available: mock, lite.")
-    assert {Quality.MOCK, Quality.LITE} <= set(RENDERABLE_QUALITIES)
-    assert harness.leftovers(acme) == (len(RENDERABLE_QUALITIES),) * 2
+        assert f"Quality {quality} is not available on this installation" in message
+        # why: said for the tiers that need weights, not for one merely left out
+        assert ("no model weights installed" in message) == (quality in NEEDS_MODEL_WEIGHTS)
+        assert message.endswith(f"Available: {', '.join(served)}.")
+    assert harness.leftovers(acme) == (len(served),) * 2
+
+
+def test_the_served_tiers_setting_is_checked_at_start_up() -> None:
+    env = contract.ENV_SERVED_QUALITIES
+    assert env == "FACECAST_SERVED_QUALITIES"
+    with pytest.raises(ValueError, match=rf"{env}: 'ultra' is not a quality tier"):
+        Settings.from_env({env: "lite,ultra"})
+    parsed = Settings.from_env({env: " lite , standard,"})
+    assert parsed.served() == {Quality.LITE, Quality.STANDARD}
+    assert Settings.from_env({}).served() == {Quality.MOCK, Quality.LITE}
 
 
 def test_an_allow_list_that_is_not_valid_stops_the_api_at_start_up() -> None:

@@ -111,7 +111,8 @@ def test_idle_timeout_null_disables_it(make_request: RequestFactory) -> None:
     ("transport", "param"),
     [
         ({"type": "zoom", "url": "wss://x.example.com"}, "transport"),
-        ({"url": "wss://x.example.com", "room_name": "r", "worker_token": "t"}, "transport"),
+        # Without `type` it is a LiveKit transport, checked as one.
+        ({"url": "https://x.example.com", "room_name": "r", "worker_token": "t"}, "transport.url"),
         (
             {
                 "type": "livekit",
@@ -150,6 +151,20 @@ def test_bad_transports_are_named_without_the_union_tag(
     make_request: RequestFactory, transport: dict[str, Any], param: str
 ) -> None:
     assert _refused_param(make_request(transport=transport)) == param
+
+
+def test_a_transport_without_type_is_livekit(make_request: RequestFactory) -> None:
+    """Protoface's default: its customers' bodies may leave `transport.type` out."""
+    transport = {"url": "wss://x.example.com", "room_name": "r", "worker_token": "t"}
+    request = CreateSessionRequest.model_validate(make_request(transport=transport))
+    assert isinstance(request.transport, LiveKitTransportRequest)
+    assert request.transport.worker_identity == "facecast-worker"
+    documented = CreateSessionRequest.model_json_schema()["$defs"]["LiveKitTransportRequest"]
+    assert "type" not in documented["required"]
+    assert documented["properties"]["type"]["default"] == "livekit"
+    identity = documented["properties"]["worker_identity"]
+    assert identity["default"] == "facecast-worker"
+    assert "`facecast-worker`" in identity["description"]
 
 
 def test_a_daily_room_is_accepted(make_request: RequestFactory) -> None:

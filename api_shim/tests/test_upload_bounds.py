@@ -42,6 +42,7 @@ from api_shim.avatars.service import LABEL_INLINE
 from api_shim.errors import ApiError
 from api_shim.kube import Kube
 from api_shim.settings import Settings
+from api_shim.tests.control_plane import BASE_SETTINGS
 from avatar_crds.addresses import AddressAllowList
 from avatar_crds.ids import new_public_id
 from avatar_crds.kinds import AVATAR
@@ -302,7 +303,7 @@ def cluster(
     core.delete_namespace(namespace)
 
 
-SETTINGS = Settings(auth_cache_ttl_seconds=0.0, auth_miss_reload_seconds=0.0)
+SETTINGS = BASE_SETTINGS
 
 
 def loopback_pipeline(**options: Any) -> AvatarPipeline:

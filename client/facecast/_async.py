@@ -25,11 +25,17 @@ from facecast.models import (
     Avatar,
     AvatarList,
     CreateSessionRequest,
+    InterruptResult,
     Session,
     SessionList,
     SessionStatus,
+    SpeakRequest,
+    SpeakTask,
     Usage,
+    ViewerToken,
+    ViewerTokenRequest,
     Visibility,
+    Voice,
     VoiceList,
 )
 from facecast.retries import RetryPolicy
@@ -144,6 +150,39 @@ class AsyncSessions:
         """Delete the session; the reply is the session as it was just before."""
         call = prepare(ops.CANCEL_SESSION, path_params={"session_id": session_id})
         return await self._client.send(call)
+
+    async def speak(
+        self,
+        session_id: str,
+        text: str,
+        *,
+        voice: Voice | None = None,
+        interrupt: bool = False,
+    ) -> SpeakTask:
+        """The avatar says `text`: a task, `queued` behind the earlier ones, or with
+        `interrupt` in place of what is being said and queued. Not idempotent: a retry after a
+        lost reply says it again (get_speak_task tells what happened)."""
+        request = SpeakRequest(text=text, voice=voice, interrupt=interrupt)
+        call = prepare(ops.SPEAK, path_params={"session_id": session_id}, json=request.wire())
+        return await self._client.send(call)
+
+    async def get_speak_task(self, session_id: str, task_id: str) -> SpeakTask:
+        path_params = {"session_id": session_id, "task_id": task_id}
+        return await self._client.send(prepare(ops.GET_SPEAK_TASK, path_params=path_params))
+
+    async def viewer_token(self, session_id: str, *, identity: str | None = None) -> ViewerToken:
+        """A fresh token for the viewer of a managed room (subscribe-only unless the session
+        was created with `client_can_publish`); `identity` instead of its `client_identity`."""
+        request = ViewerTokenRequest(identity=identity)
+        path_params = {"session_id": session_id}
+        call = prepare(ops.VIEWER_TOKEN, path_params=path_params, json=request.wire())
+        return await self._client.send(call)
+
+    async def interrupt(self, session_id: str) -> InterruptResult:
+        """Stop speaking: cuts what is being said and clears the queue; safe to repeat."""
+        return await self._client.send(
+            prepare(ops.INTERRUPT, path_params={"session_id": session_id})
+        )
 
 
 class AsyncAvatars:

@@ -21,6 +21,7 @@ Visibility = Literal["public", "tenant"]
 SessionStatus = Literal[
     "created", "queued", "starting", "running", "ending", "ended", "failed", "canceled"
 ]
+SpeechState = Literal["queued", "speaking", "done", "interrupted", "failed"]
 
 # --- requests ----------------------------------------------------------------------------------
 
@@ -129,6 +130,15 @@ class CreateAvatarRequest(_Request):
     display_name: str | None = None
 
 
+class SpeakRequest(_Request):
+    """POST /v1/sessions/{id}/speak: `text` (1 to 4096 characters), optionally in another
+    `voice` than the session's, and with `interrupt` in place of what is said and queued."""
+
+    text: str
+    voice: Voice | None = None
+    interrupt: bool | None = None
+
+
 # The multipart form of POST /v1/avatars besides these options: the image, as part `file`.
 AVATAR_FILE_FIELD = "file"
 
@@ -230,6 +240,51 @@ class SessionList(ApiObject):
     data: list[Session]
     has_more: bool
     next_cursor: str | None
+
+
+class SpeakTask(ApiObject):
+    """What the avatar is asked to say, and how far it got: queued -> speaking -> done, or
+    interrupted, or failed (`message` says why)."""
+
+    id: str
+    object: Literal["speak_task"] = "speak_task"
+    session_id: str
+    state: SpeechState
+    text: str
+    voice: Voice | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    message: str | None
+
+
+class ViewerTokenRequest(_Request):
+    """POST /v1/sessions/{id}/viewer-token: optionally another `identity` than the session's
+    `client_identity`."""
+
+    identity: str | None = None
+
+
+class ViewerToken(ApiObject):
+    """A fresh LiveKit token for a managed room's viewer: join `room_name` at `url` before
+    `expires_at`; it may publish only if the session was created with `client_can_publish`."""
+
+    object: Literal["viewer_token"] = "viewer_token"
+    session_id: str
+    url: str
+    room_name: str
+    identity: str
+    token: str
+    can_publish: bool
+    expires_at: datetime
+
+
+class InterruptResult(ApiObject):
+    """What an interrupt cut: the tasks being said or queued (none when repeated)."""
+
+    object: Literal["interrupt"] = "interrupt"
+    session_id: str
+    interrupted_task_ids: list[str]
 
 
 class AvatarBox(_Response):

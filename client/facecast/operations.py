@@ -16,9 +16,14 @@ from facecast.models import (
     AvatarList,
     CreateAvatarRequest,
     CreateSessionRequest,
+    InterruptResult,
     Session,
     SessionList,
+    SpeakRequest,
+    SpeakTask,
     Usage,
+    ViewerToken,
+    ViewerTokenRequest,
     VoiceList,
 )
 
@@ -31,7 +36,9 @@ class Operation(Generic[T]):
     path: str
     client_method: str  # attribute path on Facecast and AsyncFacecast, e.g. "sessions.create"
     response: type[T]
-    request: type[CreateSessionRequest | CreateAvatarRequest] | None = None
+    request: (
+        type[CreateSessionRequest | CreateAvatarRequest | SpeakRequest | ViewerTokenRequest] | None
+    ) = None
     query: tuple[str, ...] = ()
     # A POST that makes something: sent with an Idempotency-Key by default, so that a retry
     # (ours, or the caller's after a timeout) cannot make it twice.
@@ -49,7 +56,24 @@ END_SESSION = Operation("POST", "/v1/sessions/{session_id}/end", "sessions.end",
 KEEP_ALIVE = Operation(
     "POST", "/v1/sessions/{session_id}/keep-alive", "sessions.keep_alive", Session
 )
+VIEWER_TOKEN = Operation(
+    "POST",
+    "/v1/sessions/{session_id}/viewer-token",
+    "sessions.viewer_token",
+    ViewerToken,
+    ViewerTokenRequest,
+)
 CANCEL_SESSION = Operation("DELETE", "/v1/sessions/{session_id}", "sessions.cancel", Session)
+# Not `creates`: the API takes no Idempotency-Key for a speak (a retry says the text again).
+SPEAK = Operation(
+    "POST", "/v1/sessions/{session_id}/speak", "sessions.speak", SpeakTask, SpeakRequest
+)
+GET_SPEAK_TASK = Operation(
+    "GET", "/v1/sessions/{session_id}/speak/{task_id}", "sessions.get_speak_task", SpeakTask
+)
+INTERRUPT = Operation(
+    "POST", "/v1/sessions/{session_id}/interrupt", "sessions.interrupt", InterruptResult
+)
 CREATE_AVATAR = Operation(
     "POST", "/v1/avatars", "avatars.create", Avatar, CreateAvatarRequest, creates=True
 )
@@ -67,7 +91,11 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     GET_SESSION,
     END_SESSION,
     KEEP_ALIVE,
+    VIEWER_TOKEN,
     CANCEL_SESSION,
+    SPEAK,
+    GET_SPEAK_TASK,
+    INTERRUPT,
     CREATE_AVATAR,
     LIST_AVATARS,
     GET_AVATAR,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from api_shim.app import create_app
 from api_shim.errors import ErrorType
 from api_shim.kube import Kube
-from api_shim.sessions import schemas
+from api_shim.sessions import schemas, speech_schemas
 from api_shim.settings import Settings
 from facecast import AsyncFacecast, Facecast, FacecastError, models
 from facecast.errors import ERROR_TYPES
@@ -89,10 +89,11 @@ def check_model(model: type[BaseModel], schema: dict[str, Any]) -> None:
     """Same field names, same required-ness, all the way down."""
     properties: dict[str, Any] = schema.get("properties", {})
     assert set(model.model_fields) == set(properties), model.__name__
-    # A union's tag has a default on the client but is always sent (`wire`).
+    # A union's tag has a default on the client but is always sent (`wire`), which serves the
+    # server whether it requires the tag or defaults it (LiveKit's: the default transport).
     always_sent: frozenset[str] = getattr(model, "ALWAYS_SENT", frozenset())
     required = {n for n, f in model.model_fields.items() if f.is_required()} | always_sent
-    assert required == set(schema.get("required", [])), model.__name__
+    assert required == set(schema.get("required", [])) | always_sent, model.__name__
     for name, field in model.model_fields.items():
         nested = _models_in(field.annotation)
         objects = _object_schemas(properties[name])
@@ -179,6 +180,14 @@ def test_the_create_avatar_requests_match() -> None:
     assert form["required"] == [models.AVATAR_FILE_FIELD]
 
 
+def test_the_speak_request_matches() -> None:
+    speak = next(op for op in OPERATIONS if op.client_method == "sessions.speak")
+    body = _operation(speak)["requestBody"]["content"]["application/json"]["schema"]
+    _, schema = _resolve(body)
+    assert speak.request is models.SpeakRequest
+    check_model(models.SpeakRequest, schema)
+
+
 def _literal_values(alias: Any) -> set[str]:
     assert get_origin(alias) is Literal
     return {str(v) for v in get_args(alias)}
@@ -192,6 +201,7 @@ def _literal_values(alias: Any) -> set[str]:
         (models.VideoEncoding, "VideoEncoding"),
         (models.AudioSource, "AudioSource"),
         (models.SessionStatus, "Phase"),
+        (models.SpeechState, "SpeechState"),
     ],
 )
 def test_enumerations_match(alias: Any, component: str) -> None:
@@ -264,3 +274,19 @@ def test_a_full_create_is_what_the_server_accepts() -> None:
     # Only what was set: the server's defaults apply to the rest.
     assert set(minimal) == {"avatar_id", "quality", "transport"}
     assert set(minimal["transport"]) == {"type", "url", "room_name", "worker_token"}
+
+
+def test_a_speak_is_what_the_server_accepts() -> None:
+    request = models.SpeakRequest(
+        text="Hello.", voice=models.Voice(id="espeak:de", speed=1.5), interrupt=True
+    )
+    parsed = speech_schemas.SpeakRequest.model_validate(request.wire())
+    assert parsed.voice is not None
+    assert (parsed.text, parsed.voice.id, parsed.voice.speed, parsed.interrupt) == (
+        "Hello.",
+        "espeak:de",
+        1.5,
+        True,
+    )
+    plain = models.SpeakRequest(text="Hi.", voice=None, interrupt=False).wire()
+    assert speech_schemas.SpeakRequest.model_validate(plain).interrupt is False

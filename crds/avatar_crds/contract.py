@@ -45,11 +45,27 @@ ENV_SESSION_NAME: Final = "FACECAST_SESSION_NAME"
 ENV_SESSION_NAMESPACE: Final = "FACECAST_SESSION_NAMESPACE"
 ENV_TOKEN_FILE: Final = "FACECAST_TOKEN_FILE"
 ENV_AVATAR_STORE: Final = "FACECAST_AVATAR_STORE"
+# The standard and pro tiers' weights (the chart's worker.modelVolumeClaim is mounted there).
+ENV_MODEL_DIR: Final = "FACECAST_MODEL_DIR"
+MODEL_DIR: Final = "/models"
+# The API's: the tiers this installation serves, comma-separated (`mock,lite`, plus `standard,pro`
+# where the chart mounts the model volume); others are refused at create
+# (avatar_crds.capabilities.parse_served_qualities).
+ENV_SERVED_QUALITIES: Final = "FACECAST_SERVED_QUALITIES"
 # Where workers may connect besides public addresses (avatar_crds.addresses.AddressAllowList),
 # comma-separated; the same variables configure the API's check at create and the operator,
 # which passes them on to every worker pod.
 ENV_TRANSPORT_ALLOWED_HOSTS: Final = "FACECAST_TRANSPORT_ALLOWED_HOSTS"
 ENV_TRANSPORT_ALLOWED_CIDRS: Final = "FACECAST_TRANSPORT_ALLOWED_CIDRS"
+
+# The OpenAI-compatible TTS server the chart configures (`tts.openai`): the operator passes its
+# URL and voices to every worker pod and mounts its API key from a Secret as a file, never as a
+# variable's value. The API reads the voices too (avatar_crds.voices, ENV_TTS_OPENAI_VOICES).
+ENV_TTS_OPENAI_BASE_URL: Final = "FACECAST_TTS_OPENAI_BASE_URL"
+ENV_TTS_OPENAI_API_KEY_FILE: Final = "FACECAST_TTS_OPENAI_API_KEY_FILE"
+ENV_TTS_OPENAI_VOICES: Final = "FACECAST_TTS_OPENAI_VOICES"
+TTS_KEY_MOUNT_DIR: Final = "/var/run/facecast/tts"
+TTS_KEY_FILE: Final = f"{TTS_KEY_MOUNT_DIR}/api-key"
 
 # Each worker runs as its own ServiceAccount, `<session>-worker`; an admission policy keeps
 # every such account's status writes inside `status.worker`.

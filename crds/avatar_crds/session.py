@@ -27,7 +27,13 @@ from avatar_crds.enums import (
 )
 from avatar_crds.ids import AVATAR_PREFIX, name_pattern
 from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta, nullable
-from avatar_crds.speech import SPEECH_TASKS_MAX, SpeakTask, SpeakTaskReport, Voice
+from avatar_crds.speech import (
+    SPEAK_TASK_ID_PATTERN,
+    SPEECH_TASKS_MAX,
+    SpeakTask,
+    SpeakTaskReport,
+    Voice,
+)
 
 RESERVED_METADATA_PREFIX = "_avatar."
 METADATA_MAX_BYTES = 8 * 1024
@@ -268,11 +274,34 @@ class Usage(CamelModel):
 # Written with the transition that caused it, in the same status write, and removed once the
 # event is delivered (or given up on): an operator that restarts in between sends it again.
 class PendingWebhook(CamelModel):
-    """A webhook event decided on but not yet delivered."""
+    """A webhook event decided on but not yet delivered. Keyed by (event, task): one pending
+    event of each type, but for speak events one per speak task."""
 
     event: WebhookEvent
+    task: Annotated[str, Field(max_length=64, pattern=rf"^$|{SPEAK_TASK_ID_PATTERN}")] = Field(
+        default="", description="The speak task of a speak.* event; empty for the others."
+    )
     phase: Phase = Field(description="The session's phase when it happened, as the event reports.")
     occurred_at: datetime
+    speak: SpeakTaskReport | None = Field(
+        default=None, description="The task as the worker reported it when the event happened."
+    )
+    ending_soon: EndingSoon | None = Field(
+        default=None, description="The cutoff a session.ending_soon event warns of."
+    )
+
+
+PENDING_WEBHOOKS_MAX = len(WebhookEvent) + 2 * SPEECH_TASKS_MAX
+"""One of each event type, and a speak.started and speak.finished for every reported task."""
+
+
+class AnnouncedSpeech(CamelModel):
+    """A speak task whose webhooks the operator has decided on: `speak.started` (unless it
+    never started), then `speak.finished` once `finished`. Kept while the worker reports the
+    task, so a report seen again (a restart, a resync) queues nothing twice."""
+
+    id: Annotated[str, Field(pattern=SPEAK_TASK_ID_PATTERN)]
+    finished: bool = False
 
 
 _TERMINAL_HAS_REASON = [
@@ -319,11 +348,17 @@ class AvatarSessionStatus(CamelModel):
     )
     pending_webhooks: list[PendingWebhook] = Field(
         default_factory=list,
-        max_length=len(WebhookEvent),
+        max_length=PENDING_WEBHOOKS_MAX,
         json_schema_extra={
             "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["event"],
+            "x-kubernetes-list-map-keys": ["event", "task"],
         },
+    )
+    announced_speech: list[AnnouncedSpeech] = Field(
+        default_factory=list,
+        max_length=SPEECH_TASKS_MAX,
+        description="Speak tasks whose webhooks are decided on (avatar_operator.speech_events).",
+        json_schema_extra=_MAP_BY_ID,
     )
 
     @model_validator(mode="after")

@@ -14,9 +14,10 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from avatar_crds import contract
 from avatar_crds.speech import VOICE_SPEED_MAX, VOICE_SPEED_MIN
 
-ENV_TTS_OPENAI_VOICES: Final = "FACECAST_TTS_OPENAI_VOICES"
+ENV_TTS_OPENAI_VOICES: Final = contract.ENV_TTS_OPENAI_VOICES
 
 # The session's own bounds: no catalogue voice can offer more than these.
 SPEED_MIN: Final = VOICE_SPEED_MIN

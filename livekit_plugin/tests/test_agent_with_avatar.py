@@ -17,9 +17,8 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -33,7 +32,7 @@ from examples.facecast_avatar.scripted_llm import ScriptedLLM
 from facecast import AsyncFacecast, Session
 from livekit_plugin.tests.lip_sync import FOLLOWS, LipSync, binned_level, binned_mouth, measure
 from testbed.wait import wait_for_async
-from tools.localstack.stack import Stack, running_stack
+from tools.localstack.stack import Stack
 from worker_image.tests.support import ReceivedAudio, Subscriber, window_rms
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.livekit]
@@ -59,10 +58,9 @@ SOUND_LATE_MS, SOUND_EARLY_MS = -185 - 100, 90
 INTERRUPT_BOUND_MS = 200
 
 
-@pytest.fixture(scope="module")
-def stack(testenv_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(testenv_bin, tmp_path_factory.mktemp("stack")) as running:
-        yield running
+@pytest.fixture
+def stack(local_stack: Stack) -> Stack:
+    return local_stack
 
 
 @dataclass

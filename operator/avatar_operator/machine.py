@@ -16,14 +16,17 @@ from typing import ClassVar
 from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.messages import fit_message
 from avatar_crds.session import (
+    PENDING_WEBHOOKS_MAX,
     AvatarSessionSpec,
     AvatarSessionStatus,
     Deadlines,
+    EndingSoon,
     PendingWebhook,
     SessionReason,
     Usage,
 )
-from avatar_operator import conditions
+from avatar_crds.speech import SpeakTaskReport
+from avatar_operator import conditions, ending_soon, speech_events
 from avatar_operator.observe import PodFacts
 
 CREATED, QUEUED, STARTING, RUNNING = Phase.CREATED, Phase.QUEUED, Phase.STARTING, Phase.RUNNING
@@ -56,6 +59,18 @@ class Limits:
     heartbeat_timeout: timedelta
     finalize_timeout: timedelta
     terminal_ttl: timedelta
+    ending_soon: timedelta = timedelta(0)
+    """How long before an idle or max-duration cutoff to warn of it; 0: never."""
+
+
+WebhookIdentity = tuple[WebhookEvent, str, str]
+"""Which event a pending webhook is: its key in the status (event, speak task), and for a
+warning the cutoff it warns of, since a newer warning replaces an undelivered one."""
+
+
+def webhook_identity(pending: PendingWebhook) -> WebhookIdentity:
+    warned = pending.ending_soon.at.isoformat() if pending.ending_soon is not None else ""
+    return (pending.event, pending.task, warned)
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,7 @@ class Facts:
     minutes_exhausted: bool = False
     webhooks_enabled: bool = False
     """The tenant has a webhook endpoint: transitions queue events for it in the status."""
-    webhooks_done: frozenset[WebhookEvent] = frozenset()
+    webhooks_done: frozenset[WebhookIdentity] = frozenset()
     """Pending events delivered (or given up on) since: they leave the status."""
     foreign_token_secret: str | None = None
     """Why the Secret the session names is not its own (read once admitted): never mounted."""
@@ -183,14 +198,30 @@ class _Draft:
         if self.facts.pod is not None:
             self.actions.append(DeleteWorker())
 
-    def notify(self, event: WebhookEvent) -> None:
-        """Queue the tenant's webhook for the phase just entered, in the status written with
-        it; the handlers deliver what the status lists."""
+    def notify(
+        self,
+        event: WebhookEvent,
+        *,
+        speak: SpeakTaskReport | None = None,
+        warned: EndingSoon | None = None,
+    ) -> None:
+        """Queue the tenant's webhook for what just happened, in the status written with it;
+        the handlers deliver what the status lists. It replaces an undelivered one of the same
+        key (only a warning can have one: of a cutoff that has moved since)."""
         if not self.facts.webhooks_enabled:
             return
         phase = self.status.phase or CREATED
-        pending = PendingWebhook(event=event, phase=phase, occurred_at=self.now)
-        queued = [*self.status.pending_webhooks, pending]
+        pending = PendingWebhook(
+            event=event,
+            task=speak.id if speak is not None else "",
+            phase=phase,
+            occurred_at=self.now,
+            speak=speak,
+            ending_soon=warned,
+        )
+        key = (event, pending.task)
+        kept = [p for p in self.status.pending_webhooks if (p.event, p.task) != key]
+        queued = _within_bound([*kept, pending])
         self.status = self.status.model_copy(update={"pending_webhooks": queued})
 
     def decision(self) -> Decision:
@@ -203,6 +234,23 @@ class _Draft:
         )
 
 
+_SPEAK_EVENTS = frozenset({WebhookEvent.SPEAK_STARTED, WebhookEvent.SPEAK_FINISHED})
+
+
+def _within_bound(pending: list[PendingWebhook]) -> list[PendingWebhook]:
+    """At most PENDING_WEBHOOKS_MAX, or the CRD refuses the whole status write and the session
+    can never move on. Only speak events can pile up (an endpoint down while many short tasks
+    are spoken): the oldest of those are let go first."""
+    excess = len(pending) - PENDING_WEBHOOKS_MAX
+    kept: list[PendingWebhook] = []
+    for entry in pending:
+        if excess > 0 and entry.event in _SPEAK_EVENTS:
+            excess -= 1
+            continue
+        kept.append(entry)
+    return kept
+
+
 _TERMINAL_EVENTS = {
     ENDED: WebhookEvent.ENDED,
     FAILED: WebhookEvent.FAILED,
@@ -212,9 +260,12 @@ _TERMINAL_EVENTS = {
 
 def step(phase: Phase | None, facts: Facts, now: datetime) -> Decision:
     current = phase or CREATED
-    pending = [w for w in facts.status.pending_webhooks if w.event not in facts.webhooks_done]
+    done = facts.webhooks_done
+    pending = [w for w in facts.status.pending_webhooks if webhook_identity(w) not in done]
     status = facts.status.model_copy(update={"phase": current, "pending_webhooks": pending})
     draft = _Draft(facts=facts, now=now, status=status)
+    if current in _SPEAKING_PHASES:
+        _announce_speech(draft)
     _STEPS[current](draft)
     check_transition(current, draft.status.phase or CREATED)
     _observe(draft)
@@ -231,6 +282,20 @@ def _observe(d: _Draft) -> None:
     merged = conditions.merge(d.status.conditions, observed, now=d.now, generation=generation)
     update = {"conditions": merged, "observed_generation": generation}
     d.status = d.status.model_copy(update=update)
+
+
+_SPEAKING_PHASES = frozenset({STARTING, RUNNING, ENDING})
+"""Where a worker may report speech (an ending one reports the task it cut)."""
+
+
+def _announce_speech(d: _Draft) -> None:
+    """Queue speak.started / speak.finished for the worker's new speech reports, once each."""
+    reports = d.status.worker.speech if d.status.worker is not None else []
+    decided = speech_events.announce(reports, d.status.announced_speech)
+    if decided.announced != d.status.announced_speech:
+        d.status = d.status.model_copy(update={"announced_speech": decided.announced})
+    for event, report in decided.events:
+        d.notify(event, speak=report)
 
 
 def _created(d: _Draft) -> None:
@@ -280,6 +345,7 @@ def _starting(d: _Draft) -> None:
         d.move(RUNNING, "first frame published", running_at=d.now, deadlines=deadlines)
         d.status = d.status.model_copy(update={"deadlines": _with_idle(d.status, facts.spec)})
         d.notify(WebhookEvent.FIRST_FRAME)
+        _warn_of_cutoff(d)
         _arm_running_timers(d)
         return
     start_by = _deadline(status).start_by
@@ -313,6 +379,7 @@ def _running(d: _Draft) -> None:
         d.actions.append(DeleteWorker())
         d.wake.append(d.now + facts.limits.finalize_timeout)
         return
+    _warn_of_cutoff(d)
     _arm_running_timers(d)
 
 
@@ -411,6 +478,18 @@ def _end_reason(facts: Facts, deadlines: Deadlines, now: datetime) -> EndReason 
     if facts.minutes_exhausted:
         return EndReason.MINUTES_EXHAUSTED
     return None
+
+
+def _warn_of_cutoff(d: _Draft) -> None:
+    """`status.endingSoon` and its webhook, once per cutoff warned of (`ending_soon.py`)."""
+    lead = d.facts.limits.ending_soon
+    decided = ending_soon.warning(d.facts.spec, _deadline(d.status), d.now, lead)
+    if decided.ending_soon != d.status.ending_soon:
+        d.status = d.status.model_copy(update={"ending_soon": decided.ending_soon})
+        if decided.ending_soon is not None:
+            d.notify(WebhookEvent.ENDING_SOON, warned=decided.ending_soon)
+    if decided.look_again_at is not None:
+        d.wake.append(decided.look_again_at)
 
 
 def _arm_running_timers(d: _Draft) -> None:

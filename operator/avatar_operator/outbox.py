@@ -15,9 +15,9 @@ from typing import Protocol
 
 import structlog
 
-from avatar_crds.enums import WebhookEvent
 from avatar_crds.session import AvatarSession, PendingWebhook
 from avatar_crds.tenant import Webhook
+from avatar_operator.machine import WebhookIdentity, webhook_identity
 from avatar_operator.observe import Key, key_of
 from avatar_operator.webhooks import WebhookSender
 
@@ -36,12 +36,12 @@ class WebhookOutbox:
     """The session's tenant's endpoint, None when it has none (any more)."""
     on_done: Callable[[Key], None]
     """Asks for the session to be reconciled again: that takes a done event out of the status."""
-    delivering: set[tuple[Key, WebhookEvent]] = field(default_factory=set)
+    delivering: set[tuple[Key, WebhookIdentity]] = field(default_factory=set)
     """Pending events being sent (or retried) now."""
-    delivered: dict[Key, set[WebhookEvent]] = field(default_factory=dict)
+    delivered: dict[Key, set[WebhookIdentity]] = field(default_factory=dict)
     """Pending events sent or given up on, until the status no longer lists them."""
 
-    def done(self, key: Key) -> frozenset[WebhookEvent]:
+    def done(self, key: Key) -> frozenset[WebhookIdentity]:
         """The session's events delivered or given up on: its next status leaves them out."""
         return frozenset(self.delivered.get(key, ()))
 
@@ -53,7 +53,8 @@ class WebhookOutbox:
         return [
             pending
             for pending in session.status.pending_webhooks
-            if pending.event not in done and (key, pending.event) not in self.delivering
+            if (identity := webhook_identity(pending)) not in done
+            and (key, identity) not in self.delivering
         ]
 
     async def send(self, session: AvatarSession) -> None:
@@ -70,14 +71,15 @@ class WebhookOutbox:
             if secret is None:
                 log.warning("webhook_secret_missing", tenant=session.spec.tenant, session=key[1])
         for pending in waiting:
-            self.delivering.add((key, pending.event))
-            on_done = functools.partial(self._finished, key, pending.event)
+            identity = webhook_identity(pending)
+            self.delivering.add((key, identity))
+            on_done = functools.partial(self._finished, key, identity)
             if hook is None or secret is None:
                 on_done()  # nowhere to send it (the tenant dropped its endpoint): let it go
                 continue
             self.sender.send(hook.url, secret, pending, session, on_done=on_done)
 
-    def written_out(self, key: Key, events: frozenset[WebhookEvent]) -> None:
+    def written_out(self, key: Key, events: frozenset[WebhookIdentity]) -> None:
         """A status without `events` was written: forget them (any done meanwhile stay)."""
         done = self.delivered.get(key)
         if done is not None:
@@ -92,7 +94,7 @@ class WebhookOutbox:
         """Stop sending: what was on its way stays pending in the status, for the next start."""
         await self.sender.close()
 
-    def _finished(self, key: Key, event: WebhookEvent) -> None:
-        self.delivering.discard((key, event))
-        self.delivered.setdefault(key, set()).add(event)
+    def _finished(self, key: Key, identity: WebhookIdentity) -> None:
+        self.delivering.discard((key, identity))
+        self.delivered.setdefault(key, set()).add(identity)
         self.on_done(key)

@@ -105,6 +105,7 @@ class Reconciler:
             heartbeat_timeout=timedelta(seconds=s.heartbeat_timeout_seconds),
             finalize_timeout=timedelta(seconds=s.finalize_timeout_seconds),
             terminal_ttl=timedelta(seconds=s.terminal_ttl_seconds),
+            ending_soon=timedelta(seconds=s.ending_soon_seconds),
         )
 
     # --- entry points ---------------------------------------------------------------------

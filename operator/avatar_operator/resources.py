@@ -58,6 +58,25 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
+    if settings.tts_openai_api_key_secret:
+        mounts.append(
+            {"name": "tts-key", "mountPath": contract.TTS_KEY_MOUNT_DIR, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "tts-key",
+                "secret": {
+                    "secretName": settings.tts_openai_api_key_secret,
+                    "items": [
+                        {
+                            "key": settings.tts_openai_api_key_secret_key,
+                            "path": contract.TTS_KEY_FILE.rsplit("/", 1)[1],
+                        }
+                    ],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
     for volume, claim, path in (
         ("avatars", settings.avatar_store_claim, contract.AVATAR_STORE_DIR),
         ("models", settings.model_volume_claim, "/models"),
@@ -93,6 +112,7 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
                     {"name": contract.ENV_TOKEN_FILE, "value": contract.token_file()},
                     {"name": contract.ENV_AVATAR_STORE, "value": contract.AVATAR_STORE_DIR},
                     *_transport_allow_env(settings),
+                    *_tts_env(settings),
                 ],
                 "resources": resources,
                 "volumeMounts": mounts,
@@ -127,12 +147,27 @@ def _transport_allow_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in values.items() if value]
 
 
+def _tts_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
+    """Where the OpenAI-compatible TTS server is, its voices, and the file holding its key:
+    the key itself never appears in the pod spec."""
+    values = {
+        contract.ENV_TTS_OPENAI_BASE_URL: settings.tts_openai_base_url,
+        contract.ENV_TTS_OPENAI_VOICES: settings.tts_openai_voices,
+        contract.ENV_TTS_OPENAI_API_KEY_FILE: (
+            contract.TTS_KEY_FILE if settings.tts_openai_api_key_secret else ""
+        ),
+    }
+    return [{"name": name, "value": value} for name, value in values.items() if value]
+
+
 def worker_rbac(session: AvatarSession) -> list[dict[str, Any]]:
     """A ServiceAccount per session whose Role reaches only this session and its avatar."""
     name = _name(session)
     account = contract.worker_account_name(name)
+    # `watch` by name: the worker follows its session's speech and warnings. The API server
+    # allows a watch under resourceNames only with a metadata.name field selector naming it.
     rules = [
-        {"apiGroups": [GROUP], "resources": ["avatarsessions"], "verbs": ["get"],
+        {"apiGroups": [GROUP], "resources": ["avatarsessions"], "verbs": ["get", "watch"],
          "resourceNames": [name]},
         {"apiGroups": [GROUP], "resources": ["avatarsessions/status"], "verbs": ["get", "patch"],
          "resourceNames": [name]},

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avatar_crds.addresses import AddressAllowList
+from avatar_crds.voices import parse_configured_voices
 
 ENV_PREFIX = "FACECAST_"
 
@@ -50,10 +51,24 @@ class WorkerPodSettings(BaseModel):
     transport_allowed_hosts: str = ""
     transport_allowed_cidrs: str = ""
 
+    # The OpenAI-compatible TTS server (chart `tts.openai`), passed on to every worker pod; its
+    # API key is the named Secret's key, mounted as a file (contract.TTS_KEY_FILE).
+    tts_openai_base_url: Annotated[str, Field(pattern=r"^(https?://\S+)?$")] = ""
+    tts_openai_voices: str = ""
+    """FACECAST_TTS_OPENAI_VOICES as the chart writes it (JSON, avatar_crds.voices)."""
+    tts_openai_api_key_secret: str | None = None
+    tts_openai_api_key_secret_key: str = "api-key"
+
     @field_validator("transport_allowed_cidrs")
     @classmethod
     def _cidrs(cls, value: str) -> str:
         AddressAllowList.parse(networks=value)
+        return value
+
+    @field_validator("tts_openai_voices")
+    @classmethod
+    def _voices(cls, value: str) -> str:
+        parse_configured_voices(value)
         return value
 
 
@@ -66,6 +81,8 @@ class Settings(BaseModel):
     heartbeat_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
     finalize_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     terminal_ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    ending_soon_seconds: Annotated[float, Field(ge=0)] = 10.0
+    """How long before an idle or max-duration cutoff `session.ending_soon` warns; 0: never."""
     sweep_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9090
     webhook_max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
@@ -88,6 +105,7 @@ _ENV_FIELDS = {
     "HEARTBEAT_TIMEOUT_SECONDS": "heartbeat_timeout_seconds",
     "FINALIZE_TIMEOUT_SECONDS": "finalize_timeout_seconds",
     "TERMINAL_TTL_SECONDS": "terminal_ttl_seconds",
+    "ENDING_SOON_SECONDS": "ending_soon_seconds",
     "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "METRICS_PORT": "metrics_port",
     "WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
@@ -109,6 +127,10 @@ _ENV_FIELDS = {
     "WORKER_MODEL_VOLUME_CLAIM": "worker.model_volume_claim",
     "TRANSPORT_ALLOWED_HOSTS": "worker.transport_allowed_hosts",
     "TRANSPORT_ALLOWED_CIDRS": "worker.transport_allowed_cidrs",
+    "TTS_OPENAI_BASE_URL": "worker.tts_openai_base_url",
+    "TTS_OPENAI_VOICES": "worker.tts_openai_voices",
+    "TTS_OPENAI_API_KEY_SECRET": "worker.tts_openai_api_key_secret",
+    "TTS_OPENAI_API_KEY_SECRET_KEY": "worker.tts_openai_api_key_secret_key",
 }
 _JSON_FIELDS = {"worker.node_selector", "worker.tolerations", "worker.resources"}
 

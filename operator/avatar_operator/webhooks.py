@@ -44,21 +44,44 @@ def verify(secret: str, header: str, body: bytes) -> bool:
 
 def payload(pending: PendingWebhook, session: AvatarSession) -> dict[str, Any]:
     """The JSON body: which session, what happened and when, and the customer's metadata
-    echoed. The status is the one the event reports, even if the session has moved on since."""
+    echoed. The status is the one the event reports, even if the session has moved on since;
+    a speak event's task and an ending_soon event's cutoff are as they were then."""
     name = session.metadata.name or ""
     event = str(pending.event)
-    reason = session.status.reason if pending.phase.is_terminal else None  # final once set
+    reason: str | None = None
+    if pending.phase.is_terminal and session.status.reason:  # final once set
+        reason = str(session.status.reason)
+    data: dict[str, Any] = {
+        "session_id": ids.to_public_id(name),
+        "status": str(pending.phase),
+        "reason": reason,
+        "metadata": session.spec.metadata,
+    }
+    if pending.speak is not None:
+        task = pending.speak.model_dump(mode="json")
+        fields = ("id", "state", "started_at", "finished_at", "message")
+        data["speak"] = {name: task.get(name) for name in fields}  # null ones too
+    if pending.ending_soon is not None:
+        data["reason"] = str(pending.ending_soon.reason)
+        data["at"] = pending.ending_soon.model_dump(mode="json")["at"]
     return {
-        "id": f"evt_{hashlib.sha256(f'{name}:{event}'.encode()).hexdigest()[:24]}",
+        "id": event_id(name, pending),
         "type": event,
         "created": int(pending.occurred_at.timestamp()),
-        "data": {
-            "session_id": ids.to_public_id(name),
-            "status": str(pending.phase),
-            "reason": str(reason) if reason else None,
-            "metadata": session.spec.metadata,
-        },
+        "data": data,
     }
+
+
+def event_id(session_name: str, pending: PendingWebhook) -> str:
+    """Stable across retries and restarts, for receivers to drop a repeat; distinct for each
+    speak task, and for each cutoff warned of (a later approach is a new warning)."""
+    parts = [session_name, str(pending.event)]
+    if pending.task:
+        parts.append(pending.task)
+    if pending.ending_soon is not None:
+        warned = pending.ending_soon
+        parts += [str(warned.reason), warned.at.isoformat()]
+    return f"evt_{hashlib.sha256(':'.join(parts).encode()).hexdigest()[:24]}"
 
 
 def due_after(attempt: int, first_backoff: float) -> float:

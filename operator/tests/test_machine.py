@@ -446,7 +446,7 @@ def test_webhooks_stay_in_the_status_until_delivered() -> None:
     queued = step(None, facts(), T0)
     started = step(Phase.QUEUED, facts(queued.status.to_k8s(), admitted=True), T0)
     assert announced(started) == [WebhookEvent.QUEUED, WebhookEvent.STARTED]
-    done = frozenset({WebhookEvent.QUEUED})
+    done = frozenset({(WebhookEvent.QUEUED, "", "")})
     later = step(Phase.STARTING, facts(started.status.to_k8s(), pod=pod(), webhooks_done=done), T0)
     assert announced(later) == [WebhookEvent.STARTED]
 
@@ -462,7 +462,7 @@ def test_a_terminal_session_stays_until_its_webhooks_are_out() -> None:
     waiting = step(Phase.FAILED, facts(pending), expired)
     assert DeleteSession() not in waiting.actions
     assert waiting.wake_at is None  # the end of the delivery brings it back, not a timer
-    done = frozenset({WebhookEvent.FAILED})
+    done = frozenset({(WebhookEvent.FAILED, "", "")})
     delivered = step(Phase.FAILED, facts(pending, webhooks_done=done), expired)
     assert DeleteSession() in delivered.actions
     # Deleted by the customer: the finalizer waits for the delivery, up to the finalize timeout.

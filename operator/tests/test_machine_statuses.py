@@ -10,6 +10,7 @@ generated CRD's openAPIV3Schema itself (its CEL rules are mirrored by the model'
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from avatar_crds.enums import REASONS_BY_PHASE, EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.generate import REPO_ROOT
 from avatar_crds.session import MESSAGE_MAX_LENGTH, AvatarSessionStatus
+from avatar_crds.speech import SPEECH_TASKS_MAX, SpeechState
 from avatar_operator.machine import Facts, step
 from avatar_operator.observe import PodFacts
 from testbed.objects import LIMITS, SAMPLE_TOKEN, SPEC, T0
@@ -94,6 +96,13 @@ def workers(draw: st.DrawFn) -> dict[str, Any]:
         "frames": draw(st.integers(min_value=0, max_value=10**6)),
         "billableSeconds": draw(st.floats(min_value=0, max_value=1e6)),
     }
+    # Speech reports up to the limit, every task started or finished (the most webhooks).
+    count = draw(st.sampled_from([0, 1, SPEECH_TASKS_MAX]))
+    states = st.sampled_from([state for state in SpeechState if state is not SpeechState.QUEUED])
+    worker["speech"] = [
+        {"id": f"spk_01JCZ3V7M4Q8R2T6W9X0Y1{i:04d}", "state": draw(states), "startedAt": T0}
+        for i in range(count)
+    ]
     if draw(rarely):
         # The worker's own report is limited by the CRD too: at most the limit, as written.
         message = draw(messages)[:MESSAGE_MAX_LENGTH]
@@ -141,14 +150,16 @@ def situations(draw: st.DrawFn) -> tuple[Phase | None, Facts, datetime]:
     facts = Facts(
         spec=spec,
         status=draw(statuses(phase or Phase.CREATED)),
-        limits=LIMITS,
+        limits=replace(LIMITS, ending_soon=timedelta(seconds=draw(st.sampled_from([0, 10, 700])))),
         deleting=draw(rarely),
         pod=draw(st.one_of(st.none(), pods(), pods(), pods())),
         node_present=not draw(rarely),
         admitted=draw(st.booleans()),
         minutes_exhausted=draw(st.booleans()),
         webhooks_enabled=draw(st.booleans()),
-        webhooks_done=frozenset(draw(st.lists(st.sampled_from(WebhookEvent)))),
+        webhooks_done=frozenset(
+            (event, "", "") for event in draw(st.lists(st.sampled_from(WebhookEvent)))
+        ),
     )
     return phase, facts, draw(offsets)
 

@@ -5,9 +5,10 @@ integration tests'.)"""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
-from avatar_crds.enums import Phase, WebhookEvent
-from avatar_crds.session import AvatarSession, PendingWebhook
+from avatar_crds.enums import EndReason, Phase, WebhookEvent
+from avatar_crds.session import AvatarSession, EndingSoon, PendingWebhook
 from avatar_crds.tenant import Webhook
 from avatar_operator.observe import Key, key_of
 from avatar_operator.outbox import WebhookOutbox
@@ -54,7 +55,7 @@ def test_events_with_nowhere_to_go_are_done_at_once_and_the_session_is_reconcile
 
             key = key_of(session)
             assert reconciled == [key, key]
-            assert box.done(key) == {WebhookEvent.QUEUED, WebhookEvent.STARTED}
+            assert box.done(key) == {(WebhookEvent.QUEUED, "", ""), (WebhookEvent.STARTED, "", "")}
             assert box.due(session) == []  # never sent twice while the status still lists them
             await box.close()
 
@@ -67,11 +68,29 @@ def test_events_written_out_of_the_status_are_forgotten_and_later_ones_stay() ->
         await box.send(pending(QUEUED, STARTED))
         key = key_of(pending())
 
-        box.written_out(key, frozenset({WebhookEvent.QUEUED}))
-        assert box.done(key) == {WebhookEvent.STARTED}
-        box.written_out(key, frozenset({WebhookEvent.STARTED}))
+        box.written_out(key, frozenset({(WebhookEvent.QUEUED, "", "")}))
+        assert box.done(key) == {(WebhookEvent.STARTED, "", "")}
+        box.written_out(key, frozenset({(WebhookEvent.STARTED, "", "")}))
         assert box.done(key) == frozenset()
         assert box.delivered == {}
+        await box.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_newer_warning_is_due_though_the_one_it_replaced_was_done() -> None:
+    async def scenario() -> None:
+        def warning(seconds: int) -> PendingWebhook:
+            cutoff = EndingSoon(reason=EndReason.IDLE_TIMEOUT, at=T0 + timedelta(seconds=seconds))
+            return PendingWebhook(
+                event=WebhookEvent.ENDING_SOON, phase=Phase.RUNNING, occurred_at=T0,
+                ending_soon=cutoff,
+            )  # fmt: skip
+
+        box = outbox(None, [])
+        await box.send(pending(warning(30)))
+        assert box.due(pending(warning(30))) == []
+        assert box.due(pending(warning(60))) == [warning(60)]
         await box.close()
 
     asyncio.run(scenario())

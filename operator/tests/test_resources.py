@@ -75,6 +75,9 @@ def test_worker_role_reaches_only_its_own_session_and_avatar() -> None:
     assert names == {SESSION.metadata.name, SESSION.spec.avatar_ref}
     status_rule = next(r for r in role["rules"] if r["resources"] == ["avatarsessions/status"])
     assert "patch" in status_rule["verbs"]
+    session_rule = next(r for r in role["rules"] if r["resources"] == ["avatarsessions"])
+    assert session_rule["verbs"] == ["get", "watch"]  # by name only: never `list`
+    assert session_rule["resourceNames"] == [SESSION.metadata.name]
     assert binding["subjects"][0]["name"] == account["metadata"]["name"]
     assert all(obj["metadata"]["ownerReferences"][0]["uid"] == "u-1" for obj in (account, role))
 
@@ -106,3 +109,60 @@ def test_settings_from_environment() -> None:
 
 def test_webhook_timeout_is_configurable() -> None:
     assert load_settings({"FACECAST_WEBHOOK_TIMEOUT_SECONDS": "2.5"}).webhook_timeout_seconds == 2.5
+
+
+VOICES = '[{"voice": "alloy", "languages": ["en"]}]'
+
+
+def test_tts_server_settings_reach_the_worker_and_its_key_only_as_a_file() -> None:
+    pod = build(
+        tts_openai_base_url="http://tts.platform.svc:8000/v1",
+        tts_openai_voices=VOICES,
+        tts_openai_api_key_secret="tts-credentials",
+        tts_openai_api_key_secret_key="openai",
+    )
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[contract.ENV_TTS_OPENAI_BASE_URL] == "http://tts.platform.svc:8000/v1"
+    assert env[contract.ENV_TTS_OPENAI_VOICES] == VOICES
+    assert env[contract.ENV_TTS_OPENAI_API_KEY_FILE] == contract.TTS_KEY_FILE
+    volume = next(v for v in spec["volumes"] if v["name"] == "tts-key")
+    assert volume["secret"]["secretName"] == "tts-credentials"
+    assert volume["secret"]["items"] == [{"key": "openai", "path": "api-key"}]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "tts-key")
+    assert f"{mount['mountPath']}/api-key" == contract.TTS_KEY_FILE
+    assert mount["readOnly"] is True
+    assert all("valueFrom" not in e for e in container["env"])
+
+
+def test_without_a_tts_server_the_worker_gets_none_of_its_settings() -> None:
+    container = build()["spec"]["containers"][0]
+    names = {e["name"] for e in container["env"]}
+    assert not names & {
+        contract.ENV_TTS_OPENAI_BASE_URL,
+        contract.ENV_TTS_OPENAI_VOICES,
+        contract.ENV_TTS_OPENAI_API_KEY_FILE,
+    }
+    assert all(m["name"] != "tts-key" for m in container["volumeMounts"])
+
+
+def test_tts_and_warning_settings_from_environment() -> None:
+    settings = load_settings(
+        {
+            "FACECAST_TTS_OPENAI_BASE_URL": "https://tts.example/v1",
+            "FACECAST_TTS_OPENAI_VOICES": VOICES,
+            "FACECAST_TTS_OPENAI_API_KEY_SECRET": "tts-credentials",
+            "FACECAST_ENDING_SOON_SECONDS": "0",
+        }
+    )
+    assert settings.worker.tts_openai_base_url == "https://tts.example/v1"
+    assert settings.worker.tts_openai_voices == VOICES
+    assert settings.worker.tts_openai_api_key_secret == "tts-credentials"
+    assert settings.worker.tts_openai_api_key_secret_key == "api-key"
+    assert settings.ending_soon_seconds == 0
+    assert Settings().ending_soon_seconds == 10
+    with pytest.raises(SettingsError, match="TTS_OPENAI_VOICES"):
+        load_settings({"FACECAST_TTS_OPENAI_VOICES": '[{"voice": "alloy"}]'})
+    with pytest.raises(SettingsError, match="tts_openai_base_url"):
+        load_settings({"FACECAST_TTS_OPENAI_BASE_URL": "ftp://tts.example"})

@@ -34,7 +34,7 @@ MODULES = {"operator": "avatar_operator", "api": "api_shim", "worker": "avatar_w
 ABSENT = {
     "operator": {"torch", "fastapi", "uvicorn", "livekit", "onnxruntime", "numpy"},
     "api": {"torch", "kopf", "livekit"},
-    "worker": {"torch", "kopf", "fastapi", "uvicorn", "onnxruntime"},
+    "worker": {"kopf", "fastapi", "uvicorn", "onnxruntime"},
 }
 DEV_TOOLS = {"pytest", "ruff", "mypy", "schemathesis", "livekit-agents"}
 

@@ -203,7 +203,16 @@ def _api_serves(tag: str, workdir: Path) -> None:
 
 
 def test_no_secret_inside(image: BuiltImage) -> None:
+    """An image id names its contents, so an image once found clean is clean: the scan reads
+    every byte the image adds (gigabytes for the worker's torch) and runs again only for a new
+    image, or when the scan itself changes (its source is part of the key)."""
+    scan = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    clean = images.CACHE / "clean-scans" / f"{image.image_id.removeprefix('sha256:')}-{scan}"
+    if clean.exists():
+        return
     assert secrets_in(image.tag) == []
+    clean.parent.mkdir(parents=True, exist_ok=True)
+    clean.touch()
 
 
 def test_the_secret_scan_finds_a_planted_key(

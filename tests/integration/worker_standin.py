@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import WorkerFailure, WorkerStatus
+from avatar_crds.speech import SpeakTaskReport
 
 
 class WorkerStandIn:
@@ -42,6 +43,10 @@ class WorkerStandIn:
     def heard_audio(self) -> None:
         now = datetime.now(UTC)
         self._send(last_audio_at=now, heartbeat_at=now)
+
+    def speech(self, *reports: SpeakTaskReport) -> None:
+        """How far each speak task got, as the worker lists them (the whole list each time)."""
+        self._send(speech=list(reports), heartbeat_at=datetime.now(UTC))
 
     def give_up(self, reason: str, message: str) -> None:
         failure = WorkerFailure.model_validate({"reason": reason, "message": message})

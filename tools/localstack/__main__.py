@@ -137,6 +137,9 @@ def _instructions(stack: Stack, session: dict[str, Any], page_url: str | None) -
         "  kubectl get nodes",
         f'  curl -s -H "x-api-key: $FACECAST_API_KEY" {stack.api_url}/v1/sessions/{session["id"]}',
         f'  curl -s -H "x-api-key: $FACECAST_API_KEY" {stack.api_url}/v1/usage',
+        f'  curl -s -X POST -H "x-api-key: $FACECAST_API_KEY" -H "content-type: application/json"'
+        f" {stack.api_url}/v1/sessions/{session['id']}/speak"
+        """ -d '{"text": "Hello from the REST API."}'""",
         f'  curl -s -X POST -H "x-api-key: $FACECAST_API_KEY"'
         f" {stack.api_url}/v1/sessions/{session['id']}/end",
         "",

@@ -8,7 +8,7 @@ import argparse
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,8 @@ from avatar_crds.kinds import AVATAR, AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession, AvatarSessionSpec, AvatarSessionStatus
 from avatar_worker.errors import WorkerError
+from avatar_worker.session_watch import SessionWatch
+from avatar_worker.tts.settings import TtsSettings
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class WorkerConfig:
     drain_deadline_s: float = 20.0
     # Where the room may be besides public addresses (the platform's own LiveKit).
     transport_allow: AddressAllowList = field(default_factory=AddressAllowList)
+    # The TTS engines speak tasks may use (the OpenAI-compatible server, its voices).
+    tts: TtsSettings = field(default_factory=TtsSettings)
 
     @property
     def uses_kubernetes(self) -> bool:
@@ -94,6 +98,10 @@ class WorkerConfig:
             )
         except ValueError as error:
             parser.error(f"{contract.ENV_TRANSPORT_ALLOWED_CIDRS}: {error}")
+        try:
+            tts = TtsSettings.from_env(env)
+        except ValueError as error:
+            parser.error(str(error))
         return cls(
             session_name=env.get(contract.ENV_SESSION_NAME) or None,
             namespace=env.get(contract.ENV_SESSION_NAMESPACE) or None,
@@ -108,6 +116,7 @@ class WorkerConfig:
             join_deadline_s=args.join_deadline_seconds,
             drain_deadline_s=args.drain_deadline_seconds,
             transport_allow=allow,
+            tts=tts,
         )
 
 
@@ -121,6 +130,18 @@ class SessionSource(Protocol):
     def current_status(self) -> AvatarSessionStatus | None:
         """The session's status now (read again at drain time), None if unknown."""
         ...
+
+    def updates(self, after: AvatarSession) -> AsyncIterator[AvatarSession]:
+        """Every later version of the session (new speech, an interrupt, a warning), until the
+        caller stops iterating; a source that cannot follow the session yields nothing."""
+        ...
+
+
+async def no_updates() -> AsyncIterator[AvatarSession]:
+    """The updates of a source that reads its session once."""
+    nothing: tuple[AvatarSession, ...] = ()
+    for session in nothing:
+        yield session
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -171,6 +192,9 @@ class FileSessionSource:
         except (OSError, ValueError, ValidationError):
             return None
 
+    def updates(self, after: AvatarSession) -> AsyncIterator[AvatarSession]:
+        return no_updates()
+
 
 class KubernetesSessionSource:
     def __init__(self, api_client: Any, namespace: str, name: str) -> None:
@@ -179,6 +203,7 @@ class KubernetesSessionSource:
         self._api = k8s.CustomObjectsApi(api_client)
         self._namespace = namespace
         self._name = name
+        self.watch = SessionWatch(api_client, namespace, name)
 
     def session(self) -> AvatarSession:
         raw = self._api.get_namespaced_custom_object(
@@ -211,6 +236,9 @@ class KubernetesSessionSource:
             return self.session().status
         except Exception:
             return None
+
+    def updates(self, after: AvatarSession) -> AsyncIterator[AvatarSession]:
+        return self.watch.follow(after)
 
 
 def kubernetes_api_client() -> Any:

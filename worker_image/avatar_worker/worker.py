@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from avatar_crds.enums import AudioSource, FailureReason, TransportType
 from avatar_crds.session import AvatarSession, LiveKitTransport, WorkerStatus
+from avatar_crds.speech import SpeakTaskReport
 from avatar_worker.audio.agent_protocol import AgentAudioInput
 from avatar_worker.audio.segments import PlaybackEvent, SegmentKind, SpeechBuffer
 from avatar_worker.audio.synthetic import SyntheticPolicy
@@ -30,6 +31,9 @@ from avatar_worker.render.base import Renderer
 from avatar_worker.render.portrait import Portrait, load_portrait
 from avatar_worker.render.resolution import VideoFormat, video_format
 from avatar_worker.reporting import StatusReporter, StatusSink
+from avatar_worker.session_messages import SessionMessages
+from avatar_worker.speak.engines import Engines
+from avatar_worker.speak.executor import SpeakExecutor
 from avatar_worker.transport.livekit import LiveKitTransport as Transport
 from avatar_worker.transport.livekit import RoomAttachment, RoomClosed, read_token
 
@@ -62,6 +66,8 @@ class Worker:
         self.speech: SpeechBuffer | None = None
         self.agent_input: AgentAudioInput | None = None
         self.track_input: TrackAudioInput | None = None
+        self.speaker: SpeakExecutor | None = None
+        self.messages = SessionMessages()
         self.reporter = StatusReporter(sink, self.snapshot, interval_s=config.heartbeat_s)
         self.ready = asyncio.Event()  # joined and publishing
         self.exit_code: int | None = None
@@ -72,12 +78,15 @@ class Worker:
     def snapshot(self) -> WorkerStatus:
         stats = self.pipeline.stats if self.pipeline is not None else None
         now = time.monotonic()
+        if self.speaker is not None and self.speaker.speaking:
+            self._on_audio()  # speech is activity, for as long as it plays
         return WorkerStatus(
             heartbeat_at=datetime.now(UTC),
             first_frame_at=stats.first_frame_at if stats else None,
             last_audio_at=self.last_audio_at,
             frames=stats.frames if stats else 0,
             billable_seconds=round(stats.billable_seconds(now), 3) if stats else 0.0,
+            speech=self.speaker.reports() if self.speaker is not None else [],
         )
 
     def _on_audio(self) -> None:
@@ -140,9 +149,19 @@ class Worker:
 
         output = self.output = MediaOutput(fmt, spec.video.codec)
         speech = self.speech = SpeechBuffer(output.sample_rate)
-        attachments: list[RoomAttachment] = [output]
+        attachments: list[RoomAttachment] = [output, self.messages]
         inputs = self._make_input(room_spec, speech)
         attachments.append(inputs)
+        engines = Engines(self.config.tts)
+        speaker = self.speaker = SpeakExecutor(
+            speech,
+            engines,
+            self.config.tts.catalogue(),
+            reports=_reported_speech(session),
+            on_change=self.reporter.report_now,
+            drop_taken_audio=self._interrupted,
+            flush_output=self._flush_output,
+        )
         synthetic = (
             SyntheticPolicy(self.config.synthetic_after_s)
             if room_spec.synthetic_audio_if_no_input
@@ -167,6 +186,9 @@ class Worker:
             allow=self.config.transport_allow,
         )
         first_frame_task = asyncio.create_task(self._report_first_frame(pipeline))
+        self._on_session(session)
+        speaker_task = asyncio.create_task(speaker.run(), name="speak")
+        follow_task = asyncio.create_task(self._follow(session), name="follow-session")
         try:
             await transport.connect()
             self.ready.set()
@@ -183,6 +205,13 @@ class Worker:
             return EXIT_OK
         finally:
             first_frame_task.cancel()
+            for task in (follow_task, speaker_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await speaker.aclose()
+            await engines.aclose()
+            await self.messages.aclose()
             pipeline.stop()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(pipeline_task, timeout=2.0)
@@ -206,6 +235,18 @@ class Worker:
         if needs_portrait(spec.quality):
             log.info("loading the avatar", avatar=spec.avatar_ref)
         return build_renderer(spec.quality, fmt, portrait)
+
+    async def _follow(self, session: AvatarSession) -> None:
+        async for update in self._source.updates(session):
+            self._on_session(update)
+
+    def _on_session(self, session: AvatarSession) -> None:
+        """A version of the session: speak what is new, cut what an interrupt covers, relay
+        a warning of a near cutoff."""
+        if self.speaker is not None:
+            self.speaker.update(session.spec)
+        if session.status is not None:
+            self.messages.ending_soon(session.status.ending_soon)
 
     def _make_input(self, room_spec: LiveKitTransport, speech: SpeechBuffer) -> RoomAttachment:
         if room_spec.audio_source is AudioSource.TRACK:
@@ -234,6 +275,10 @@ class Worker:
     def _on_playback_events(self, events: Sequence[PlaybackEvent]) -> None:
         if self.agent_input is not None:
             self.agent_input.notify(events)
+        if self.speaker is not None:
+            self.speaker.on_playback(events)
+            if self.speaker.speaking:
+                self._on_audio()
 
     async def _report_first_frame(self, pipeline: Pipeline) -> None:
         await pipeline.wait_first_frame()
@@ -268,6 +313,8 @@ class Worker:
         assert pipeline is not None
         if self.agent_input is not None:
             self.agent_input.accepting = False
+        if self.speaker is not None:
+            self.speaker.stop_accepting()
         # Live input has no end to wait for, and queued segments never start.
         self._interrupt(speech.clear(lambda info: info.kind is SegmentKind.TRACK))
         self._interrupt(speech.clear_after_current())
@@ -311,6 +358,12 @@ class Worker:
             "cutting the current segment", why="second signal" if cut in done else "deadline"
         )
         return False
+
+
+def _reported_speech(session: AvatarSession) -> list[SpeakTaskReport]:
+    """What this session's worker reported before (a restarted worker speaks nothing twice)."""
+    status = session.status
+    return status.worker.speech if status is not None and status.worker is not None else []
 
 
 async def _noop() -> None:

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from avatar_crds.capabilities import RENDERABLE_QUALITIES, SUPPORTED_TRANSPORTS
+from avatar_crds.capabilities import (
+    NEEDS_MODEL_WEIGHTS,
+    RENDERABLE_QUALITIES,
+    SUPPORTED_TRANSPORTS,
+)
 from avatar_crds.enums import AspectRatio, FailureReason, Quality, TransportType
 from avatar_crds.session import DailyTransport, Transport
 from avatar_worker.config import FileSessionSource
@@ -19,6 +23,7 @@ from avatar_worker.render.portrait import FaceGeometry, Portrait
 from avatar_worker.render.resolution import video_format
 from avatar_worker.reporting import JsonLinesStatusSink
 from avatar_worker.worker import EXIT_FAILED, Worker
+from worker_image.tests.neural_support import write_tiny
 from worker_image.tests.support import (
     ASTRONAUT_FACE,
     astronaut_rgb,
@@ -32,13 +37,24 @@ def portrait() -> Portrait:
 
 
 @pytest.mark.parametrize("quality", list(Quality))
-def test_the_worker_renders_exactly_the_tiers_the_api_accepts(quality: Quality) -> None:
+def test_the_worker_renders_exactly_the_tiers_the_api_accepts(
+    quality: Quality, tmp_path: Path
+) -> None:
     fmt = video_format(quality, AspectRatio.LANDSCAPE)
+    # The neural tiers render from weights on the model volume (here a tiny random model).
+    models = write_tiny(tmp_path / "models") if quality in NEEDS_MODEL_WEIGHTS else None
     if quality in RENDERABLE_QUALITIES:
-        build_renderer(quality, fmt, portrait).close()
+        build_renderer(quality, fmt, portrait, models=models).close()
         return
     with pytest.raises(WorkerError) as raised:
         build_renderer(quality, fmt, portrait)
+    assert raised.value.reason is FailureReason.MODEL_UNAVAILABLE
+
+
+def test_a_neural_tier_without_its_weights_is_model_unavailable(tmp_path: Path) -> None:
+    fmt = video_format(Quality.STANDARD, AspectRatio.LANDSCAPE)
+    with pytest.raises(WorkerError) as raised:
+        build_renderer(Quality.STANDARD, fmt, portrait, models=tmp_path / "empty")
     assert raised.value.reason is FailureReason.MODEL_UNAVAILABLE
 
 

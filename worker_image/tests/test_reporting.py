@@ -50,6 +50,8 @@ def test_patch_touches_only_status_worker() -> None:
                 "firstFrameAt": "2026-01-01T00:00:00Z",
                 "frames": 3,
                 "billableSeconds": 0.12,
+                # The worker's speak reports, always whole: a merge patch replaces a list.
+                "speech": [],
             }
         }
     }

@@ -164,3 +164,21 @@ def test_opening_a_segment_twice_is_an_error() -> None:
     buffer.open("a", SegmentKind.AGENT)
     with pytest.raises(ValueError, match="already open"):
         buffer.open("a", SegmentKind.AGENT)
+
+
+def test_peek_shows_what_the_next_takes_return_without_taking_it() -> None:
+    buffer = SpeechBuffer(RATE, prebuffer_s=0.08)
+    buffer.open("a", SegmentKind.AGENT)
+    buffer.append("a", pcm(50, 1))
+    assert len(buffer.peek(2 * N)) == 0  # still prebuffering: it may not start next take
+    buffer.append("a", np.concatenate([pcm(N, 2), pcm(N, 3)]))
+    ahead = buffer.peek(2 * N)
+    assert ahead.tolist() == [1] * 50 + [2] * 30
+    first = buffer.take(N)
+    assert first.samples.tolist() == [1] * N  # peeking took nothing
+    assert buffer.peek(2 * N).tolist() == [1] * 10 + [2] * 40 + [3] * 30
+    assert buffer.take(N).samples.tolist() == [1] * 10 + [2] * 30
+    assert buffer.peek(5 * N).tolist() == [2] * 10 + [3] * 40  # only what has arrived
+    buffer.take(N)
+    buffer.take(N)
+    assert len(buffer.peek(N)) == 0  # an underrun: nothing is known

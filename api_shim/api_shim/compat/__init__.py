@@ -12,17 +12,33 @@ Adding a service: its three modules, and its SERVICE in SERVICES below.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
-from api_shim.compat import agenthuman, heygen, protoface
+from api_shim.compat import agenthuman, heygen, kaltura, protoface
 from api_shim.compat.layer import CompatService
 from api_shim.compat.middleware import ErrorTranslationMiddleware
+from api_shim.deps import Services
+from api_shim.middleware import Authenticate
 
-SERVICES: tuple[CompatService, ...] = (agenthuman.SERVICE, protoface.SERVICE, heygen.SERVICE)
+SERVICES: tuple[CompatService, ...] = (
+    agenthuman.SERVICE,
+    protoface.SERVICE,
+    heygen.SERVICE,
+    kaltura.SERVICE,
+)
 
-__all__ = ["SERVICES", "ErrorTranslationMiddleware", "image_paths", "mount", "openapi_tags"]
+__all__ = [
+    "SERVICES",
+    "ErrorTranslationMiddleware",
+    "authenticators",
+    "image_paths",
+    "mount",
+    "openapi_tags",
+]
 
 
 def mount(app: FastAPI) -> None:
@@ -37,3 +53,12 @@ def openapi_tags() -> list[dict[str, Any]]:
 def image_paths() -> list[str]:
     """The POST paths whose bodies may carry an image (the image body limit applies)."""
     return [path for service in SERVICES for path in service.image_paths]
+
+
+def authenticators(services: Services) -> dict[Callable[..., Any], Authenticate]:
+    """The services' own caller dependencies, each with how the middleware authenticates it."""
+    return {
+        dependency: functools.partial(authenticate, services)
+        for service in SERVICES
+        for dependency, authenticate in service.authenticators.items()
+    }

@@ -42,7 +42,7 @@ router = APIRouter()  # mounted under /compat/agenthuman, tagged, by compat.moun
 async def create_session(
     body: ah.AgentHumanCreateSession, principal: PrincipalDep, services: ServicesDep
 ) -> ah.AgentHumanCreated:
-    request = to_create_request(body, principal.plan)
+    request = to_create_request(body, principal.plan, services.sessions.served_qualities)
     created = await services.sessions.create(principal, request, None)
     usage = await services.sessions.usage(principal)
     return to_created(created.session, usage)

@@ -16,7 +16,7 @@ from api_shim.compat.livekit_token import TokenClaimsError, room_grant
 from api_shim.errors import ErrorDetail, invalid_request, not_found
 from api_shim.schemas import Usage
 from api_shim.sessions.schemas import CreateSessionRequest, Session
-from avatar_crds.capabilities import RENDERABLE_QUALITIES
+from avatar_crds.capabilities import SERVED_WITHOUT_WEIGHTS
 from avatar_crds.enums import Phase, Quality
 from avatar_crds.tenant import Plan
 
@@ -40,21 +40,26 @@ _HTTP_SCHEME = re.compile(r"^http(s?)://", re.IGNORECASE)
 _BEST_FIRST: list[Quality] = list(Quality)[::-1]  # the enum lists the tiers cheapest first
 
 
-def session_quality(plan: Plan) -> Quality:
-    """AgentHuman has one quality: the best tier Facecast renders that the plan includes (the
-    best rendered one if none is, which the plan check then refuses, naming the plan's)."""
-    renderable = [tier for tier in _BEST_FIRST if tier in RENDERABLE_QUALITIES]
+def session_quality(plan: Plan, served: frozenset[Quality] = SERVED_WITHOUT_WEIGHTS) -> Quality:
+    """AgentHuman has one quality: the best tier this installation serves that the plan
+    includes (the best served one if none is, which the plan check then refuses, naming the
+    plan's)."""
+    renderable = [tier for tier in _BEST_FIRST if tier in served]
     allowed = [tier for tier in renderable if tier in plan.allowed_qualities]
     return (allowed or renderable)[0]
 
 
-def to_create_request(body: ah.AgentHumanCreateSession, plan: Plan) -> CreateSessionRequest:
+def to_create_request(
+    body: ah.AgentHumanCreateSession,
+    plan: Plan,
+    served: frozenset[Quality] = SERVED_WITHOUT_WEIGHTS,
+) -> CreateSessionRequest:
     """ApiError (Facecast's field names; the error translation renames them) if Facecast
     cannot take it. AgentHuman sessions end at their plan's duration limit and have no idle
     timeout: so here."""
     request: dict[str, Any] = {
         **_avatar(body.avatar),
-        "quality": str(session_quality(plan)),
+        "quality": str(session_quality(plan, served)),
         "aspect_ratio": body.aspect_ratio,
         "transport": _transport(body.room),
         "idle_timeout_seconds": None,

@@ -1,7 +1,8 @@
 """HeyGen Streaming at `/compat/heygen/v1/streaming.*`: `X-Api-Key` with a Facecast key,
 HeyGen's bodies and its `{"code", "message", "data"}` answers. Sessions run in managed rooms:
-streaming.new answers the room's URL and a viewer token. What Facecast cannot do yet (the
-avatar speaking a text, streaming.task) answers in HeyGen's error shape."""
+streaming.new answers the room's URL and a viewer token; streaming.task and
+streaming.interrupt drive Facecast's speak service. What Facecast cannot do (a `chat` task)
+answers in HeyGen's error shape."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ from typing import Any
 from fastapi import APIRouter
 
 from api_shim.compat import heygen_schemas as hg
-from api_shim.compat.heygen_translate import to_create_request, to_listed, to_new_session
+from api_shim.compat.heygen_translate import (
+    to_create_request,
+    to_listed,
+    to_new_session,
+    to_speak_request,
+)
 from api_shim.compat.heygen_translate import translate_error as translate_heygen_error
 from api_shim.compat.layer import CompatService, TranslatedError, error_responses
 from api_shim.deps import PrincipalDep, ServicesDep
-from api_shim.errors import ApiError, ErrorDetail, ErrorType
+from api_shim.errors import ErrorDetail
 
 NAME = "heygen"
 # The most sessions streaming.list reports (HeyGen's page documents no paging).
 LIST_LIMIT = 100
-NOT_YET = 501
 
 _ERRORS = {
     400: "The request is invalid (`avatar_required`, a voice rate out of range, or managed"
@@ -27,11 +32,10 @@ _ERRORS = {
     401: "The API key is missing or not valid.",
     403: "Your plan does not include this, or its minutes are used up.",
     404: "No such avatar or session for this API key.",
-    409: "The session has ended: nothing to keep alive.",
+    409: "The session is ending or has ended: nothing to keep alive or say.",
     413: "The body is too large.",
     429: "Too many requests, or your plan's concurrent sessions are all in use.",
     500: "Something went wrong on our side; quote the request id.",
-    501: "Facecast cannot do this yet (streaming.task: the avatar speaking a text).",
     503: "No capacity, or the LiveKit server did not answer; retry after Retry-After seconds.",
 }
 
@@ -57,7 +61,8 @@ router = APIRouter()  # mounted under /compat/heygen, tagged, by compat.mount
 async def streaming_new(
     body: hg.HeyGenNewSession, principal: PrincipalDep, services: ServicesDep
 ) -> hg.HeyGenNewSessionResponse:
-    created = await services.sessions.create(principal, to_create_request(body), None)
+    request = to_create_request(body, services.sessions.served_qualities)
+    created = await services.sessions.create(principal, request, None)
     return to_new_session(created.session)
 
 
@@ -115,39 +120,33 @@ async def streaming_list(principal: PrincipalDep, services: ServicesDep) -> hg.H
 
 @router.post(
     "/v1/streaming.task",
-    summary="Send a task (HeyGen): not available yet",
-    description="Making the avatar speak a text needs Facecast's speak endpoint (#23): 501.",
-    responses=_responses(400, 404, 501),
+    summary="Send a task (HeyGen)",
+    description=(
+        "`repeat` (the default): the avatar says `text`, after what it is already saying"
+        " (Facecast's POST /v1/sessions/{id}/speak); `data.task_id` names the speak task."
+        " `chat` (an LLM's answer to the text) is 400 `task_type_not_supported`: Facecast"
+        " has no LLM."
+    ),
+    responses=_responses(400, 404, 409),
 )
 async def streaming_task(
     body: hg.HeyGenTask, principal: PrincipalDep, services: ServicesDep
-) -> None:
-    await services.sessions.get(principal, body.session_id)
-    raise ApiError(
-        ErrorType.UNPROCESSABLE,
-        "speak_not_available",
-        "streaming.task (the avatar speaking a text) is not available in Facecast yet; drive"
-        " the avatar with an agent's audio in the room instead.",
-        status=NOT_YET,
-    )
+) -> hg.HeyGenTaskResponse:
+    task = await services.speech.speak(principal, body.session_id, to_speak_request(body))
+    return hg.HeyGenTaskResponse(data=hg.HeyGenTaskData(task_id=task.id))
 
 
 @router.post(
     "/v1/streaming.interrupt",
-    summary="Interrupt speaking (HeyGen): not available yet",
-    description="Needs Facecast's speak endpoint (#23): 501.",
-    responses=_responses(400, 404, 501),
+    summary="Interrupt speaking (HeyGen)",
+    description="Cuts what the avatar is saying and drops every task still queued.",
+    responses=_responses(400, 404, 409),
 )
 async def streaming_interrupt(
     body: hg.HeyGenSessionRef, principal: PrincipalDep, services: ServicesDep
-) -> None:
-    await services.sessions.get(principal, body.session_id)
-    raise ApiError(
-        ErrorType.UNPROCESSABLE,
-        "speak_not_available",
-        "streaming.interrupt is not available in Facecast yet: there is no task to interrupt.",
-        status=NOT_YET,
-    )
+) -> hg.HeyGenEmptyResponse:
+    await services.speech.interrupt(principal, body.session_id)
+    return hg.HeyGenEmptyResponse()
 
 
 _MESSAGES = {

@@ -72,10 +72,28 @@ class HeyGenSessionRef(BaseModel):
     session_id: str = Field(description="The `session_id` streaming.new answered (`sess_...`).")
 
 
+class HeyGenTaskType(StrEnum):
+    REPEAT = "repeat"
+    CHAT = "chat"
+
+
 class HeyGenTask(BaseModel):
     session_id: str
-    text: str | None = None
-    task_type: str | None = None
+    text: str = Field(description="What the avatar says.")
+    task_type: HeyGenTaskType = Field(
+        default=HeyGenTaskType.REPEAT,
+        description="`repeat`: say the text; `chat` is 400: Facecast has no LLM.",
+    )
+
+
+class HeyGenTaskData(BaseModel):
+    task_id: str = Field(description="Facecast's speak task (`spk_...`).")
+
+
+class HeyGenTaskResponse(BaseModel):
+    code: int = SUCCESS_CODE
+    message: str = SUCCESS_MESSAGE
+    data: HeyGenTaskData
 
 
 class HeyGenNewSessionData(BaseModel):

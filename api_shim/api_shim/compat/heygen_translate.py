@@ -13,7 +13,8 @@ from api_shim.compat import heygen_schemas as hg
 from api_shim.compat.layer import TranslatedError, invalid_translation
 from api_shim.errors import ErrorDetail, invalid_request
 from api_shim.sessions.schemas import CreateSessionRequest, ManagedTransportView, Session
-from avatar_crds.capabilities import RENDERABLE_QUALITIES
+from api_shim.sessions.speech_schemas import SpeakRequest
+from avatar_crds.capabilities import SERVED_WITHOUT_WEIGHTS
 from avatar_crds.enums import Phase, Quality
 
 # HeyGen's idle timeout when not disabled: 2 minutes.
@@ -33,11 +34,16 @@ _LISTED_STATUS = {
 }
 
 
-def quality_of(quality: hg.HeyGenQuality) -> Quality:
-    return next(tier for tier in _TIERS[quality] if tier in RENDERABLE_QUALITIES)
+def quality_of(
+    quality: hg.HeyGenQuality, served: frozenset[Quality] = SERVED_WITHOUT_WEIGHTS
+) -> Quality:
+    """The best tier for HeyGen's quality that this installation serves."""
+    return next(tier for tier in _TIERS[quality] if tier in served)
 
 
-def to_create_request(body: hg.HeyGenNewSession) -> CreateSessionRequest:
+def to_create_request(
+    body: hg.HeyGenNewSession, served: frozenset[Quality] = SERVED_WITHOUT_WEIGHTS
+) -> CreateSessionRequest:
     if body.avatar_id == hg.DEFAULT_AVATAR:
         raise invalid_request(
             "avatar_required",
@@ -48,7 +54,7 @@ def to_create_request(body: hg.HeyGenNewSession) -> CreateSessionRequest:
     voice = body.voice
     request: dict[str, Any] = {
         "avatar_id": body.avatar_id,
-        "quality": quality_of(body.quality),
+        "quality": quality_of(body.quality, served),
         "video_encoding": body.video_encoding,
         "idle_timeout_seconds": None if body.disable_idle_timeout else IDLE_TIMEOUT_SECONDS,
         "transport": {"type": "managed"},
@@ -57,6 +63,20 @@ def to_create_request(body: hg.HeyGenNewSession) -> CreateSessionRequest:
         request["voice"] = {"id": voice.voice_id, "speed": voice.rate}
     try:
         return CreateSessionRequest.model_validate(request)
+    except ValidationError as error:
+        raise invalid_translation(error) from None
+
+
+def to_speak_request(body: hg.HeyGenTask) -> SpeakRequest:
+    if body.task_type is not hg.HeyGenTaskType.REPEAT:
+        raise invalid_request(
+            "task_type_not_supported",
+            f"task_type={body.task_type} answers with an LLM, and Facecast has none: send"
+            " task_type=repeat with the text to say.",
+            "task_type",
+        )
+    try:
+        return SpeakRequest.model_validate({"text": body.text})
     except ValidationError as error:
         raise invalid_translation(error) from None
 

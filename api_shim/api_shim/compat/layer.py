@@ -11,13 +11,16 @@ its own error handling.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
+from starlette.types import Scope
 
+from api_shim.auth import Principal
+from api_shim.deps import Services
 from api_shim.errors import ApiError, ErrorDetail, validation_error
 
 PREFIX = "/compat"
@@ -31,6 +34,9 @@ class TranslatedError:
 
 # Facecast's error (its HTTP status and envelope detail) -> the service's status and body.
 ErrorTranslator = Callable[[int, ErrorDetail], TranslatedError]
+# A service's own credential (Kaltura's `KS` header, its session token): the request's scope
+# to the caller, run by AuthenticationMiddleware before the body is read.
+ServiceAuthenticate = Callable[[Services, Scope], Awaitable[Principal]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class CompatService:
     translate_error: ErrorTranslator
     # POST paths that may carry an inline image, allowed the image body limit.
     image_paths: tuple[str, ...] = ()
+    # Caller dependencies of its own (instead of `deps.authenticated`, the Facecast key) and
+    # how the middleware authenticates each.
+    authenticators: Mapping[Callable[..., Any], ServiceAuthenticate] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:

@@ -67,8 +67,8 @@ class ProtofaceCreateSession(BaseModel):
     idle_timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=600), WHOLE_NUMBER] = 30
     max_duration_seconds: Annotated[int, Field(strict=True, ge=1, le=3600), WHOLE_NUMBER] = 600
     metadata: Metadata = Field(default_factory=dict)
-    # Protoface's default; Facecast refuses a tier it does not render yet (422), naming those
-    # it does, which the document lists.
+    # Protoface's default; an installation without the model weights refuses it (422), naming
+    # the tiers it serves.
     quality: Annotated[Quality, WithJsonSchema({"type": "string", "enum": _RENDERABLE})] = (
         DEFAULT_QUALITY
     )

@@ -20,7 +20,10 @@ _DESCRIPTIONS = {
     409: "conflict: `idempotency_key_reused`, or the session is no longer active.",
     413: "invalid_request (`request_too_large`): the body is too large.",
     422: "unprocessable: valid, but not possible (`max_duration_exceeds_plan`).",
-    429: "rate_limit (`rate_limited`) or quota_exceeded (`concurrency_limit_reached`).",
+    429: (
+        "rate_limit (`rate_limited`, `speech_queue_full`) or quota_exceeded"
+        " (`concurrency_limit_reached`)."
+    ),
     500: "internal: quote the request id to support.",
     503: "service_unavailable: `at_capacity`, or the cluster is not answering.",
 }

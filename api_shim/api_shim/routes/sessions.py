@@ -1,4 +1,4 @@
-"""/v1/sessions: create, read, list, end, keep alive, cancel."""
+"""/v1/sessions: create, read, list, end, keep alive, viewer tokens, cancel."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from api_shim.deps import IdempotencyKeyDep, PrincipalDep, ServicesDep
 from api_shim.routes.common import error_responses
 from api_shim.sessions.schemas import SESSION_ID_PATTERN, CreateSessionRequest, Session, SessionList
+from api_shim.sessions.viewer_schemas import ViewerToken, ViewerTokenRequest
 from avatar_crds.enums import Phase
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -109,6 +110,28 @@ async def keep_alive(
     _key: IdempotencyKeyDep,
 ) -> Session:
     return await services.sessions.keep_alive(principal, session_id)
+
+
+@router.post(
+    "/{session_id}/viewer-token",
+    summary="Mint a viewer token (managed rooms)",
+    description=(
+        "A fresh LiveKit token for the viewer of a session in a managed room, valid for"
+        " joining for a few minutes (`expires_at`): subscribe-only unless the session was"
+        " created with `transport.client_can_publish`. Each call mints a new one; none is"
+        " stored. 400 `session_not_managed` for a session in your own room, 409"
+        " `session_not_active` once it is ending or finished."
+    ),
+    responses=error_responses(400, 401, 404, 409, 429),
+)
+async def viewer_token(
+    session_id: SessionId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    body: ViewerTokenRequest | None = None,
+) -> ViewerToken:
+    identity = None if body is None else body.identity
+    return await services.sessions.viewer_token(principal, session_id, identity)
 
 
 @router.delete(

@@ -27,6 +27,7 @@ moved on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from pydantic import ValidationError
 
 from api_shim.informer import WatchedIndex, WatchSource
 from avatar_crds import contract, phases
+from avatar_crds.enums import Phase
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.session import AvatarSession
 
@@ -97,6 +99,8 @@ class SessionIndex(WatchedIndex):
         # still arriving say, until the watch reports them gone (or the grace period ends).
         self._leaving: dict[str, float] = {}
         self._listings: list[float] = []  # start times of the admission LISTs in flight
+        # Creates waiting for the operator's first phase write, by session name (past_created).
+        self._phase_waits: dict[str, asyncio.Event] = {}
         super().__init__(
             source, AVATAR_SESSION.plural, label_selector=contract.MANAGED_SELECTOR, clock=clock
         )
@@ -157,6 +161,30 @@ class SessionIndex(WatchedIndex):
         entry = self._entries.get(name)
         if entry is not None:
             self._put(name, self._sessions[entry.tenant][name])
+
+    async def past_created(self, name: str, within: float) -> AvatarSession | None:
+        """Session `name` as last seen once it has left `created` (the operator's first phase
+        write: `queued`, or further), waiting up to `within` seconds for the watch (or a relist)
+        to report it; None if it has not by then, or was deleted. The watch's event wakes the
+        wait, so it ends as soon as the phase is seen and never later than `within`."""
+        seen = self._past_created_now(name)
+        if seen is not None or within <= 0:
+            return seen
+        wake = self._phase_waits.setdefault(name, asyncio.Event())
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await wake.wait()
+        finally:
+            self._phase_waits.pop(name, None)
+        return self._past_created_now(name)
+
+    def _past_created_now(self, name: str) -> AvatarSession | None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        session = self._sessions[entry.tenant][name]
+        return None if phases.phase_of(session) is Phase.CREATED else session
 
     def counts(self, tenant: str) -> Counts | None:
         """What the index says now; None while it is not in sync."""
@@ -291,6 +319,9 @@ class SessionIndex(WatchedIndex):
             if entry.holds:
                 self._active[entry.tenant] = self._active.get(entry.tenant, 0) + 1
             self._waiting += entry.waiting
+        wake = self._phase_waits.get(name)
+        if wake is not None and (session is None or phases.phase_of(session) is not Phase.CREATED):
+            wake.set()
 
 
 def _session_of(raw: dict[str, Any]) -> tuple[str, AvatarSession | None]:

@@ -49,6 +49,7 @@ from avatar_crds.transport_rules import (
 from avatar_crds.voices import DEFAULT_VOICE_ID
 
 REDACTED: Literal["[redacted]"] = "[redacted]"
+DEFAULT_WORKER_IDENTITY = "facecast-worker"
 SESSION_ID_PATTERN = public_id_pattern(SESSION_PREFIX)
 
 Identity = Annotated[str, Field(min_length=1, max_length=128)]
@@ -88,7 +89,9 @@ class VideoEncoding(StrEnum):
 class LiveKitTransportRequest(RequestModel):
     """Your own LiveKit room; the worker joins it with `worker_token`."""
 
-    type: Literal["livekit"]
+    type: Literal["livekit"] = Field(
+        default="livekit", description="The default: a transport without `type` is this one."
+    )
     url: Annotated[str, Field(max_length=2048, pattern=TRANSPORT_URL_PATTERN)] = Field(
         description=(
             "`wss://` (or `ws://`) URL of your LiveKit server: a public host name or address"
@@ -114,7 +117,13 @@ class LiveKitTransportRequest(RequestModel):
         )
     )
     worker_token: WorkerToken
-    worker_identity: Identity = "facecast-worker"
+    worker_identity: Identity = Field(
+        default=DEFAULT_WORKER_IDENTITY,
+        description=(
+            f"The identity the worker joins the room as; default `{DEFAULT_WORKER_IDENTITY}`."
+            " LiveKit takes the identity from the token: mint `worker_token` for this one."
+        ),
+    )
     audio_source: AudioSource = Field(
         default=AudioSource.DATA_STREAM,
         description="`data_stream`: LiveKit Agents avatar protocol; `track`: a subscribed track.",
@@ -166,9 +175,18 @@ class ManagedTransportRequest(RequestModel):
     )
 
 
+def _livekit_by_default(value: object) -> object:
+    """A transport without `type` is a LiveKit one (Protoface's rule): the discriminator needs
+    the tag before it can pick the model whose default says so."""
+    if isinstance(value, dict) and "type" not in value:
+        return {**value, "type": "livekit"}
+    return value
+
+
 TransportRequest = Annotated[
     LiveKitTransportRequest | DailyTransportRequest | ManagedTransportRequest,
     Field(discriminator="type"),
+    BeforeValidator(_livekit_by_default),
 ]
 
 
@@ -230,10 +248,13 @@ class CreateSessionRequest(RequestModel):
             ),
         )
     )
-    # The document lists only the tiers this version renders; the others are still parsed, to
-    # be refused with 422 `quality_not_available` naming the available ones.
+    # The document lists the tiers this version renders; an installation serves some of them
+    # and refuses the others with 422 `quality_not_available`, naming the ones it serves.
     quality: Annotated[Quality, WithJsonSchema({"type": "string", "enum": _RENDERABLE})] = Field(
-        description="Renderer tier; your plan lists the ones you may use."
+        description=(
+            "Renderer tier; your plan lists the ones you may use. `standard` and `pro` only"
+            " where the installation has the model weights (else 422 `quality_not_available`)."
+        )
     )
     aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
     video_encoding: VideoEncoding = VideoEncoding.VP8
@@ -367,7 +388,8 @@ class Session(ResponseModel):
     status: Phase = Field(
         description=(
             "created -> queued -> starting -> running -> ending -> ended; or failed, canceled."
-            " `created` until the operator has seen the session."
+            " `created` until the operator has seen the session: a create answers `queued` (or"
+            " further) when the operator admits it within about a second, else `created`."
         )
     )
     avatar_id: str

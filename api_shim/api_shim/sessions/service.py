@@ -8,7 +8,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -34,6 +34,7 @@ from api_shim.sessions.schemas import (
     Session,
     SessionList,
 )
+from api_shim.sessions.viewer_schemas import ViewerToken
 from api_shim.settings import Settings
 from api_shim.voices import check_voice
 from avatar_crds import contract, phases
@@ -116,6 +117,7 @@ class SessionService:
         self._index = index  # told of this process's own creates and deletes at once
         self._settings = settings
         self._transport_allow = settings.transport_allow_list()
+        self.served_qualities = settings.served()
         self._voices = settings.voice_catalogue()
         self._now = now
         self._avatars = avatars  # makes the avatars of sessions that bring their image inline
@@ -128,7 +130,7 @@ class SessionService:
     ) -> Created:
         if idempotency_key is None:
             made = await self._create_new(principal, request, new_session_name(), None)
-            created = Created(mapping.to_public_session(made), replayed=False)
+            created = Created(mapping.to_public_session(await self._queued(made)), replayed=False)
         else:
             created = await self._create_with_key(principal, request, idempotency_key)
         return self._with_client_token(request, created)
@@ -159,13 +161,7 @@ class SessionService:
         server, with a worker token minted here; and that room's name."""
         wanted = request.transport
         if self._managed is None or not isinstance(wanted, ManagedTransportRequest):
-            raise invalid_request(
-                "managed_rooms_not_configured",
-                "transport.type=managed needs a LiveKit server that the platform configures"
-                " for Facecast, and this installation has none; use transport.type=livekit"
-                " with your own room.",
-                "transport.type",
-            )
+            raise _managed_not_configured()
         room = managed_rooms.room_name(name)
         identity = managed_rooms.WORKER_IDENTITY
         livekit = LiveKitTransportRequest(
@@ -217,7 +213,15 @@ class SessionService:
                     # committed meanwhile, its resourceVersion moved and this does nothing.)
                     await asyncio.shield(self._release(claim))
                     raise
-                return Created(mapping.to_public_session(created), replayed=False)
+                return Created(mapping.to_public_session(await self._queued(created)), False)
+
+    async def _queued(self, made: AvatarSession) -> AvatarSession:
+        """The session as the operator first wrote it (`queued`, or further if it went on), if
+        the watch reports that within `create_queue_wait_seconds`; else as made (`created`)."""
+        seen = await self._index.past_created(
+            made.metadata.name or "", self._settings.create_queue_wait_seconds
+        )
+        return made if seen is None else seen
 
     async def _claimed_session(self, key_hash: str, fingerprint: str) -> AvatarSession | None:
         """The session made for a claim someone else holds, once made; None when the claim
@@ -257,14 +261,18 @@ class SessionService:
         name: str,
         claim: idempotency.Claim | None,
         managed_room: str | None = None,
+        viewer: managed_rooms.Viewer | None = None,
     ) -> AvatarSession:
         """Session `name`; with `claim`, the one its Idempotency-Key claim names; with
-        `managed_room`, in that room of the platform's LiveKit server."""
-        if request.transport.type == "managed":
+        `managed_room`, in that room of the platform's LiveKit server, for `viewer`."""
+        if isinstance(request.transport, ManagedTransportRequest):
+            viewer = managed_rooms.Viewer(
+                request.transport.client_identity, request.transport.client_can_publish
+            )
             request, managed_room = self._in_managed_room(request, name)
         plan = principal.plan
         policy.check_quality(plan, request.quality)
-        check_runnable(request, self._transport_allow)
+        check_runnable(request, self._transport_allow, self.served_qualities)
         check_voice(request.voice, self._voices)
         max_duration = policy.resolve_max_duration(
             plan,
@@ -274,7 +282,7 @@ class SessionService:
         policy.check_minutes(plan, principal.usage, utc_now())
         if request.avatar is not None:
             return await self._create_with_inline_avatar(
-                principal, request, name, claim, managed_room
+                principal, request, name, claim, managed_room, viewer
             )
         avatar_id = request.avatar_id or ""
         avatar = await self._avatars.find(to_resource_name(avatar_id, AVATAR_PREFIX))
@@ -293,7 +301,7 @@ class SessionService:
         labels, annotations = ({}, {}) if claim is None else claim.session_marks()
         if managed_room is not None and self._managed is not None:
             room_labels, room_annotations = managed_rooms.session_marks(
-                self._managed.config.client_url
+                self._managed.config.client_url, viewer or managed_rooms.Viewer()
             )
             labels, annotations = {**labels, **room_labels}, {**annotations, **room_annotations}
         async with admission:
@@ -323,6 +331,7 @@ class SessionService:
         name: str,
         claim: idempotency.Claim | None,
         managed_room: str | None,
+        viewer: managed_rooms.Viewer | None,
     ) -> AvatarSession:
         """The image goes through the avatar pipeline (plan permitting) and becomes one of the
         tenant's avatars; the session is then created with its id. If the session cannot be
@@ -333,7 +342,7 @@ class SessionService:
         avatar_id = await self._avatars.create_inline(principal, request.avatar)
         resolved = request.model_copy(update={"avatar_id": avatar_id, "avatar": None})
         try:
-            return await self._create_new(principal, resolved, name, claim, managed_room)
+            return await self._create_new(principal, resolved, name, claim, managed_room, viewer)
         except BaseException:
             try:
                 await asyncio.shield(self._avatars.discard(avatar_id))
@@ -448,7 +457,7 @@ class SessionService:
     # --- read ----------------------------------------------------------------------------------
 
     async def get(self, principal: Principal, session_id: str) -> Session:
-        return mapping.to_public_session(await self._owned(principal, session_id))
+        return mapping.to_public_session(await self.owned(principal, session_id))
 
     async def list_sessions(
         self, principal: Principal, *, status: Phase | None, limit: int, cursor: str | None
@@ -496,8 +505,8 @@ class SessionService:
 
     async def end(self, principal: Principal, session_id: str) -> Session:
         """Sets spec.endRequestedAt once; ending an ending or finished session changes nothing."""
-        session = await self._owned(principal, session_id)
-        if _finished_or_ending(session):
+        session = await self.owned(principal, session_id)
+        if finished_or_ending(session):
             return mapping.to_public_session(session)
         name = session.metadata.name or ""
         patch = {"spec": {"endRequestedAt": k8s_time(self._now())}}
@@ -510,13 +519,13 @@ class SessionService:
             if updated is None or updated.spec.end_requested_at is None:
                 raise
         if updated is None:
-            raise _session_not_found(session_id)
+            raise session_not_found(session_id)
         log.info("session_end_requested")
         return mapping.to_public_session(updated)
 
     async def keep_alive(self, principal: Principal, session_id: str) -> Session:
-        session = await self._owned(principal, session_id)
-        if _finished_or_ending(session):
+        session = await self.owned(principal, session_id)
+        if finished_or_ending(session):
             raise ApiError(
                 ErrorType.CONFLICT,
                 "session_not_active",
@@ -526,13 +535,52 @@ class SessionService:
         patch = {"spec": {"keepAliveAt": k8s_time(self._now())}}
         updated = await self._kube.patch_session(session.metadata.name or "", patch)
         if updated is None:
-            raise _session_not_found(session_id)
+            raise session_not_found(session_id)
         return mapping.to_public_session(updated)
+
+    async def viewer_token(
+        self, principal: Principal, session_id: str, identity: str | None
+    ) -> ViewerToken:
+        """A fresh, short-lived token for the viewer of a managed room's session, with the
+        rights its creator asked for (subscribe-only unless `client_can_publish`). 400
+        `session_not_managed` for a session in the customer's own room (its owner mints
+        those), 409 `session_not_active` once it is ending or finished (its room goes)."""
+        session = await self.owned(principal, session_id)
+        public = mapping.to_public_session(session)
+        view = public.transport
+        if not isinstance(view, ManagedTransportView):
+            raise invalid_request(
+                "session_not_managed",
+                f"Session {session_id} runs in your own LiveKit room: mint its viewers' tokens"
+                " with your LiveKit API key.",
+                "id",
+            )
+        if finished_or_ending(session):
+            raise _not_active(session_id, session)
+        if self._managed is None:
+            raise _managed_not_configured()
+        viewer = managed_rooms.viewer_of(session.metadata.annotations)
+        ttl = self._managed.config.client_token_ttl_seconds
+        grant = managed_rooms.client_grant(
+            view.room_name,
+            identity or viewer.identity,
+            can_publish=viewer.can_publish,
+            ttl_seconds=ttl,
+        )
+        return ViewerToken(
+            session_id=public.id,
+            url=view.url,
+            room_name=view.room_name,
+            identity=grant.identity,
+            token=self._managed.token(grant),
+            can_publish=grant.can_publish,
+            expires_at=self._now() + timedelta(seconds=ttl),
+        )
 
     async def cancel(self, principal: Principal, session_id: str) -> Session:
         """Deletes the resource; the operator's finalizer records `canceled` (before running)
         or ends the worker. The reply is the session as it was just before the delete."""
-        session = await self._owned(principal, session_id)
+        session = await self.owned(principal, session_id)
         if phases.is_terminal(session) or phases.is_being_deleted(session):
             return mapping.to_public_session(session)
         await self._delete(session.metadata.name or "")
@@ -543,20 +591,20 @@ class SessionService:
         await self._kube.delete_session(name)
         self._index.deleted(name)  # its slot is free for this process's next create
 
-    async def _owned(self, principal: Principal, session_id: str) -> AvatarSession:
+    async def owned(self, principal: Principal, session_id: str) -> AvatarSession:
         """The tenant's session, or 404 whether it is missing or someone else's."""
         try:
             name = to_resource_name(session_id, SESSION_PREFIX)
         except ValueError:
-            raise _session_not_found(session_id) from None
+            raise session_not_found(session_id) from None
         structlog.contextvars.bind_contextvars(session_id=name)
         session = await self._kube.get_session(name)
         if session is None or session.spec.tenant != principal.tenant:
-            raise _session_not_found(session_id)
+            raise session_not_found(session_id)
         return session
 
 
-def _finished_or_ending(session: AvatarSession) -> bool:
+def finished_or_ending(session: AvatarSession) -> bool:
     return (
         phases.is_terminal(session)
         or phases.is_being_deleted(session)
@@ -564,5 +612,23 @@ def _finished_or_ending(session: AvatarSession) -> bool:
     )
 
 
-def _session_not_found(session_id: str) -> ApiError:
+def session_not_found(session_id: str) -> ApiError:
     return not_found("session_not_found", f"No session {session_id}.", param="id")
+
+
+def _managed_not_configured() -> ApiError:
+    return invalid_request(
+        "managed_rooms_not_configured",
+        "transport.type=managed needs a LiveKit server that the platform configures"
+        " for Facecast, and this installation has none; use transport.type=livekit"
+        " with your own room.",
+        "transport.type",
+    )
+
+
+def _not_active(session_id: str, session: AvatarSession) -> ApiError:
+    return ApiError(
+        ErrorType.CONFLICT,
+        "session_not_active",
+        f"Session {session_id} is {phases.phase_of(session)!s} or ending; its room is closing.",
+    )

@@ -12,7 +12,8 @@ Rules:
 - a segment that runs dry before it is closed plays silence until more arrives (an underrun);
 - `clear` interrupts everything queued, reporting how much of each segment played;
 - a *live* segment (a subscribed track) never ends by itself and keeps its backlog short,
-  dropping the oldest audio, so latency cannot creep up.
+  dropping the oldest audio, so latency cannot creep up; a segment with an end (a speak task)
+  opens ahead of it, so it plays at once and the live audio resumes after it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PCM = npt.NDArray[np.int16]
 class SegmentKind(StrEnum):
     AGENT = "agent"  # LiveKit Agents byte stream: playback is reported back to the sender
     TRACK = "track"  # a subscribed audio track: live, never reported
+    SPEAK = "speak"  # a speak task of the session (the speak executor reports it)
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,11 @@ class SpeechBuffer:
         if segment_id in self._by_id:
             raise ValueError(f"segment {segment_id!r} is already open")
         segment = _Segment(id=segment_id, kind=kind, sender=sender, live=live)
-        self._queue.append(segment)
+        first_live = next((i for i, queued in enumerate(self._queue) if queued.live), None)
+        if live or first_live is None:
+            self._queue.append(segment)
+        else:
+            self._queue.insert(first_live, segment)
         self._by_id[segment_id] = segment
 
     def append(self, segment_id: str, samples: PCM) -> bool:
@@ -201,6 +207,28 @@ class SpeechBuffer:
                 events.append(self._finish(segment, interrupted=False))
             break
         return Chunk(samples=out, used=used, kind=kind, events=tuple(events))
+
+    def peek(self, n: int) -> PCM:
+        """Up to `n` samples that the next `take`s will return, without taking them: what the
+        segment next to play has buffered, if it is playing or will start at the next take.
+        Shorter when less is known (an underrun, or the segment ends: the next one starts at a
+        chunk boundary and may not have arrived). A renderer's look-ahead reads it."""
+        out = np.zeros(n, dtype=np.int16)
+        if not self._queue:
+            return out[:0]
+        segment = self._queue[0]
+        startable = segment.buffered >= self._prebuffer or segment.complete or segment.live
+        if not (segment.started or startable):
+            return out[:0]
+        done, offset = 0, segment.offset
+        for part in segment.parts:
+            count = min(n - done, len(part) - offset)
+            out[done : done + count] = part[offset : offset + count]
+            done += count
+            offset = 0
+            if done == n:
+                break
+        return out[:done]
 
     # -- interruption -----------------------------------------------------------------------
 

@@ -5,6 +5,15 @@ The loop is paced by the media sources themselves (the audio source accepts audi
 the synchroniser releases video at 25 fps), so it runs at the output rate whether or not the
 tracks are published, and idle frames flow from the first moment. Rendering runs in a worker
 thread (`asyncio.to_thread`) so RPCs and streams are served while a frame is drawn.
+
+A renderer with look-ahead (`lookahead_frames`, the standard tier's 80 ms of right context)
+gets, with each frame, the audio that follows it: the batch's later frames, then what the
+speech buffer holds beyond them (`SpeechBuffer.peek`). Nothing is delayed, so look-ahead adds no
+latency and frame N still plays with chunk N (delaying both by 80 ms instead would add 80 ms
+to every reply for the rare case below). While the sender keeps ahead of playback (TTS bursts
+do) the look-ahead is whole; audio that arrives at real time is only what the buffer's
+prebuffer holds ahead (40-80 ms), as is a live track's short backlog, and the model reads
+silence after what has arrived.
 """
 
 from __future__ import annotations
@@ -13,10 +22,11 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from avatar_worker.audio.segments import Chunk, PlaybackEvent, SpeechBuffer
 from avatar_worker.audio.synthetic import SyntheticPolicy, SyntheticVoice
@@ -91,15 +101,16 @@ class Pipeline:
             await self._tick.wait_for(lambda: self._speech.idle)
 
     async def run(self) -> None:
-        if self._renderer.lookahead_frames:
-            log.warning("renderer lookahead is not supported yet; rendering without it")
         index = 0
         spf = self._output.samples_per_frame
         batch_size = max(1, self._renderer.max_batch)
+        lookahead = self._renderer.lookahead_frames * spf
         while not self._stopping.is_set():
             epoch = self._epoch
             chunks = [self._speech.take(spf) for _ in range(batch_size)]
             requests = [self._request(index + i, chunk) for i, chunk in enumerate(chunks)]
+            if lookahead:
+                requests = with_upcoming(requests, self._speech.peek(lookahead), lookahead)
             started = time.perf_counter()
             frames = await asyncio.to_thread(self._renderer.render, requests)
             self.stats.render_seconds += time.perf_counter() - started
@@ -149,3 +160,16 @@ class Pipeline:
         self.stats.frames += 1
         if request.speaking:
             self.stats.speaking_frames += 1
+
+
+def with_upcoming(
+    requests: Sequence[FrameRequest], ahead: npt.NDArray[np.int16], length: int
+) -> list[FrameRequest]:
+    """Each request with the `length` samples after its own audio: the later requests' audio,
+    then `ahead` (what is buffered beyond the batch), as far as they go."""
+    audio = np.concatenate([*(r.audio for r in requests), ahead])
+    out, end = [], 0
+    for request in requests:
+        end += len(request.audio)
+        out.append(replace(request, upcoming=audio[end : end + length].copy()))
+    return out

@@ -3,9 +3,9 @@
 CPU tiers (`mock`, `lite`) render one frame per call. A GPU model (`standard`, `pro`) sets
 `max_batch` > 1: the frame clock then takes that many frames' audio before calling `render`, so
 one forward pass makes a batch (each request carries its frame's raw audio as well as the mouth
-shape). `lookahead_frames` declares how much future audio a model needs per frame (an
-audio->viseme network's right context); it is part of the interface for the `standard` tier and
-not consumed by the frame clock yet: both CPU tiers need none.
+shape). `lookahead_frames` declares how much future audio a model needs per frame (the
+`standard` tier's right context of audio features); the frame clock then gives each request the
+audio known to follow it (`upcoming`) without delaying the output: both CPU tiers need none.
 `render` is called from a worker thread, never concurrently with itself, and must not touch the
 event loop; the pipeline keeps at most one call in flight.
 """
@@ -40,6 +40,10 @@ class FrameRequest:
     # The frame's own audio (mono int16 at the output rate): models that read raw audio
     # (an audio->viseme network) use it instead of `mouth`.
     audio: npt.NDArray[np.int16] = field(default_factory=_no_audio)
+    # The audio that follows it, up to `lookahead_frames` frames' worth, as far as it is known
+    # when the frame is rendered (shorter, or empty, when it has not arrived): tentative, the
+    # following frames' own `audio` is what plays.
+    upcoming: npt.NDArray[np.int16] = field(default_factory=_no_audio)
 
 
 @runtime_checkable
