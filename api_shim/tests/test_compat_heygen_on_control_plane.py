@@ -3,7 +3,9 @@
 with which a plain LiveKit client joins the room Facecast made and receives video published
 in it with the worker's token; streaming.stop ends the session and, once it has ended, the
 sweep deletes the room (asked of the server's RoomService). Answers are validated against the
-page's response fields (compat_schemas/heygen_*.json)."""
+page's response fields (compat_schemas/heygen_*.json). A named stand-in publishes the video
+and the test writes `ended` where the operator would: the same flow with the real worker and
+operator is tests/compat/test_compat_on_local_stack.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ host, the key and the ids changed), answer the page's shape (compat_schemas/kalt
 the session token then drives init-client (a plain LiveKit client joins with what it answers
 and receives the video a worker stand-in publishes), say-text, keep-alive and end-session, and
 the room is deleted once the session has ended. The token works for its own session only, and
-not once expired; every error is Kaltura's `{"success": false, "error"}`."""
+not once expired; every error is Kaltura's `{"success": false, "error"}`. The flow with the
+real worker and operator (no stand-in) is tests/compat/test_compat_on_local_stack.py."""
 
 from __future__ import annotations
 

@@ -237,6 +237,14 @@ async def test_tiers_this_installation_does_not_serve_are_refused_and_the_others
             )
             for quality in Quality
         }
+        body = make_request(avatar_id=avatar)
+        del body["quality"]
+        unnamed = await http.post("/v1/sessions", json=body, headers=acme.headers)
+    # A session that names no tier gets standard where it is served (Protoface's default),
+    # else lite.
+    assert unnamed.status_code == 201, unnamed.text
+    default = Quality.STANDARD if Quality.STANDARD in served else Quality.LITE
+    assert unnamed.json()["quality"] == default
     for quality, response in outcomes.items():
         if quality in served:
             assert response.status_code == 201, response.text
@@ -247,7 +255,7 @@ async def test_tiers_this_installation_does_not_serve_are_refused_and_the_others
         # why: said for the tiers that need weights, not for one merely left out
         assert ("no model weights installed" in message) == (quality in NEEDS_MODEL_WEIGHTS)
         assert message.endswith(f"Available: {', '.join(served)}.")
-    assert harness.leftovers(acme) == (len(served),) * 2
+    assert harness.leftovers(acme) == (len(served) + 1,) * 2
 
 
 def test_the_served_tiers_setting_is_checked_at_start_up() -> None:

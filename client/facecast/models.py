@@ -100,11 +100,12 @@ class InlineAvatar(_Request):
 
 class CreateSessionRequest(_Request):
     """POST /v1/sessions. Give `avatar_id` or `avatar`. `idle_timeout_seconds=None` (set
-    explicitly) disables the idle timeout; left unset, the server's default applies."""
+    explicitly) disables the idle timeout; left unset, the server's default applies. `quality`
+    left unset is the installation's default: `standard` where it serves it, else `lite`."""
 
     avatar_id: str | None = None
     avatar: InlineAvatar | None = None
-    quality: Quality
+    quality: Quality | None = None
     aspect_ratio: AspectRatio | None = None
     video_encoding: VideoEncoding | None = None
     voice: Voice | None = None

@@ -43,3 +43,9 @@ def parse_served_qualities(text: str) -> frozenset[Quality]:
 def ordered(tiers: frozenset[Quality]) -> list[Quality]:
     """The tiers cheapest first, as the enum lists them."""
     return [tier for tier in Quality if tier in tiers]
+
+
+def default_quality(served: frozenset[Quality]) -> Quality:
+    """The tier of a session that names none: `standard` (Protoface's default) where the
+    installation serves it, else `lite`, the best tier that needs no model weights."""
+    return Quality.STANDARD if Quality.STANDARD in served else Quality.LITE

@@ -24,7 +24,7 @@ from testbed.binaries import REPO_ROOT
 from testbed.helm import Helm
 from testbed.images import BASE_ARGUMENTS, OTHER_ARGUMENTS
 from testbed.kwok import GPU_PRESENT_LABEL, GPU_TAINT
-from tests.chart.dockerfiles import DOCKERFILES, Stage, build_args, image_tag, parse
+from tests.chart.dockerfiles import DOCKERFILES, Instruction, Stage, build_args, image_tag, parse
 from tests.chart.rendering import API, OPERATOR, container, one, render
 
 COMPONENTS = list(DOCKERFILES)
@@ -55,8 +55,25 @@ def member_name(component: str) -> str:
     return name
 
 
-def uv_syncs(stage: Stage) -> list[list[str]]:
-    return [shlex.split(i.rest) for i in stage.all("RUN") if i.rest.startswith("uv sync")]
+def lineage(component: str, alias: str = "builder") -> list[Stage]:
+    """The stage named `alias` and the stages it is built FROM, oldest first (the worker's
+    builder starts from its `dependencies` stage)."""
+    by_alias = {s.alias: s for s in stages(component) if s.alias}
+    chain = [by_alias[alias]]
+    while chain[0].base in by_alias:
+        chain.insert(0, by_alias[chain[0].base])
+    return chain
+
+
+def uv_sync_of(run: Instruction) -> list[str] | None:
+    """The `uv sync` command a RUN starts with (what follows its first `&&` is not uv's)."""
+    command = run.rest.partition("&&")[0]
+    return shlex.split(command) if command.startswith("uv sync") else None
+
+
+def uv_syncs(component: str) -> list[list[str]]:
+    runs = [i for stage in lineage(component) for i in stage.all("RUN")]
+    return [command for run in runs if (command := uv_sync_of(run)) is not None]
 
 
 def test_multi_stage_with_pinned_bases(component: str) -> None:
@@ -109,8 +126,7 @@ def test_the_classic_builder_can_build_it(component: str) -> None:
 
 
 def test_installs_only_the_locked_member(component: str) -> None:
-    builder = next(s for s in stages(component) if s.alias == "builder")
-    syncs = uv_syncs(builder)
+    syncs = uv_syncs(component)
     assert syncs, "the builder installs with uv sync"
     for command in syncs:
         assert "--frozen" in command, command
@@ -125,9 +141,11 @@ def test_installs_only_the_locked_member(component: str) -> None:
 def test_runtime_stage_is_small_and_non_root(component: str, helm: Helm) -> None:
     runtime = stages(component)[-1]
     copies = [i for i in runtime.all("COPY")]
-    assert all(any(f == "--from=builder" for f in i.flags) for i in copies), copies
+    build_stages = {f"--from={alias}" for alias in ("builder", "dependencies")}
+    assert all(set(i.flags) & build_stages for i in copies), copies
     sources = {shlex.split(i.rest)[0] for i in copies}
-    assert sources <= {"/opt/venv", "/opt/python"}, "only the environment reaches the image"
+    # The environment (the worker's in two parts: third-party, then the workspace's own files).
+    assert sources <= {"/opt/venv", "/opt/python", "/opt/workspace/"}, "only the environment"
     assert "uv" not in " ".join(i.rest for i in runtime.instructions if i.keyword == "RUN")
 
     user = runtime.user()
@@ -178,13 +196,12 @@ def replay_builder(component: str, workdir: Path) -> Path:
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not on PATH (tools/test.sh puts it there)")
-    builder = next(s for s in stages(component) if s.alias == "builder")
     context = workdir / "src"
     context.mkdir()
     venv = workdir / "venv"
     env = {
         **os.environ,
-        **builder.env(),
+        **{k: v for stage in lineage(component) for k, v in stage.env().items()},
         # Where this machine differs from the image build: the paths, an interpreter that is
         # already here, no network (the cache holds what the workspace lock resolved).
         "UV_PROJECT_ENVIRONMENT": str(venv),
@@ -197,7 +214,7 @@ def replay_builder(component: str, workdir: Path) -> Path:
     }
     env.pop("VIRTUAL_ENV", None)
     env.pop("UV_NO_CACHE", None)  # offline, the cache is where the locked wheels are
-    for instruction in builder.instructions:
+    for instruction in [i for stage in lineage(component) for i in stage.instructions]:
         if instruction.keyword == "COPY" and not instruction.flags:
             *sources, destination = shlex.split(instruction.rest)
             for source in sources:
@@ -210,8 +227,8 @@ def replay_builder(component: str, workdir: Path) -> Path:
                 else:
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(origin, target / origin.name)
-        elif instruction.keyword == "RUN" and instruction.rest.startswith("uv sync"):
-            command = [uv, *shlex.split(instruction.rest)[1:]]
+        elif instruction.keyword == "RUN" and (sync := uv_sync_of(instruction)) is not None:
+            command = [uv, *sync[1:]]
             done = subprocess.run(
                 command, cwd=context, env=env, capture_output=True, text=True, timeout=600,
                 check=False,

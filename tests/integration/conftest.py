@@ -12,6 +12,7 @@ from kubernetes import client as k8s
 from testbed.controlplane import ControlPlane
 from testbed.operator_process import OperatorProcess
 from testbed.sessions import Sessions
+from testbed.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
 
 @pytest.fixture
@@ -41,3 +42,10 @@ def operator(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(f"----- operator log (tail)\n{process.log_tail()}")
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A tenant's webhook endpoint; it refuses the first delivery, so retries are on the way."""
+    with running_webhook_receiver(refuse_first=True) as server:
+        yield server

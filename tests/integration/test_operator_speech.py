@@ -6,7 +6,6 @@ own token may watch its session, and no other."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,7 +25,8 @@ from testbed.kwok import GpuNodeFactory
 from testbed.operator_process import OperatorProcess
 from testbed.sessions import Sessions
 from testbed.wait import wait_for
-from tests.integration.test_operator_webhooks_metrics import Receiver, create_tenant_with_webhook
+from testbed.webhook_receiver import WebhookReceiver
+from tests.integration.test_operator_webhooks_metrics import create_tenant_with_webhook
 from tests.integration.worker_standin import WorkerStandIn
 
 SPOKEN = "spk_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
@@ -35,17 +35,7 @@ WARNING_SECONDS = 4
 IDLE_SECONDS = 8
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """The customer's endpoint (it refuses the first delivery, so retries are on the way)."""
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-
-
-def speak_events(receiver: Receiver) -> Counter[tuple[str, str, str]]:
+def speak_events(receiver: WebhookReceiver) -> Counter[tuple[str, str, str]]:
     return Counter(
         (body["type"], body["data"]["speak"]["id"], body["data"]["speak"]["state"])
         for body, _, _ in receiver.received
@@ -66,7 +56,7 @@ def running_session(
 
 def test_speech_reports_fire_each_speak_webhook_once_across_a_restart(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
-    api_client: k8s.ApiClient, receiver: Receiver,
+    api_client: k8s.ApiClient, receiver: WebhookReceiver,
 ) -> None:  # fmt: skip
     gpu_nodes(1)
     create_tenant_with_webhook(sessions, receiver)
@@ -111,7 +101,7 @@ def test_speech_reports_fire_each_speak_webhook_once_across_a_restart(
 @pytest.mark.parametrize("operator_env", [{"FACECAST_ENDING_SOON_SECONDS": str(WARNING_SECONDS)}])
 def test_a_warned_session_kept_alive_outlives_its_old_cutoff(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
-    api_client: k8s.ApiClient, receiver: Receiver,
+    api_client: k8s.ApiClient, receiver: WebhookReceiver,
 ) -> None:  # fmt: skip
     gpu_nodes(1)
     create_tenant_with_webhook(sessions, receiver)

@@ -2,72 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
 from avatar_crds import ids
-from avatar_operator.webhooks import SIGNATURE_HEADER, verify
+from avatar_operator.webhooks import verify
 from testbed.kwok import GpuNodeFactory
 from testbed.operator_process import OperatorProcess
 from testbed.process import free_port
 from testbed.sessions import Sessions
 from testbed.wait import wait_for
+from testbed.webhook_receiver import WebhookReceiver
 from tests.integration.worker_standin import WorkerStandIn
 
 SIGNING_KEY = "whsec-test-3b1f0c"
-
-
-class Receiver(ThreadingHTTPServer):
-    """A customer's webhook endpoint on loopback: refuses the very first delivery with a 500
-    (to prove the retry), and every delivery while `down`; accepts everything else, and
-    records what it got."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[tuple[dict[str, Any], str, bytes]] = []
-        self.refused = 0
-        self.down = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/facecast"
-
-    def types(self) -> list[str]:
-        return [body["type"] for body, _, _ in self.received]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.server.down or self.server.refused == 0:
-            self.server.refused += 1
-            self.send_response(500)
-        else:
-            self.server.received.append((json.loads(raw), self.headers[SIGNATURE_HEADER], raw))
-            self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 @pytest.fixture
@@ -88,7 +39,7 @@ def metric(port: int, line_prefix: str) -> float | None:
     return None
 
 
-def create_tenant_with_webhook(sessions: Sessions, receiver: Receiver) -> None:
+def create_tenant_with_webhook(sessions: Sessions, receiver: WebhookReceiver) -> None:
     secret = k8s.V1Secret.model_validate(
         {"metadata": {"name": "acme-webhook"}, "stringData": {"signing": SIGNING_KEY}}
     )
@@ -100,7 +51,7 @@ def create_tenant_with_webhook(sessions: Sessions, receiver: Receiver) -> None:
 
 def test_webhooks_are_signed_retried_and_echo_metadata(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
-    api_client: k8s.ApiClient, receiver: Receiver, metrics_port: int,
+    api_client: k8s.ApiClient, receiver: WebhookReceiver, metrics_port: int,
 ) -> None:  # fmt: skip
     gpu_nodes(1)
     create_tenant_with_webhook(sessions, receiver)
@@ -137,7 +88,7 @@ def test_webhooks_are_signed_retried_and_echo_metadata(
 
 @pytest.mark.parametrize("operator_env", [{"FACECAST_WEBHOOK_MAX_ATTEMPTS": "20"}])
 def test_a_restarted_operator_delivers_what_the_last_one_could_not(
-    operator: OperatorProcess, sessions: Sessions, receiver: Receiver
+    operator: OperatorProcess, sessions: Sessions, receiver: WebhookReceiver
 ) -> None:
     receiver.down = True
     create_tenant_with_webhook(sessions, receiver)

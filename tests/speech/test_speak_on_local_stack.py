@@ -14,13 +14,11 @@ needs a session of its own, with a short idle timeout, and ends it to check spee
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import pytest
@@ -30,9 +28,10 @@ import facecast
 from avatar_crds.kinds import TENANT
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.speech import SPEAK_TEXT_MAX_CHARS
-from avatar_operator.webhooks import SIGNATURE_HEADER, verify
+from avatar_operator.webhooks import verify
 from avatar_worker.session_messages import SESSION_TOPIC
 from livekit_plugin.tests.lip_sync import FOLLOWS, LipSync, binned_level, binned_mouth, measure
+from testbed.webhook_receiver import WebhookReceiver, running_webhook_receiver
 from tools.localstack.stack import NAMESPACE, WORKER_IDENTITY, Stack, new_room
 from tools.localstack.stack import TENANT as DEMO_TENANT
 from worker_image.tests.speak_support import DataListener
@@ -89,48 +88,10 @@ class LoopThread:
 # -- the tenant's webhook endpoint -----------------------------------------------------------
 
 
-class Receiver(ThreadingHTTPServer):
-    """The demo tenant's webhook endpoint on loopback: accepts and records every delivery."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[tuple[dict[str, Any], str, bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/facecast"
-
-    def events(self, session_id: str) -> list[dict[str, Any]]:
-        return [b for b, _, _ in list(self.received) if b["data"]["session_id"] == session_id]
-
-    def speak_events(self, task_id: str) -> list[tuple[str, str]]:
-        return [
-            (body["type"], body["data"]["speak"]["state"])
-            for body, _, _ in list(self.received)
-            if body["type"].startswith("speak.") and body["data"]["speak"]["id"] == task_id
-        ]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((json.loads(raw), self.headers[SIGNATURE_HEADER], raw))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def receiver(local_stack: Stack) -> Iterator[Receiver]:
+def receiver(local_stack: Stack) -> Iterator[WebhookReceiver]:
     """The demo tenant's `spec.webhook` pointed at a receiver here; restored after."""
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    with local_stack.plane.api_client() as api:
+    with running_webhook_receiver() as server, local_stack.plane.api_client() as api:
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
         secret = k8s.V1Secret(
             metadata=k8s.V1ObjectMeta(name=WEBHOOK_SECRET), string_data={"signing": SIGNING_KEY}
@@ -147,7 +108,6 @@ def receiver(local_stack: Stack) -> Iterator[Receiver]:
         finally:
             patch_tenant_webhook(custom, before)
             core.delete_namespaced_secret(WEBHOOK_SECRET, NAMESPACE)
-            server.shutdown()
 
 
 def patch_tenant_webhook(custom: k8s.CustomObjectsApi, webhook: dict[str, Any] | None) -> None:
@@ -156,7 +116,7 @@ def patch_tenant_webhook(custom: k8s.CustomObjectsApi, webhook: dict[str, Any] |
     )
 
 
-def assert_signed(receiver: Receiver) -> None:
+def assert_signed(receiver: WebhookReceiver) -> None:
     for body, signature, raw in list(receiver.received):
         assert verify(SIGNING_KEY, signature, raw), body["type"]
 
@@ -267,7 +227,7 @@ def loop() -> Iterator[LoopThread]:
 
 
 @pytest.fixture(scope="module")
-def live(local_stack: Stack, loop: LoopThread, receiver: Receiver) -> Iterator[Live]:
+def live(local_stack: Stack, loop: LoopThread, receiver: WebhookReceiver) -> Iterator[Live]:
     session = loop.run(start_session(local_stack))
     try:
         yield session
@@ -279,7 +239,7 @@ def live(local_stack: Stack, loop: LoopThread, receiver: Receiver) -> Iterator[L
 
 
 def test_a_sentence_is_heard_lip_synced_done_and_announced(
-    live: Live, loop: LoopThread, receiver: Receiver
+    live: Live, loop: LoopThread, receiver: WebhookReceiver
 ) -> None:
     async def scenario() -> None:
         viewer = live.viewer
@@ -432,7 +392,7 @@ def test_speech_errors_are_typed_on_the_real_stack(
 
 
 def test_ending_soon_reaches_the_room_and_a_keep_alive_prevents_the_cutoff(
-    local_stack: Stack, loop: LoopThread, receiver: Receiver
+    local_stack: Stack, loop: LoopThread, receiver: WebhookReceiver
 ) -> None:
     async def scenario() -> None:
         live = await start_session(local_stack, idle_timeout_seconds=IDLE_TIMEOUT_S)

@@ -142,6 +142,10 @@ def _instructions(stack: Stack, session: dict[str, Any], page_url: str | None) -
         """ -d '{"text": "Hello from the REST API."}'""",
         f'  curl -s -X POST -H "x-api-key: $FACECAST_API_KEY"'
         f" {stack.api_url}/v1/sessions/{session['id']}/end",
+        "  # a HeyGen-style session in a managed room (answers a LiveKit URL and viewer token):",
+        f'  curl -s -X POST -H "X-Api-Key: $FACECAST_API_KEY" -H "content-type: application/json"'
+        f" {stack.api_url}/compat/heygen/v1/streaming.new"
+        f""" -d '{{"quality": "low", "avatar_id": "{stack.avatar_id}"}}'""",
         "",
         "Ctrl-C stops everything.",
     ]

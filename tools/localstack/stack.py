@@ -138,6 +138,21 @@ def _astronaut_jpeg() -> bytes:
     return buffer.getvalue()
 
 
+def _managed_rooms_env(livekit: LiveKitServer, directory: Path) -> dict[str, str]:
+    """The API's managed rooms (HeyGen and Kaltura compat) on the stack's own livekit-server.
+    The API secret goes in a file only the owner reads, as the chart mounts a Secret: never in
+    the environment, which other processes of the user can read."""
+    secret_file = directory / "managed-livekit-api-secret"
+    descriptor = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(livekit.api_secret)
+    return {
+        "FACECAST_MANAGED_LIVEKIT_URL": livekit.url,
+        "FACECAST_MANAGED_LIVEKIT_API_KEY": livekit.api_key,
+        "FACECAST_MANAGED_LIVEKIT_API_SECRET_FILE": str(secret_file),
+    }
+
+
 @contextlib.contextmanager
 def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
     """Everything up and the demo tenant and avatar created; all stopped in reverse on exit."""
@@ -197,7 +212,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
         operator.start()
         stack.callback(operator.stop)
 
-        progress("API (python -m api_shim)")
+        progress("API (python -m api_shim), with managed rooms on the stack's livekit-server")
         port = free_port()
         api_url = f"http://{LOOPBACK}:{port}"
         api_process = ManagedProcess(
@@ -211,6 +226,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
                 "FACECAST_HOST": LOOPBACK,
                 "FACECAST_PORT": str(port),
                 "FACECAST_AVATAR_STORE": str(avatar_store),
+                **_managed_rooms_env(livekit, directory),
                 **LOCAL_LIVEKIT_ALLOWED,
             },
             cwd=REPO_ROOT,

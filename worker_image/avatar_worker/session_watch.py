@@ -70,7 +70,9 @@ class SessionWatch:
                 yield await queue.get()
         finally:
             stop.set()
-            self._close_response()
+            # Not on the loop: closing a response the watch thread is reading waits for that
+            # read to return (the buffered reader's lock), up to the watch's timeout.
+            threading.Thread(target=self._close_response, daemon=True).start()
 
     # -- the thread ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from api_shim.sessions.schemas import (
     Voice,
 )
 from avatar_crds import contract
-from avatar_crds.enums import Phase, TransportType, VideoCodec
+from avatar_crds.enums import Phase, Quality, TransportType, VideoCodec
 from avatar_crds.ids import AVATAR_PREFIX, to_public_id, to_resource_name
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.messages import fit_message
@@ -42,6 +42,13 @@ _CODEC_BY_ENCODING = {VideoEncoding.VP8: VideoCodec.VP8, VideoEncoding.H264: Vid
 _ENCODING_BY_CODEC = {codec: encoding for encoding, codec in _CODEC_BY_ENCODING.items()}
 
 
+def quality_of(request: CreateSessionRequest) -> Quality:
+    """The request's tier, once the service has filled in the installation's default."""
+    if request.quality is None:
+        raise ValueError("the session service resolves an omitted quality before this")
+    return request.quality
+
+
 def build_session(
     request: CreateSessionRequest,
     *,
@@ -57,7 +64,7 @@ def build_session(
         tenant=tenant,
         # An inline avatar is made (and named here) before the session: see SessionService.
         avatar_ref=to_resource_name(request.avatar_id or "", AVATAR_PREFIX),
-        quality=request.quality,
+        quality=quality_of(request),
         aspect_ratio=request.aspect_ratio,
         video=VideoSettings(codec=_CODEC_BY_ENCODING[request.video_encoding]),
         voice=None

@@ -8,6 +8,7 @@ worker checks the resolved addresses before it joins)."""
 from __future__ import annotations
 
 from api_shim.errors import ApiError, ErrorType, invalid_request
+from api_shim.sessions.mapping import quality_of
 from api_shim.sessions.schemas import CreateSessionRequest, LiveKitTransportRequest
 from avatar_crds.addresses import AddressAllowList
 from avatar_crds.capabilities import NEEDS_MODEL_WEIGHTS, SUPPORTED_TRANSPORTS, ordered
@@ -33,11 +34,12 @@ def check_runnable(
             f"The {transport.type} transport is not available yet; available: {available}.",
             param="transport.type",
         )
-    if request.quality not in served:
+    quality = quality_of(request)
+    if quality not in served:
         raise ApiError(
             ErrorType.UNPROCESSABLE,
             "quality_not_available",
-            quality_not_served(request.quality, served),
+            quality_not_served(quality, served),
             param="quality",
         )
     if isinstance(transport, LiveKitTransportRequest):

@@ -250,10 +250,14 @@ class CreateSessionRequest(RequestModel):
     )
     # The document lists the tiers this version renders; an installation serves some of them
     # and refuses the others with 422 `quality_not_available`, naming the ones it serves.
-    quality: Annotated[Quality, WithJsonSchema({"type": "string", "enum": _RENDERABLE})] = Field(
-        description=(
-            "Renderer tier; your plan lists the ones you may use. `standard` and `pro` only"
-            " where the installation has the model weights (else 422 `quality_not_available`)."
+    quality: Annotated[Quality | None, WithJsonSchema({"type": "string", "enum": _RENDERABLE})] = (
+        Field(
+            default=None,
+            description=(
+                "Renderer tier; your plan lists the ones you may use. `standard` and `pro` only"
+                " where the installation has the model weights (else 422 `quality_not_available`)."
+                " Omitted: `standard` where the installation serves it, else `lite`."
+            ),
         )
     )
     aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE

@@ -38,6 +38,7 @@ from api_shim.sessions.viewer_schemas import ViewerToken
 from api_shim.settings import Settings
 from api_shim.voices import check_voice
 from avatar_crds import contract, phases
+from avatar_crds.capabilities import default_quality
 from avatar_crds.enums import Phase
 from avatar_crds.ids import (
     AVATAR_PREFIX,
@@ -270,8 +271,11 @@ class SessionService:
                 request.transport.client_identity, request.transport.client_can_publish
             )
             request, managed_room = self._in_managed_room(request, name)
+        if request.quality is None:
+            quality = default_quality(self.served_qualities)
+            request = request.model_copy(update={"quality": quality})
         plan = principal.plan
-        policy.check_quality(plan, request.quality)
+        policy.check_quality(plan, mapping.quality_of(request))
         check_runnable(request, self._transport_allow, self.served_qualities)
         check_voice(request.voice, self._voices)
         max_duration = policy.resolve_max_duration(
@@ -321,7 +325,7 @@ class SessionService:
             # Secret (or its claim uncommitted) behind; it is made or rolled back regardless.
             created = await asyncio.shield(self._create_pair(resource, token, claim, managed_room))
         structlog.contextvars.bind_contextvars(session_id=name)
-        log.info("session_created", quality=str(request.quality))
+        log.info("session_created", quality=str(mapping.quality_of(request)))
         return created
 
     async def _create_with_inline_avatar(
