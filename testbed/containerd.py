@@ -9,6 +9,7 @@ pod traffic leaves the machine. Docker's images reach it through `docker save | 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -53,9 +54,11 @@ def qualified(tag: str) -> str:
 
 @dataclass(frozen=True)
 class ContainerdLayout:
-    """Every path this containerd uses, all under `directory`."""
+    """Every path this containerd uses, all under `directory` but its root (images, snapshots,
+    metadata) when `kept_root` names one that outlives the run."""
 
     directory: Path
+    kept_root: Path | None = None
 
     @property
     def socket(self) -> Path:
@@ -63,7 +66,7 @@ class ContainerdLayout:
 
     @property
     def root(self) -> Path:
-        return self.directory / "root"
+        return self.kept_root or self.directory / "root"
 
     @property
     def state(self) -> Path:
@@ -184,15 +187,24 @@ class Containerd:
         return done.stdout.decode()
 
     def import_from_docker(self, tag: str, timeout: float = 600.0) -> str:
-        """Copy Docker's image `tag` into containerd (unpacked for the CRI); its CRI name."""
+        """Copy Docker's image `tag` into containerd (unpacked for the CRI); its CRI name.
+        Skipped when a kept root already holds that very image (same Docker image id): the
+        worker's is gigabytes, minutes to save, import and unpack."""
+        name = qualified(tag)
+        docker_id = _docker_image_id(tag)
+        marker = self.layout.root / "facecast-imported" / hashlib.sha256(name.encode()).hexdigest()
+        listed = self.ctr("images", "list", "--quiet").split()
+        if name in listed and marker.is_file() and marker.read_text() == docker_id:
+            return name
         with subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE) as save:
             self.ctr("images", "import", "-", timeout=timeout, stdin=save.stdout)
             if save.wait(timeout=timeout) != 0:
                 raise RuntimeError(f"docker save {tag} failed")
-        name = qualified(tag)
         listed = self.ctr("images", "list", "--quiet").split()
         if name not in listed:
             raise RuntimeError(f"{name} not in containerd after import: {listed}")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(docker_id)
         return name
 
     def remove_all_containers(self) -> None:
@@ -210,10 +222,22 @@ class Containerd:
         self.process.stop(timeout=30)
 
 
-def start_containerd(directory: Path, sandbox_image: str, bridge: str, subnet: str) -> Containerd:
-    """Write the config and the CNI network, start containerd, wait until it answers."""
+def _docker_image_id(tag: str) -> str:
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def start_containerd(
+    directory: Path, sandbox_image: str, bridge: str, subnet: str, kept_root: Path | None = None
+) -> Containerd:
+    """Write the config and the CNI network, start containerd, wait until it answers. With
+    `kept_root`, images stay there between runs; containers left in it by a run that was killed
+    are removed first."""
     require_installed()
-    layout = ContainerdLayout(directory)
+    layout = ContainerdLayout(directory, kept_root)
     layout.cni_conf_dir.mkdir(parents=True, exist_ok=True)
     layout.ipam_dir.mkdir(parents=True, exist_ok=True)
     layout.config.write_text(config_toml(layout, sandbox_image))
@@ -233,6 +257,8 @@ def start_containerd(directory: Path, sandbox_image: str, bridge: str, subnet: s
         wait_until_serving(
             process, lambda: _answers(runtime), timeout=START_TIMEOUT, what="answering"
         )
+        if kept_root is not None:
+            runtime.remove_all_containers()
     except BaseException:
         process.stop()
         raise

@@ -32,6 +32,7 @@ from testbed import node_host
 from testbed.containerd import Containerd, start_containerd
 from testbed.controlplane import ControlPlane
 from testbed.device_plugin import DEVICE_PLUGIN_DIR, KUBELET_SOCKET, GpuDevicePlugin
+from testbed.images import FACECAST_CACHE
 from testbed.kwok import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT
 from testbed.pause_image import pause_image
 from testbed.process import LOOPBACK, ComponentDiedError, ManagedProcess, free_port
@@ -43,6 +44,9 @@ NODE_TYPE = "real"  # the kwok GPU nodes say "kwok", runner.py's node "local"
 POD_SUBNET = "10.88.77.0/24"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 120.0
+# containerd's root (images, snapshots) outlives a run, so a warm run imports nothing: the worker
+# image is gigabytes. One real node at a time uses it (the kubelet's socket is machine-wide).
+KEPT_ROOT = FACECAST_CACHE / "containerd-root"
 
 
 def node_labels() -> dict[str, str]:
@@ -291,7 +295,7 @@ def start_real_node(
     try:
         sandbox_image = pause_image()
         node.containerd = start_containerd(
-            directory / "containerd", sandbox_image, node.bridge, POD_SUBNET
+            directory / "containerd", sandbox_image, node.bridge, POD_SUBNET, KEPT_ROOT
         )
         node.containerd.import_from_docker(sandbox_image)
         _import_images(node, images)

@@ -23,6 +23,7 @@ from avatar_crds.ids import SESSION_PREFIX, new_public_id, to_public_id, to_reso
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from testbed.operator_process import OperatorProcess
+from testbed.wait import wait_for
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.anyio]
 
@@ -112,11 +113,26 @@ async def test_a_session_deleted_while_the_create_waits_answers_created(
 def operator(
     control_plane: Any, cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
-    """The real operator on this module's namespace, as the chart runs it."""
+    """The real operator on this module's namespace, as the chart runs it. Its sessions go
+    before it does: it holds a finalizer on each, which only it removes, and a namespace with a
+    session left in it would stay Terminating (tests that count LISTs wait for none to be)."""
     process = OperatorProcess(control_plane.kubeconfig, cluster.namespace, tmp_path)
     process.start()
     yield process
-    process.stop()
+    try:
+        cluster.custom.delete_collection_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, AVATAR_SESSION.plural
+        )
+
+        def sessions_gone() -> bool:
+            listed: Any = cluster.custom.list_namespaced_custom_object(
+                GROUP, VERSION, cluster.namespace, AVATAR_SESSION.plural
+            )
+            return not listed["items"]
+
+        wait_for(sessions_gone, timeout=60, description="the operator to let its sessions go")
+    finally:
+        process.stop()
 
 
 async def test_with_the_real_operator_v1_and_protoface_answer_queued(
