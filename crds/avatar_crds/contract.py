@@ -31,6 +31,20 @@ ANNOTATION_DRAINING_SINCE: Final = "facecast.io/draining-since"
 """Set (an RFC 3339 time) when the pool controller drains a worker: it takes no new session,
 and is deleted once its last session has left."""
 
+# A pool worker's identity and grant. Its ServiceAccount, and the Role and RoleBinding of the
+# same name, are made with the worker (`pool_worker_account_generate_name`). The Role is the
+# worker's grant: the operator lists there, by resourceNames, each session bound to the worker
+# (its AvatarSession, its status, its token Secret and its Avatar) and nothing else. The worker
+# watches that one Role to learn of its assignments, and reads its slot in the session's
+# `status.binding`.
+ENV_POD_NAME: Final = "FACECAST_POD_NAME"
+ENV_POOL_NAME: Final = "FACECAST_POOL_NAME"
+ENV_WORKER_GRANT: Final = "FACECAST_WORKER_GRANT"
+"""The Role a pool worker watches (its ServiceAccount's name)."""
+ENV_WORKER_SLOTS: Final = "FACECAST_WORKER_SLOTS"
+WORKER_READY_FILE: Final = "/tmp/facecast-ready"
+"""A pool worker writes it once its renderer is loaded; the pod's readiness probe reads it."""
+
 # The worker token Secret: `<session>-token`, owned by its session (a CEL rule on the CRD
 # refuses a session naming any other Secret; the operator checks the owner before mounting).
 TOKEN_SECRET_KEY: Final = "token"
@@ -67,9 +81,11 @@ ENV_TTS_OPENAI_VOICES: Final = "FACECAST_TTS_OPENAI_VOICES"
 TTS_KEY_MOUNT_DIR: Final = "/var/run/facecast/tts"
 TTS_KEY_FILE: Final = f"{TTS_KEY_MOUNT_DIR}/api-key"
 
-# Each worker runs as its own ServiceAccount, `<session>-worker`; an admission policy keeps
-# every such account's status writes inside `status.worker`.
+# Each worker runs as its own ServiceAccount, `<session>-worker`, or a pool worker as
+# `<pool>-worker-<random>` (generateName); an admission policy keeps every such account's status
+# writes inside `status.worker`.
 WORKER_ACCOUNT_SUFFIX: Final = "-worker"
+WORKER_ACCOUNT_PATTERN: Final = "-worker(-[a-z0-9]+)?$"
 
 # The worker reports a heartbeat this often; the operator declares it lost after a few misses.
 WORKER_HEARTBEAT_SECONDS: Final = 5
@@ -102,6 +118,11 @@ def pool_selector(pool_name: str) -> str:
 
 def pool_worker_generate_name(pool_name: str) -> str:
     return f"{pool_name}-"
+
+
+def pool_worker_account_generate_name(pool_name: str) -> str:
+    """A pool worker's ServiceAccount (and its Role and RoleBinding): `<pool>-worker-<random>`."""
+    return f"{pool_name}{WORKER_ACCOUNT_SUFFIX}-"
 
 
 def tenant_selector(tenant: str) -> str:

@@ -44,13 +44,14 @@ def protected_fields() -> list[str]:
 def policy_spec() -> dict[str, Any]:
     """The policy's `spec`: shared by the chart's template and the test environment."""
     own = worker_field()
-    # A worker's ServiceAccount is `<session>-worker` in the session's namespace. Matching
-    # every such account (not only the session's own) costs nothing: RBAC already limits
-    # each to its own session.
+    # A worker's ServiceAccount is `<session>-worker`, or a pool worker's `<pool>-worker-<random>`
+    # (`contract.WORKER_ACCOUNT_PATTERN`), in the session's namespace. Matching every such
+    # account (not only the session's own) costs nothing: RBAC already limits each to the
+    # sessions it serves.
     account = (
         "request.userInfo.username.startsWith("
         "'system:serviceaccount:' + request.namespace + ':')"
-        f" && request.userInfo.username.endsWith('{contract.WORKER_ACCOUNT_SUFFIX}')"
+        f" && request.userInfo.username.matches('{contract.WORKER_ACCOUNT_PATTERN}')"
     )
     # Status as maps (absent: empty) so that a field appearing, changing or disappearing
     # are one comparison; `dyn` because the type checker knows status as a typed object,

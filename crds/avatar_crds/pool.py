@@ -13,10 +13,9 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_v
 from avatar_crds.cel import VALIDATIONS_KEY, Rule, rules
 from avatar_crds.enums import Quality
 from avatar_crds.meta import API_VERSION, CamelModel, ObjectMeta
-from avatar_crds.session import DNS_SUBDOMAIN, Condition
+from avatar_crds.session import DNS_SUBDOMAIN, MAX_SLOTS_PER_WORKER, Condition
 
 MAX_WORKERS = 1000
-MAX_SLOTS_PER_WORKER = 64
 MAX_BUFFER_SLOTS = MAX_WORKERS * MAX_SLOTS_PER_WORKER
 
 BUFFER_PERCENT = r"^[1-9]?[0-9]%$"

@@ -243,12 +243,28 @@ class WorkerStatus(CamelModel):
     frames: Annotated[int, Field(ge=0)] = 0
     billable_seconds: Annotated[float, Field(ge=0)] = 0.0
     failure: WorkerFailure | None = None
+    left_at: datetime | None = Field(
+        default=None,
+        description="A pool worker left the room and freed the session's slot (once ending).",
+    )
     speech: list[SpeakTaskReport] = Field(
         default_factory=list,
         max_length=SPEECH_TASKS_MAX,
         description="How far each speak task got; queued tasks have no entry yet.",
         json_schema_extra=_MAP_BY_ID,
     )
+
+
+MAX_SLOTS_PER_WORKER = 64
+
+
+class Binding(CamelModel):
+    """The pool worker and slot a session is bound to (`avatar_crds.pool`): written by the
+    operator with `starting`, in the one conditional write that takes the slot."""
+
+    pool: Annotated[str, Field(min_length=1, max_length=63)]
+    pod: Annotated[str, Field(min_length=1, max_length=253)]
+    slot: Annotated[int, Field(ge=0, lt=MAX_SLOTS_PER_WORKER)]
 
 
 class Deadlines(CamelModel):
@@ -338,6 +354,9 @@ class AvatarSessionStatus(CamelModel):
     ending_soon: EndingSoon | None = None
     pod_name: Annotated[str, Field(max_length=253)] | None = Field(
         default=None, description="The worker pod, named once the operator creates it."
+    )
+    binding: Binding | None = Field(
+        default=None, description="The pool worker and slot serving the session, once bound."
     )
     usage: Usage | None = None
     worker: WorkerStatus | None = None

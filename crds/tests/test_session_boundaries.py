@@ -48,7 +48,7 @@ def test_the_policy_lets_workers_write_only_their_own_field() -> None:
     assert {"phase", "deadlines", "usage", "reason", "pendingWebhooks"} <= set(protected_fields())
     spec = policy_spec()
     (condition,) = spec["matchConditions"]
-    assert f"'{contract.WORKER_ACCOUNT_SUFFIX}'" in condition["expression"]
+    assert f"'{contract.WORKER_ACCOUNT_PATTERN}'" in condition["expression"]
     assert spec["matchConstraints"]["resourceRules"][0]["resources"] == [
         f"{AVATAR_SESSION.plural}/status"
     ]

@@ -33,7 +33,7 @@ def waiting_sessions(
 
 def queue(bodies: Iterable[dict[str, Any]]) -> list[Waiting]:
     return [
-        Waiting(name=b["metadata"]["name"], tenant=b["spec"]["tenant"], queued_at=_queued_at(b))
+        Waiting(name=b["metadata"]["name"], tenant=b["spec"]["tenant"], queued_at=queued_at(b))
         for b in bodies
     ]
 
@@ -86,7 +86,8 @@ def held_slots(
     return held
 
 
-def _queued_at(body: dict[str, Any]) -> datetime:
+def queued_at(body: dict[str, Any]) -> datetime:
+    """When the session joined the queue (its creation, until the operator recorded it)."""
     stamp = (body.get("status") or {}).get("queuedAt") or body["metadata"]["creationTimestamp"]
     return datetime.fromisoformat(stamp)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
@@ -17,10 +18,9 @@ import structlog
 from prometheus_client import start_http_server
 
 from avatar_crds import contract
-from avatar_crds.enums import Phase
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession
-from avatar_operator import metrics
+from avatar_operator import metrics, pool_readings
 from avatar_operator.cluster_gpus import ClusterGpus
 from avatar_operator.kube import Kube
 from avatar_operator.observe import Key
@@ -30,6 +30,9 @@ from avatar_operator.watch_check import WatchCheck, kopf_watches
 from avatar_operator.webhooks import WebhookSender
 
 WORKER_PODS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY, contract.LABEL_COMPONENT: "worker"}
+# A session's own worker pod carries its session's label; a pool's worker, its pool's.
+SESSION_WORKER_PODS: dict[str, Any] = {**WORKER_PODS, contract.LABEL_SESSION: kopf.PRESENT}
+POOL_WORKER_PODS: dict[str, Any] = {**WORKER_PODS, contract.LABEL_POOL: kopf.PRESENT}
 log = structlog.get_logger("avatar_operator")
 
 
@@ -65,6 +68,15 @@ class KopfView:
     def tenant(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._one("tenant_index", (namespace, name))
 
+    def pools(self) -> Iterable[dict[str, Any]]:
+        return self._all("pool_index")
+
+    def pool_pods(self) -> Iterable[dict[str, Any]]:
+        return self._all("pool_pod_index")
+
+    def pool_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one("pool_pod_index", (namespace, name))
+
 
 def post_kopf_event(session: AvatarSession, kind: str, reason: str, message: str) -> None:
     """The reconciler's EventPoster: kopf owns Event posting."""
@@ -82,11 +94,21 @@ def session_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -
     return {(namespace or "", name): _plain(body)}
 
 
-@kopf.index("", "v1", "pods", labels=WORKER_PODS)
+@kopf.index("", "v1", "pods", labels=SESSION_WORKER_PODS)
 def pod_index(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, Any]:
     return {(namespace or "", labels.get(contract.LABEL_SESSION, "")): _plain(body)}
+
+
+@kopf.index("", "v1", "pods", labels=POOL_WORKER_PODS)
+def pool_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): _plain(body)}
+
+
+@kopf.index(GROUP, VERSION, "workerpools")
+def pool_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): _plain(body)}
 
 
 @kopf.index("", "v1", "nodes")
@@ -118,7 +140,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     # every namespace and CRD in the cluster, which costs about a minute at each start.
     settings.scanning.disabled = True
     indices = {name: kwargs[name] for name in ("session_index", "pod_index", "node_index",
-                                              "tenant_index")}  # fmt: skip
+                                              "tenant_index", "pool_index",
+                                              "pool_pod_index")}  # fmt: skip
     memo.reconciler = Reconciler(
         kube=Kube.connect(),
         view=KopfView(indices),
@@ -127,12 +150,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         post_event=post_kopf_event,
     )
     reconciler: Reconciler = memo.reconciler
+    metrics.SESSIONS.sessions = reconciler.view.sessions
     # Other workloads' pods matter only where workers take GPUs, and only where the pool is
     # shared: on one kept for Facecast the operator needs (and has) no cluster-wide pod rights.
     if config.worker.gpu_count and config.count_other_pods:
         gpus = ClusterGpus(reconciler.kube, config.worker.gpu_resource_name, reconciler.poke_queued)
-        reconciler.cluster_gpus = gpus
-        memo.cluster_gpus_task = asyncio.get_running_loop().create_task(gpus.run())
+        reconciler.cluster_gpus = gpus  # it runs from the first watch handler (start_background)
+    memo.background = Background()
     memo.watch_check = WatchCheck(
         reconciler.kube,
         indices,
@@ -153,12 +177,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    sweeper = getattr(memo, "sweeper", None)
-    if sweeper is not None:
-        sweeper.cancel()
+    for task in memo.background.tasks:
+        task.cancel()
     memo.watch_check.stop()
-    if getattr(memo, "cluster_gpus_task", None) is not None:
-        memo.cluster_gpus_task.cancel()
     await reconciler.close()
 
 
@@ -169,20 +190,19 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def session_changed(
     memo: kopf.Memo, namespace: str | None, name: str, type: str, **_: Any
 ) -> None:
-    _start_sweeper(memo)
+    start_background(memo)
     reconciler: Reconciler = memo.reconciler
     if type == "DELETED":
         reconciler.poke_queued()
         return
     await reconciler.reconcile((namespace or "", name))
-    _refresh_phase_gauge(reconciler)
 
 
-@kopf.on.event("", "v1", "pods", labels=WORKER_PODS)
+@kopf.on.event("", "v1", "pods", labels=SESSION_WORKER_PODS)
 async def pod_changed(
     memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, type: str, **_: Any
 ) -> None:
-    _start_sweeper(memo)
+    start_background(memo)
     reconciler: Reconciler = memo.reconciler
     session = labels.get(contract.LABEL_SESSION)
     if session:
@@ -191,15 +211,57 @@ async def pod_changed(
         reconciler.poke_queued()
 
 
+@kopf.on.event(GROUP, VERSION, "workerpools")
+async def pool_changed(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
+    """A pool's spec or status changed, or it came or went: which tiers are served may have
+    changed too, so admission runs again."""
+    start_background(memo)
+    reconciler: Reconciler = memo.reconciler
+    reconciler.pools.schedule(namespace or "", name)
+    reconciler.poke_queued()
+
+
+@kopf.on.event("", "v1", "pods", labels=POOL_WORKER_PODS)
+async def pool_pod_changed(
+    memo: kopf.Memo,
+    body: kopf.Body,
+    namespace: str | None,
+    labels: kopf.Labels,
+    type: str,
+    **_: Any,
+) -> None:
+    """A pool worker started, became ready, finished or went: its pool plans again, its
+    sessions look at it again, and a slot may have become free."""
+    start_background(memo)
+    reconciler: Reconciler = memo.reconciler
+    namespace = namespace or ""
+    _schedule_bound_sessions(reconciler, namespace, body["metadata"]["name"])
+    if type == "DELETED":
+        reconciler.pools.worker_gone(namespace, _plain(body))
+    else:
+        reconciler.pools.schedule(namespace, labels[contract.LABEL_POOL])
+    reconciler.poke_queued()
+
+
+def _schedule_bound_sessions(reconciler: Reconciler, namespace: str, pod: str) -> None:
+    sessions = (s for s in reconciler.view.sessions() if s["metadata"]["namespace"] == namespace)
+    for session in pool_readings.bound_sessions(pod, sessions):
+        reconciler.schedule((namespace, session["metadata"]["name"]))
+
+
 @kopf.on.event("", "v1", "nodes")
 async def node_changed(memo: kopf.Memo, name: str, type: str, **_: Any) -> None:
-    _start_sweeper(memo)
+    start_background(memo)
     reconciler: Reconciler = memo.reconciler
     if type == "DELETED":
         for pod in reconciler.view.pods():
             if (pod.get("spec") or {}).get("nodeName") == name:
                 labels = pod["metadata"].get("labels") or {}
                 reconciler.schedule((pod["metadata"]["namespace"], labels[contract.LABEL_SESSION]))
+        for pod in reconciler.view.pool_pods():
+            if (pod.get("spec") or {}).get("nodeName") == name:
+                namespace = pod["metadata"]["namespace"]
+                _schedule_bound_sessions(reconciler, namespace, pod["metadata"]["name"])
     reconciler.poke_queued()
 
 
@@ -210,8 +272,9 @@ async def tenant_changed(memo: kopf.Memo, **_: Any) -> None:
 
 async def sweep_orphans(reconciler: Reconciler) -> None:
     """Worker pods whose session is gone (owner references normally prevent that; this catches
-    pods made by hand or orphaned on purpose). Secrets are left to owner-reference garbage
-    collection: the operator may not list them."""
+    pods made by hand or orphaned on purpose). Only sessions' own pods: a pool's workers belong
+    to no session. Secrets are left to owner-reference garbage collection: the operator may not
+    list them."""
     while True:
         for pod in list(reconciler.view.pods()):
             meta = pod["metadata"]
@@ -222,11 +285,30 @@ async def sweep_orphans(reconciler: Reconciler) -> None:
         await asyncio.sleep(reconciler.settings.sweep_interval_seconds)  # a period, not a wait
 
 
-def _start_sweeper(memo: kopf.Memo) -> None:
-    """Started by the first watch handler: kopf runs those only once every index is filled,
-    so the sweeper never mistakes a not-yet-listed session for a missing one."""
-    if getattr(memo, "sweeper", None) is None:
-        memo.sweeper = asyncio.get_running_loop().create_task(sweep_orphans(memo.reconciler))
+@dataclass
+class Background:
+    """The operator's own loops, started once by the first watch handler. One object the root
+    memo holds: kopf gives each resource object a shallow copy of that memo, so an attribute set
+    on one object's memo would be unseen by the next (and each would start its own loops)."""
+
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    started: bool = False
+
+
+def start_background(memo: kopf.Memo) -> None:
+    """The orphan sweeper and the cluster's GPU count, started by the first watch handler:
+    kopf runs those only once every index is filled, so the sweeper never mistakes a
+    not-yet-listed session for a missing one. From a handler too: what their pokes start
+    (admission, then reconciliations that post Events) inherits kopf's per-handler context,
+    which kopf.event needs; a task made at startup has none of it."""
+    background: Background = memo.background
+    if not background.started:
+        background.started = True
+        loop = asyncio.get_running_loop()
+        reconciler: Reconciler = memo.reconciler
+        background.tasks.append(loop.create_task(sweep_orphans(reconciler)))
+        if reconciler.cluster_gpus is not None:
+            background.tasks.append(loop.create_task(reconciler.cluster_gpus.run()))
     memo.watch_check.start()  # likewise: a listing taken before the indexes fill looks missed
 
 
@@ -240,11 +322,3 @@ async def watches_follow(memo: kopf.Memo, **_: Any) -> str:
     if problems:
         raise kopf.PermanentError("; ".join(problems))
     return "following"
-
-
-def _refresh_phase_gauge(reconciler: Reconciler) -> None:
-    counts = dict.fromkeys(Phase, 0)
-    for body in reconciler.view.sessions():
-        counts[Phase((body.get("status") or {}).get("phase") or Phase.CREATED)] += 1
-    for phase, count in counts.items():
-        metrics.SESSIONS.labels(phase.value).set(count)

@@ -19,6 +19,7 @@ from avatar_crds.session import (
     PENDING_WEBHOOKS_MAX,
     AvatarSessionSpec,
     AvatarSessionStatus,
+    Binding,
     Deadlines,
     EndingSoon,
     PendingWebhook,
@@ -33,7 +34,8 @@ CREATED, QUEUED, STARTING, RUNNING = Phase.CREATED, Phase.QUEUED, Phase.STARTING
 ENDING, ENDED, FAILED, CANCELED = Phase.ENDING, Phase.ENDED, Phase.FAILED, Phase.CANCELED
 
 LEGAL_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    CREATED: frozenset({QUEUED, CANCELED}),
+    # Straight to starting when a pool slot is free at once: queued and started in one write.
+    CREATED: frozenset({QUEUED, STARTING, CANCELED}),
     QUEUED: frozenset({STARTING, CANCELED, FAILED}),
     STARTING: frozenset({RUNNING, CANCELED, FAILED}),
     RUNNING: frozenset({ENDING, FAILED}),
@@ -75,7 +77,10 @@ def webhook_identity(pending: PendingWebhook) -> WebhookIdentity:
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything the machine may look at. `pod` is None only when its absence was confirmed."""
+    """Everything the machine may look at. `pod` is None only when its absence was confirmed.
+
+    A session bound to a pool worker (`status.binding`) shares that worker's pod: `pod` is the
+    worker's, and the session never creates or deletes it (see `_pooled`)."""
 
     spec: AvatarSessionSpec
     status: AvatarSessionStatus
@@ -95,6 +100,9 @@ class Facts:
     """The spec's `metadata.generation` these facts were read with: the status reports it."""
     pod_name: str | None = None
     """What the worker pod is (or will be) called; the status names it once it is created."""
+    binding: Binding | None = None
+    """The free pool slot chosen for this queued session (`pool_assignment.assign`): it starts
+    on it. None in a namespace without pools (a worker pod of its own, once `admitted`)."""
 
 
 class Stage(Enum):
@@ -123,6 +131,17 @@ class DeleteWorker:
 
 
 @dataclass(frozen=True)
+class SyncGrant:
+    """The session took or left a slot of this pool worker: rewrite the worker's grant (its Role
+    lists the sessions it may read) and look at its pool again."""
+
+    pool: str
+    pod: str
+    # After the status write: the worker is told of a session only once its binding is stored.
+    stage: ClassVar[Stage] = Stage.AFTER_STATUS
+
+
+@dataclass(frozen=True)
 class RemoveFinalizer:
     stage: ClassVar[Stage] = Stage.AFTER_STATUS
 
@@ -144,7 +163,7 @@ class ChargeTenant:
     stage: ClassVar[Stage] = Stage.BEFORE_STATUS
 
 
-Action = CreateWorker | DeleteWorker | RemoveFinalizer | DeleteSession | ChargeTenant
+Action = CreateWorker | DeleteWorker | SyncGrant | RemoveFinalizer | DeleteSession | ChargeTenant
 
 
 @dataclass(frozen=True)
@@ -195,7 +214,10 @@ class _Draft:
         )
         self.notify(_TERMINAL_EVENTS[phase])
         self.actions.append(ChargeTenant(billable))
-        if self.facts.pod is not None:
+        binding = self.status.binding
+        if binding is not None:
+            self.actions.append(SyncGrant(binding.pool, binding.pod))  # frees the slot
+        elif self.facts.pod is not None:
             self.actions.append(DeleteWorker())
 
     def notify(
@@ -304,20 +326,37 @@ def _created(d: _Draft) -> None:
         return
     d.move(QUEUED, "waiting for a GPU", queued_at=d.now)
     d.notify(WebhookEvent.QUEUED)
+    if d.facts.binding is not None:
+        _queued(d)  # a pool slot is free already
 
 
 def _queued(d: _Draft) -> None:
     if _cancel_requested(d.facts):
         d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled while queued")
         return
+    binding = d.facts.binding
     # A pod that already exists holds its GPU: a previous step created it but crashed before
     # it could record `starting`. Admit it, or capacity would be counted twice.
-    if not (d.facts.admitted or d.facts.pod is not None):
+    if not (binding is not None or d.facts.admitted or d.facts.pod is not None):
         return
     if d.facts.foreign_token_secret is not None:
         d.finish(FAILED, FailureReason.TRANSPORT_AUTH_FAILED, d.facts.foreign_token_secret)
         return
     start_by = d.now + d.facts.limits.start_timeout
+    if binding is not None:
+        # One conditional write takes the slot; the worker learns of it from its grant.
+        d.move(
+            STARTING,
+            f"bound to worker {binding.pod}, slot {binding.slot}",
+            starting_at=d.now,
+            deadlines=Deadlines(start_by=start_by),
+            pod_name=binding.pod,
+            binding=binding,
+        )
+        d.actions.append(SyncGrant(binding.pool, binding.pod))
+        d.notify(WebhookEvent.STARTED)
+        d.wake.append(start_by)
+        return
     d.move(
         STARTING,
         "GPU admitted, starting the worker",
@@ -376,7 +415,8 @@ def _running(d: _Draft) -> None:
     reason = _end_reason(facts, deadlines, d.now)
     if reason is not None:
         d.move(ENDING, f"{reason}: draining the worker", reason=reason, ending_at=d.now)
-        d.actions.append(DeleteWorker())
+        if not _pooled(d):  # a pool worker leaves on seeing `ending`; its pod stays
+            d.actions.append(DeleteWorker())
         d.wake.append(d.now + facts.limits.finalize_timeout)
         return
     _warn_of_cutoff(d)
@@ -386,6 +426,9 @@ def _running(d: _Draft) -> None:
 def _ending(d: _Draft) -> None:
     facts, status = d.facts, d.status
     reason = status.reason if isinstance(status.reason, EndReason) else EndReason.USER_ENDED
+    if _pooled(d):
+        _leaving_pool_worker(d, reason)
+        return
     if facts.pod is None:
         d.finish(ENDED, reason, "")
         return
@@ -404,6 +447,21 @@ def _ending(d: _Draft) -> None:
         d.wake.append(force_at)
 
 
+def _leaving_pool_worker(d: _Draft, reason: EndReason) -> None:
+    """A pooled session ends once its worker says it left the room (`status.worker.leftAt`), its
+    worker is gone, or the finalize timeout has passed: then its slot is free again."""
+    facts, status = d.facts, d.status
+    left = status.worker is not None and status.worker.left_at is not None
+    if left or facts.pod is None or facts.pod.finished:
+        d.finish(ENDED, reason, "")
+        return
+    give_up_at = (status.ending_at or d.now) + facts.limits.finalize_timeout
+    if d.now >= give_up_at:
+        d.finish(ENDED, reason, f"worker {facts.pod.name} did not confirm leaving the room")
+    else:
+        d.wake.append(give_up_at)
+
+
 def _terminal(d: _Draft) -> None:
     facts, status = d.facts, d.status
     finished = status.finished_at or d.now
@@ -412,6 +470,17 @@ def _terminal(d: _Draft) -> None:
     # A session's last events go out before it does (within the finalize timeout): its status
     # is what brings them back after a restart.
     delivering = bool(d.status.pending_webhooks)
+    if _pooled(d):
+        # The worker's pod is the pool's, not the session's: nothing to delete but the session.
+        if facts.deleting:
+            force_at = finished + facts.limits.finalize_timeout
+            if not delivering or d.now >= force_at:
+                d.actions.append(RemoveFinalizer())
+            else:
+                d.wake.append(force_at)
+            return
+        _expire(d, finished, delivering)
+        return
     if facts.deleting:
         force_at = finished + facts.limits.finalize_timeout
         if (facts.pod is None and not delivering) or d.now >= force_at:
@@ -425,7 +494,11 @@ def _terminal(d: _Draft) -> None:
         return
     if facts.pod is not None and not facts.pod.deleting:
         d.actions.append(DeleteWorker())
-    expires = finished + facts.limits.terminal_ttl
+    _expire(d, finished, delivering)
+
+
+def _expire(d: _Draft, finished: datetime, delivering: bool) -> None:
+    expires = finished + d.facts.limits.terminal_ttl
     if d.now < expires:
         d.wake.append(expires)
     elif not delivering:  # else the end of the delivery brings the session back here
@@ -448,12 +521,24 @@ def _cancel_requested(facts: Facts) -> bool:
     return facts.deleting or facts.spec.end_requested_at is not None
 
 
+def _pooled(d: _Draft) -> bool:
+    """Bound to a slot of a pool worker (`status.binding`), rather than a pod of its own."""
+    return d.status.binding is not None
+
+
 def _worker_broke(d: _Draft) -> bool:
     """Fail the session if its pod or node is gone, the pod failed, or the worker gave up."""
     facts, worker = d.facts, d.status.worker
     pod = facts.pod
     if worker is not None and worker.failure is not None:
         d.finish(FAILED, worker.failure.reason, worker.failure.message)
+    elif _pooled(d) and (pod is None or pod.deleting or pod.finished):
+        # A pool worker serves several sessions: whatever took it, each of them lost it.
+        name = pod.name if pod is not None else d.status.pod_name
+        d.finish(FAILED, FailureReason.WORKER_LOST, f"pool worker {name} is gone")
+    elif worker is not None and worker.left_at is not None:
+        # Its worker left the room (the room closed on it) while nobody asked it to.
+        d.finish(FAILED, FailureReason.WORKER_LOST, f"worker {d.status.pod_name} left the room")
     elif pod is None:
         d.finish(FAILED, FailureReason.POD_DELETED, "the worker pod disappeared")
     elif pod.deleting:

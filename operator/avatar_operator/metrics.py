@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-SESSIONS = Gauge("facecast_sessions", "AvatarSessions by phase", ["phase"])
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from avatar_crds.enums import Phase
+
+
+class SessionPhases(Collector):
+    """`facecast_sessions{phase}`, counted from the watched sessions when scraped: counting
+    them on every session event instead cost a pass over all of them per event."""
+
+    def __init__(self) -> None:
+        self.sessions: Callable[[], Iterable[dict[str, Any]]] = list
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = dict.fromkeys(Phase, 0)
+        for body in self.sessions():
+            counts[Phase((body.get("status") or {}).get("phase") or Phase.CREATED)] += 1
+        family = GaugeMetricFamily("facecast_sessions", "AvatarSessions by phase", labels=["phase"])
+        for phase, count in counts.items():
+            family.add_metric([phase.value], count)
+        yield family
+
+
+SESSIONS = SessionPhases()
+"""Registered once; the operator points it at its view of the sessions when it starts."""
+REGISTRY.register(SESSIONS)
 TRANSITIONS = Counter(
     "facecast_session_transitions_total", "Phase changes", ["from_phase", "to_phase"]
 )

@@ -4,6 +4,10 @@ Every path that reconciles a session (its own watch events, its pod's events, de
 wake-ups, admission, webhook deliveries, retries) goes through one work queue
 (`workqueue.py`), which runs one reconciliation of a session at a time, so decisions never
 interleave. The webhook outbox (`outbox.py`) and tenant charging (`billing.py`) are their own.
+
+In a namespace with WorkerPools, the admission pass binds queued sessions to free slots of
+ready pool workers (`pool_assignment.assign`) instead of admitting them to a pod of their own;
+the pool controller (`pool_controller.py`) keeps the workers and their grants.
 """
 
 from __future__ import annotations
@@ -17,11 +21,18 @@ from typing import Any, Protocol, assert_never
 import structlog
 
 from avatar_crds import contract
-from avatar_crds.enums import Phase
-from avatar_crds.phases import WORKER_PHASES, holds_slot, is_being_deleted, phase_of
-from avatar_crds.session import AvatarSession
+from avatar_crds.enums import Phase, Quality
+from avatar_crds.phases import (
+    WAITING_PHASES,
+    WORKER_PHASES,
+    holds_slot,
+    is_being_deleted,
+    phase_of,
+)
+from avatar_crds.session import AvatarSession, Binding
 from avatar_crds.tenant import Tenant, TenantUsage, Webhook
-from avatar_operator import billing, capacity_readings, metrics, resources, webhooks
+from avatar_crds.token_secret import foreign_token_secret
+from avatar_operator import billing, capacity_readings, metrics, pool_readings, resources, webhooks
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
 from avatar_operator.cluster_gpus import ClusterGpus
@@ -37,10 +48,13 @@ from avatar_operator.machine import (
     Limits,
     RemoveFinalizer,
     Stage,
+    SyncGrant,
     step,
 )
 from avatar_operator.observe import Key, PodFacts, key_of, pod_facts, session_key
 from avatar_operator.outbox import WebhookOutbox
+from avatar_operator.pool_assignment import QueuedSession, TenantRoom, WaitReason, assign
+from avatar_operator.pool_controller import PoolController
 from avatar_operator.settings import Settings
 from avatar_operator.workqueue import Requeue, WorkQueue
 
@@ -57,6 +71,9 @@ class ClusterView(Protocol):
     def pods(self) -> Iterable[dict[str, Any]]: ...
     def nodes(self) -> Iterable[dict[str, Any]]: ...
     def tenant(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def pools(self) -> Iterable[dict[str, Any]]: ...
+    def pool_pods(self) -> Iterable[dict[str, Any]]: ...
+    def pool_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 class EventPoster(Protocol):
@@ -78,8 +95,12 @@ class Reconciler:
     post_event: EventPoster
     reserved: set[Key] = field(default_factory=set)
     """Admitted in memory but not yet seen as `starting` by the watch."""
+    bindings: dict[Key, Binding] = field(default_factory=dict)
+    """Pool slots chosen in memory for queued sessions, until their status records them."""
     admission_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     admission_pending: bool = False
+    admission_done: asyncio.Future[None] | None = None
+    """Resolved when the pass now pending has run (`next_admission_pass`)."""
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The API server's answer to our own last write, until the watch shows it (or newer)."""
     cluster_gpus: ClusterGpus | None = None
@@ -87,9 +108,20 @@ class Reconciler:
     None where other pods are not counted (settings.count_other_pods)."""
     queue: WorkQueue[Key] = field(init=False)
     outbox: WebhookOutbox = field(init=False)
+    pools: PoolController = field(init=False)
+    tenant_counts: WorkQueue[Key] = field(init=False)
+    """(namespace, tenant) whose count of slot-holding sessions may have changed."""
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self._reconcile_key, on_failure=_log_failure)
+        self.tenant_counts = WorkQueue(self._write_tenant_count, on_failure=_log_count_failure)
+        self.pools = PoolController(
+            self.kube,
+            self.view,
+            self.settings,
+            sessions=self._newest_sessions,
+            reserved=lambda: self.bindings,
+        )
         self.outbox = WebhookOutbox(
             sender=self.webhooks,
             secrets=self.kube,
@@ -123,7 +155,15 @@ class Reconciler:
         if self.admission_pending:
             return
         self.admission_pending = True
-        asyncio.get_running_loop().call_soon(self._start_admission_pass)
+        loop = asyncio.get_running_loop()
+        self.admission_done = loop.create_future()
+        loop.call_soon(self._start_admission_pass)
+
+    async def next_admission_pass(self) -> None:
+        """Run admission (with every session known by now) and wait until it has."""
+        self.poke_queued()
+        assert self.admission_done is not None
+        await asyncio.shield(self.admission_done)
 
     def _start_admission_pass(self) -> None:
         task = asyncio.get_running_loop().create_task(self._admission_pass())
@@ -131,15 +171,69 @@ class Reconciler:
 
     async def _admission_pass(self) -> None:
         """One pass over the whole queue admits every session that fits, in FIFO order, and
-        asks each to reconcile. A burst of pokes costs one pass, not one per queued session."""
+        asks each to reconcile. A burst of pokes costs one pass, not one per queued session.
+        Sessions of a namespace with pools are bound to pool slots instead."""
         async with self.admission_lock:
             self.admission_pending = False
-            queued = capacity_readings.waiting_sessions(self.view.sessions(), self.reserved)
-            chosen = set(admit(capacity_readings.queue(queued), self._capacity()))
-            admitted = [session_key(b) for b in queued if b["metadata"]["name"] in chosen]
-            self.reserved.update(admitted)
-        for key in admitted:
+            done, self.admission_done = self.admission_done, None
+            try:
+                self._admit_and_bind()
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    def _admit_and_bind(self) -> None:
+        held = self.reserved | self.bindings.keys()
+        queued = capacity_readings.waiting_sessions(self.view.sessions(), held)
+        pooled = {p["metadata"]["namespace"] for p in self.view.pools()}  # see `_pooled`
+        own_pods = [b for b in queued if b["metadata"]["namespace"] not in pooled]
+        capacity = self._capacity() if own_pods else None
+        chosen = (
+            set(admit(capacity_readings.queue(own_pods), capacity))
+            if capacity is not None
+            else set()
+        )
+        admitted = [session_key(b) for b in own_pods if b["metadata"]["name"] in chosen]
+        self.reserved.update(admitted)
+        bound = [
+            key
+            for namespace in sorted(pooled)
+            for key in self._bind(
+                namespace, [b for b in queued if b["metadata"]["namespace"] == namespace]
+            )
+        ]
+        for key in [*admitted, *bound]:
             self.schedule(key)
+
+    def _bind(self, namespace: str, queued: list[dict[str, Any]]) -> list[Key]:
+        """Chooses a free pool slot for each queued session of the namespace that may start
+        (`pool_assignment.assign`); the session's reconciliation writes it. A pool short of
+        slots is asked to grow."""
+        sessions = [s for s in self._newest_sessions() if s["metadata"]["namespace"] == namespace]
+        pools = [p for p in self.view.pools() if p["metadata"]["namespace"] == namespace]
+        pods = self.pools.bindable_pods(namespace)
+        chosen = [b for (ns, _), b in self.bindings.items() if ns == namespace]
+        serving = pool_readings.serving(pools)
+        waiting = {session_key(b) for b in queued}
+        assignment = assign(
+            (_queued_session(body) for body in queued),
+            serving,
+            pool_readings.pool_workers(pods, sessions, chosen),
+            TenantRoom(
+                held_by_tenant=capacity_readings.held_slots(sessions, excluding=waiting),
+                max_by_tenant=self._tenant_limits(sessions),
+            ),
+        )
+        keys: list[Key] = []
+        for found in assignment.bindings:
+            key = (namespace, found.session)
+            self.bindings[key] = Binding(pool=found.pool, pod=found.pod, slot=found.slot)
+            keys.append(key)
+        short = {r for r in assignment.waiting.values() if r is WaitReason.NO_FREE_SLOT}
+        if short or keys:  # busy and free slots moved, or the pools must grow
+            for pool in serving:
+                self.pools.schedule(namespace, pool)
+        return keys
 
     async def _reconcile_key(self, key: Key) -> None:
         """The queue's work for one session: failures are its to retry."""
@@ -178,7 +272,12 @@ class Reconciler:
         phase = phase_of(session)
         if phase in WORKER_PHASES or phase.is_terminal:
             self.reserved.discard(key)
+            self.bindings.pop(key, None)
         deleting = session.metadata.deletion_timestamp is not None
+        waiting = phase in WAITING_PHASES and not deleting and key not in self.bindings
+        if waiting and self._pooled(key[0]):
+            # A free slot now saves the `queued` write: bound and started in one.
+            await self.next_admission_pass()
         if not deleting and FINALIZER not in session.metadata.finalizers:
             updated = await self.kube.add_finalizer(*key, session.metadata.finalizers)
             if updated is not None:
@@ -191,17 +290,25 @@ class Reconciler:
 
     async def _facts(self, session: AvatarSession, phase: Phase, deleting: bool) -> Facts:
         key = key_of(session)
-        pod = await self._pod(key, phase)
+        chosen = self.bindings.get(key) if phase in WAITING_PHASES and not deleting else None
+        binding = session.status.binding or chosen
+        if binding is not None:
+            pod = await self._pool_pod(key[0], binding.pod, phase)
+        else:
+            pod = await self._pod(key, phase)
         node_present = True
         if pod is not None and pod.node_name and phase in WORKER_PHASES:
             known = {n["metadata"]["name"] for n in self.view.nodes()}
             node_present = pod.node_name in known or await self.kube.node_exists(pod.node_name)
         admitted = key in self.reserved
-        if phase in (Phase.CREATED, Phase.QUEUED) and not deleting and not admitted:
+        waits = phase in WAITING_PHASES and not deleting and not (admitted or chosen)
+        if waits and not self._pooled(key[0]):  # a pooled one has just had its pass
             self.poke_queued()
         tenant = self._tenant(key[0], session.spec.tenant)
         foreign = None
         if phase is Phase.QUEUED and admitted and pod is None and not deleting:
+            # A pool worker checks the Secret itself when it reads it (`avatar_worker.pool.token`):
+            # no read here on the pooled path.
             foreign = await self._foreign_token_secret(session)
         return Facts(
             spec=session.spec,
@@ -217,6 +324,7 @@ class Reconciler:
             foreign_token_secret=foreign,
             generation=session.metadata.generation,
             pod_name=contract.worker_pod_name(key[1]),
+            binding=chosen,
         )
 
     async def _foreign_token_secret(self, session: AvatarSession) -> str | None:
@@ -224,7 +332,8 @@ class Reconciler:
         namespace = session.metadata.namespace or ""
         name = session.spec.token_secret_ref.name
         secret = await self.kube.read("Secret", namespace, name)
-        return resources.foreign_token_secret(session, secret)
+        metadata = secret.get("metadata") if secret is not None else None
+        return foreign_token_secret(key_of(session)[1], session.metadata.uid, metadata)
 
     async def _pod(self, key: Key, phase: Phase) -> PodFacts | None:
         body = self.view.pod(key)
@@ -234,8 +343,19 @@ class Reconciler:
             body = await self.kube.read("Pod", key[0], contract.worker_pod_name(key[1]))
         return pod_facts(body) if body is not None else None
 
-    def _capacity(self) -> Capacity:
-        sessions = list(self.view.sessions())
+    async def _pool_pod(self, namespace: str, pod: str, phase: Phase) -> PodFacts | None:
+        """The pool worker a session is bound to (or about to be)."""
+        body = self.view.pool_pod(namespace, pod)
+        if body is None and not phase.is_terminal:
+            # As for a pod of its own: only the API server may say the worker is gone.
+            body = await self.kube.read("Pod", namespace, pod)
+        return pod_facts(body) if body is not None else None
+
+    def _pooled(self, namespace: str) -> bool:
+        """Sessions there are bound to pool slots (it has a WorkerPool), not given pods."""
+        return any(p["metadata"]["namespace"] == namespace for p in self.view.pools())
+
+    def _tenant_limits(self, sessions: Iterable[dict[str, Any]]) -> dict[str, int]:
         limits: dict[str, int] = {}
         for body in sessions:
             tenant = body["spec"]["tenant"]
@@ -243,6 +363,11 @@ class Reconciler:
                 parsed = self._tenant(body["metadata"]["namespace"], tenant)
                 if parsed is not None:
                     limits[tenant] = parsed.spec.plan.max_concurrent_sessions
+        return limits
+
+    def _capacity(self) -> Capacity:
+        sessions = list(self.view.sessions())
+        limits = self._tenant_limits(sessions)
         worker = self.settings.worker
         return capacity_readings.capacity(
             sessions=sessions,
@@ -280,12 +405,9 @@ class Reconciler:
             self._record_transition(session, decision, bound)
         charged = any(isinstance(action, ChargeTenant) for action in decision.actions)
         if not charged and billing.slot_may_have_moved(session, decision.phase):
-            try:
-                await self._update_tenant_usage(session, decision.phase, None)
-            except (KubeError, RuntimeError) as exc:
-                # Only a count for kubectl, recounted at the tenant's next change: failing
-                # the reconciliation for it would not write it again (the phase is written).
-                bound.warning("tenant_count_not_written", error=repr(exc))
+            # Only a count for kubectl: a burst of sessions starting is one write, made from
+            # the statuses as written (retried on its own, not by failing this session).
+            self.tenant_counts.add((namespace, session.spec.tenant))
         await self.outbox.send(session.model_copy(update={"status": decision.status}))
         for action in decision.actions_at(Stage.AFTER_STATUS):
             await self._carry_out(action, session, decision.phase)
@@ -305,6 +427,9 @@ class Reconciler:
             case DeleteWorker(force=force):
                 pod = contract.worker_pod_name(name)
                 await self.kube.delete("Pod", namespace, pod, force=force)
+            case SyncGrant(pool=pool, pod=pod):
+                self.pools.grant_changed(namespace, pod)
+                self.pools.schedule(namespace, pool)
             case ChargeTenant(seconds=seconds):
                 await self._update_tenant_usage(session, phase, seconds)
             case RemoveFinalizer():
@@ -353,10 +478,23 @@ class Reconciler:
 
         await billing.write_usage(self.kube, namespace, tenant, update)
 
+    async def _write_tenant_count(self, key: Key) -> None:
+        namespace, tenant = key
+        newest = (s for s in self._newest_sessions() if s["metadata"]["namespace"] == namespace)
+        active = capacity_readings.held_slots(newest).get(tenant, 0)
+
+        def update(usage: TenantUsage) -> TenantUsage:
+            return usage.model_copy(update={"active_sessions": active})
+
+        await billing.write_usage(self.kube, namespace, tenant, update)
+
     def _active_sessions(self, namespace: str, tenant: str, own: Key, own_holds: bool) -> int:
         """`billing.active_sessions` over each session as watched or as we last wrote it."""
-        newest = (self._newer(seen) for seen in self.view.sessions())
-        return billing.active_sessions(newest, namespace, tenant, own, own_holds)
+        return billing.active_sessions(self._newest_sessions(), namespace, tenant, own, own_holds)
+
+    def _newest_sessions(self) -> list[dict[str, Any]]:
+        """Each session as watched or as we last wrote it, whichever is newer."""
+        return [self._newer(seen) for seen in self.view.sessions()]
 
     def _newer(self, seen: dict[str, Any]) -> dict[str, Any]:
         mine = self.written.get(session_key(seen), seen)
@@ -372,6 +510,8 @@ class Reconciler:
         """Stop every timer and reconciliation, then the clients: nothing may reconcile on a
         closed client."""
         await self.queue.close()
+        await self.tenant_counts.close()
+        await self.pools.close()
         await self.outbox.close()
         await self.kube.close()
 
@@ -379,6 +519,7 @@ class Reconciler:
         self.written.pop(key, None)
         self.queue.forget(key)
         self.reserved.discard(key)
+        self.bindings.pop(key, None)
         self.outbox.forget(key)
 
 
@@ -386,9 +527,25 @@ def _log_failure(key: Key, error: Exception, retry_in: float) -> None:
     log.error("reconcile_failed", session=key[1], error=repr(error), retry_in=retry_in)
 
 
+def _log_count_failure(key: Key, error: Exception, retry_in: float) -> None:
+    log.warning("tenant_count_not_written", tenant=key[1], error=repr(error), retry_in=retry_in)
+
+
 def _log_admission_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admission_failed", error=repr(task.exception()))
+
+
+def _queued_session(body: dict[str, Any]) -> QueuedSession:
+    # FIFO by creation: the API server's second, then the name (`sess-<ULID>`, whose time is
+    # in milliseconds). Not `queuedAt`: a session the operator had not yet written `queued`
+    # for (a restart) would sort by another clock than the rest.
+    return QueuedSession(
+        name=body["metadata"]["name"],
+        tenant=body["spec"]["tenant"],
+        quality=Quality(body["spec"]["quality"]),
+        created_at=datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
+    )
 
 
 def _version(body: dict[str, Any]) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
-from avatar_crds.meta import GROUP, controls, owner_reference
+from avatar_crds.meta import GROUP, owner_reference
 from avatar_crds.session import AvatarSession, AvatarSessionStatus
 from avatar_operator.settings import WorkerPodSettings
 
@@ -36,6 +36,48 @@ def _metadata(session: AvatarSession, name: str, component: str) -> dict[str, An
 def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str, Any]:
     name = _name(session)
     secret = session.spec.token_secret_ref
+    token_volume = {
+        "name": "transport-token",
+        "secret": {
+            "secretName": secret.name,
+            "items": [{"key": secret.key, "path": contract.TOKEN_SECRET_KEY}],
+            "defaultMode": 0o440,
+        },
+    }
+    spec = worker_pod_spec(
+        settings,
+        account=contract.worker_account_name(name),
+        env=[
+            {"name": contract.ENV_SESSION_NAME, "value": name},
+            {"name": contract.ENV_SESSION_NAMESPACE, "value": session.metadata.namespace},
+            {"name": contract.ENV_TOKEN_FILE, "value": contract.token_file()},
+            {"name": contract.ENV_AVATAR_STORE, "value": contract.AVATAR_STORE_DIR},
+        ],
+        mounts=[
+            {"name": "transport-token", "mountPath": contract.TOKEN_MOUNT_DIR, "readOnly": True}
+        ],
+        volumes=[token_volume],
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(session, contract.worker_pod_name(name), "worker"),
+        "spec": spec,
+    }
+
+
+def worker_pod_spec(
+    settings: WorkerPodSettings,
+    *,
+    account: str,
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What every worker pod shares, a session's own or a pool's: its placement and size from
+    `settings`, the locked-down security context, the scratch, TTS key, avatar and model
+    volumes, and the transport allow-list and TTS variables. `env`, `mounts` and `volumes` are
+    the caller's own, put first."""
     resources: dict[str, dict[str, str]] = {
         kind: dict(values) for kind, values in settings.resources.items()
     }
@@ -43,21 +85,8 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
         gpus = str(settings.gpu_count)
         resources.setdefault("limits", {})[settings.gpu_resource_name] = gpus
         resources.setdefault("requests", {})[settings.gpu_resource_name] = gpus
-    mounts: list[dict[str, Any]] = [
-        {"name": "transport-token", "mountPath": contract.TOKEN_MOUNT_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {
-            "name": "transport-token",
-            "secret": {
-                "secretName": secret.name,
-                "items": [{"key": secret.key, "path": contract.TOKEN_SECRET_KEY}],
-                "defaultMode": 0o440,
-            },
-        },
-        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-    ]
+    mounts = [*mounts, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes = [*volumes, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     if settings.tts_openai_api_key_secret:
         mounts.append(
             {"name": "tts-key", "mountPath": contract.TTS_KEY_MOUNT_DIR, "readOnly": True}
@@ -89,7 +118,7 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
     spec: dict[str, Any] = {
         # A worker that dies mid-session fails the session; restarting it would replay nothing.
         "restartPolicy": "Never",
-        "serviceAccountName": contract.worker_account_name(name),
+        "serviceAccountName": account,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "nodeSelector": dict(settings.node_selector),
@@ -106,14 +135,7 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
                 "name": WORKER_CONTAINER,
                 "image": settings.image,
                 "imagePullPolicy": settings.image_pull_policy,
-                "env": [
-                    {"name": contract.ENV_SESSION_NAME, "value": name},
-                    {"name": contract.ENV_SESSION_NAMESPACE, "value": session.metadata.namespace},
-                    {"name": contract.ENV_TOKEN_FILE, "value": contract.token_file()},
-                    {"name": contract.ENV_AVATAR_STORE, "value": contract.AVATAR_STORE_DIR},
-                    *_transport_allow_env(settings),
-                    *_tts_env(settings),
-                ],
+                "env": [*env, *_transport_allow_env(settings), *_tts_env(settings)],
                 "resources": resources,
                 "volumeMounts": mounts,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -130,12 +152,7 @@ def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str,
         spec["runtimeClassName"] = settings.runtime_class_name
     if settings.priority_class_name:
         spec["priorityClassName"] = settings.priority_class_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(session, contract.worker_pod_name(name), "worker"),
-        "spec": spec,
-    }
+    return spec
 
 
 def _transport_allow_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
@@ -201,31 +218,6 @@ def worker_rbac(session: AvatarSession) -> list[dict[str, Any]]:
             ],
         },
     ]
-
-
-def foreign_token_secret(session: AvatarSession, secret: dict[str, Any] | None) -> str | None:
-    """Why the Secret the session names must not be mounted into its worker, or None.
-
-    The CRD already ties the name to the session (`<session>-token`), but a Secret of that
-    name may predate the session: another session's of the same name awaiting garbage
-    collection, or anything someone else created. Only the one the API made for this very
-    session (owned by its uid, labelled for it) is its token. An absent Secret is not refused:
-    the API creates it just after the session, and the kubelet waits for it. The message
-    names the Secret, never its contents."""
-    if secret is None:
-        return None
-    name = session.spec.token_secret_ref.name
-    owned = controls(AVATAR_SESSION.kind, session.metadata.uid, secret.get("metadata", {}))
-    labels = secret.get("metadata", {}).get("labels") or {}
-    expected = {
-        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
-        contract.LABEL_SESSION: _name(session),
-    }
-    labelled = all(labels.get(label) == value for label, value in expected.items())
-    if owned and labelled:
-        return None
-    missing = "owned by" if not owned else "labelled for"
-    return f"token Secret {name} is not {missing} this session; refusing to mount it"
 
 
 def status_patch(old: AvatarSessionStatus, new: AvatarSessionStatus) -> dict[str, Any] | None:

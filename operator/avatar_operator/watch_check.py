@@ -16,9 +16,13 @@ from typing import Any
 
 import structlog
 
+from avatar_crds import contract
+from avatar_crds.kinds import WORKER_POOL
+from avatar_crds.meta import GROUP, VERSION
 from avatar_operator.cluster_gpus import SILENT_LIMIT_SECONDS, ClusterGpus
 from avatar_operator.kube import Kube, KubeError, UnreachableError
 from avatar_operator.liveness import Freshness, Listing, ObjectKey
+from facecast_kube import paths
 
 # Names and resourceVersions are all that is compared: ask for metadata only, and from the
 # API server's watch cache (resourceVersion=0), which is what the watches are served from.
@@ -121,13 +125,14 @@ def _version(body: Mapping[str, Any]) -> int:
 
 def kopf_watches(kube: Kube, namespace: str, worker_labels: Mapping[str, str]) -> list[Watched]:
     """What `handlers.py` indexes, each with the LIST of the same selection."""
+    workers = ",".join(f"{key}={value}" for key, value in sorted(worker_labels.items()))
+    pools = paths.custom(GROUP, VERSION, WORKER_POOL.plural)
     return [
         Watched("session_index", kube.path("AvatarSession", namespace)),
-        Watched(
-            "pod_index",
-            kube.path("Pod", namespace),
-            ",".join(f"{key}={value}" for key, value in sorted(worker_labels.items())),
-        ),
+        # Sessions' own worker pods and pools' worker pods, told apart by the label they carry.
+        Watched("pod_index", kube.path("Pod", namespace), f"{workers},{contract.LABEL_SESSION}"),
+        Watched("pool_pod_index", kube.path("Pod", namespace), f"{workers},{contract.LABEL_POOL}"),
         Watched("node_index", "/api/v1/nodes"),
         Watched("tenant_index", kube.path("Tenant", namespace)),
+        Watched("pool_index", pools.collection(namespace)),
     ]

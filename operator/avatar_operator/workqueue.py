@@ -81,6 +81,7 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._retries: dict[K, Timer] = {}
         self._wakeups: dict[K, Timer] = {}
+        self._batches: dict[K, Timer] = {}
         self._closed = False
 
     def add(self, key: K) -> None:
@@ -111,9 +112,17 @@ class WorkQueue(Generic[K]):
             return
         self._wakeups[key] = self._clock.call_later(delay, lambda: self._fire(self._wakeups, key))
 
+    def add_within(self, key: K, delay: float) -> None:
+        """`add` the key `delay` seconds after the first such request: the requests made
+        meanwhile (a burst of changes, each asking) are one run."""
+        if key not in self._batches and not self._closed:
+            self._batches[key] = self._clock.call_later(
+                delay, lambda: self._fire(self._batches, key)
+            )
+
     def forget(self, key: K) -> None:
         """The key is gone: drop its timers and its failure count."""
-        for timers in (self._wakeups, self._retries):
+        for timers in (self._wakeups, self._retries, self._batches):
             timer = timers.pop(key, None)
             if timer is not None:
                 timer.cancel()
@@ -122,7 +131,7 @@ class WorkQueue(Generic[K]):
     async def close(self) -> None:
         """Stop every timer and every run in progress; later requests are ignored."""
         self._closed = True
-        for timers in (self._wakeups, self._retries):
+        for timers in (self._wakeups, self._retries, self._batches):
             for timer in timers.values():
                 timer.cancel()
             timers.clear()

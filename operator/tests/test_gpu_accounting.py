@@ -9,6 +9,7 @@ dicts here, shaped as kopf hands them to the handler (key -> bodies)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -67,6 +68,8 @@ def indices() -> dict[str, dict[Any, list[dict[str, Any]]]]:
         "pod_index": {("fc", "s1"): [pod]},
         "node_index": {"gpu-1": [node]},
         "tenant_index": {},
+        "pool_index": {},
+        "pool_pod_index": {},
     }
 
 
@@ -93,15 +96,18 @@ def test_other_pods_are_watched_only_when_counted(
     async def scenario() -> None:
         memo, reconciler, free = await started()
         try:
-            task = getattr(memo, "cluster_gpus_task", None)
+            # Started by the first watch handler, once (each object's memo is a copy).
+            handlers.start_background(copy.copy(memo))
+            handlers.start_background(copy.copy(memo))
+            tasks = memo.background.tasks
             if count_other_pods:
-                assert task is not None
-                assert not task.done()
+                assert len(tasks) == 2  # the sweeper and the cluster's GPU count, once each
+                assert not tasks[1].done()
                 assert reconciler.cluster_gpus is not None
                 assert reconciler.cluster_gpus.held is None  # not listed yet
                 assert free == 0  # so nothing is free yet
             else:
-                assert task is None
+                assert len(tasks) == 1  # the sweeper only
                 assert reconciler.cluster_gpus is None
                 assert free == 1  # two GPUs, one held by our own worker: known at once
         finally:

@@ -13,6 +13,7 @@ from avatar_crds.redact import REDACTED
 from avatar_crds.session import (
     MESSAGE_MAX_LENGTH,
     AvatarSessionStatus,
+    Binding,
     WorkerStatus,
 )
 from avatar_operator.machine import (
@@ -92,6 +93,7 @@ def test_every_legal_transition_is_reachable_by_the_machine() -> None:
     scenarios = [
         (None, facts()),
         (None, facts(deleting=True)),
+        (None, facts(binding=Binding(pool="p", pod="p-x7k2p", slot=0), pod=pod())),
         (Phase.QUEUED, facts({"phase": "queued"}, admitted=True)),
         (Phase.QUEUED, facts({"phase": "queued"}, deleting=True)),
         (Phase.STARTING, facts({**STARTING, "worker": {"firstFrameAt": T0}}, pod=pod())),

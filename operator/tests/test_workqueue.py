@@ -227,6 +227,25 @@ def test_a_wake_up_runs_the_key_at_its_time_and_replaces_the_one_before() -> Non
     scenario(body)
 
 
+def test_requests_within_a_batch_window_are_one_run_at_its_end() -> None:
+    async def body() -> None:
+        clock = ManualClock()
+        work = Work()
+        queue: WorkQueue[str] = WorkQueue(work, clock=clock)
+        queue.add_within("a", 0.1)
+        clock.advance(0.05)
+        queue.add_within("a", 0.1)  # within the window: no later run, no second one
+        assert clock.pending() == [pytest.approx(0.05)]
+        clock.advance(0.05)
+        await runs_reach(work, 1)
+        assert work.runs == ["a"]
+        queue.add_within("a", 0.1)  # a new window once the last one has run
+        queue.forget("a")
+        assert clock.pending() == []
+
+    scenario(body)
+
+
 def test_forget_drops_the_keys_timers() -> None:
     async def body() -> None:
         clock = ManualClock()

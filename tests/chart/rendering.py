@@ -27,6 +27,24 @@ API = f"{FULLNAME}-api"
 Manifest = dict[str, Any]
 
 
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Helm's coalescing: maps merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merged_values(example: str) -> dict[str, Any]:
+    """The values a values example installs with: values.yaml, overridden by the example."""
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    override = VALUES_EXAMPLES[example]
+    return _merge(values, yaml.safe_load(override.read_text())) if override else values
+
+
 def template_args(
     namespace: str,
     values: Path | None = None,

@@ -2,7 +2,8 @@
 local processes (no kubelet runs images here) with their exact command, arguments and
 environment, each authenticated with a token of its own ServiceAccount. A session goes through
 the whole path of the NOTES: tenant and key with the admin CLI, the session over REST, the
-operator placing its worker on a kwok GPU node, the worker's reports, the end."""
+operator binding it to a slot of the chart's warm pool (its worker a pod on a kwok GPU node),
+the worker's reports with its own account, the end."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from kubernetes import config as k8s_config
 
 from avatar_crds import contract
 from avatar_crds.ids import AVATAR_PREFIX, SESSION_PREFIX, new_public_id, to_resource_name
-from avatar_crds.kinds import AVATAR
+from avatar_crds.kinds import AVATAR, WORKER_POOL
 from avatar_crds.meta import GROUP, VERSION
+from avatar_crds.pool import WorkerPool
 from avatar_operator.kube import Kube, KubeError
 from testbed.controlplane import ControlPlane
 from testbed.kwok import GpuNodeFactory
@@ -73,13 +75,26 @@ def test_helm_install_creates_every_object_and_keeps_pods_off_gpu_nodes(
     assert kinds == sorted(
         ["ClusterRole", "ClusterRoleBinding", "Deployment", "KopfPeering", "NetworkPolicy",
          "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
-         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "WorkerPool"]
     )  # fmt: skip
     custom = k8s.CustomObjectsApi(api_client)
     peering: Any = custom.get_namespaced_custom_object(
         "kopf.dev", "v1", release.namespace, "kopfpeerings", FULLNAME
     )
     assert peering["metadata"]["name"] == FULLNAME
+    # The warm pools, one per served tier, stored as rendered (the CRD's CEL rules passed).
+    stored: Any = custom.list_namespaced_custom_object(
+        GROUP, VERSION, release.namespace, WORKER_POOL.plural
+    )
+    pools = {p["metadata"]["name"]: WorkerPool.model_validate(p) for p in stored["items"]}
+    rendered = {
+        doc["metadata"]["name"]: WorkerPool.model_validate(doc)
+        for doc in release.manifests
+        if doc["kind"] == "WorkerPool"
+    }
+    assert set(pools) == set(rendered) == {f"{FULLNAME}-mock", f"{FULLNAME}-lite"}
+    for name, pool in pools.items():
+        assert pool.spec == rendered[name].spec, name
 
     # No kubelet runs them, but the ReplicaSets do create the pods: the namespace enforces
     # restricted Pod Security, so their existence proves they pass it. The scheduler then
@@ -328,46 +343,68 @@ def test_the_installed_operator_and_api_take_a_session_through_its_life(
         session_id = created.json()["id"]
         name = to_resource_name(session_id, SESSION_PREFIX)
         sessions = Sessions(api_client, namespace)
+        core = k8s.CoreV1Api(api_client)
 
-        sessions.wait_phase(name, "starting", timeout=60)
-        pod = plain(api_client, sessions.wait_pod_running(name, timeout=60))
+        # The chart's warm mock pool takes it: a slot of a worker already up, nothing of its
+        # own (no pod, ServiceAccount or Role).
+        binding = sessions.wait_phase(name, "starting", timeout=60).status.binding
+        assert binding is not None
+        assert binding.pool == f"{FULLNAME}-mock"
+        pod = plain(api_client, core.read_namespaced_pod(binding.pod, namespace))
         assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
-        assert pod["spec"]["serviceAccountName"] == f"{name}-worker"
-        # The token Secret was created by the API's account, and mounted in the worker.
-        secret = plain(
-            api_client,
-            k8s.CoreV1Api(api_client).read_namespaced_secret(
-                contract.token_secret_name(name), namespace
-            ),
-        )
+        account = pod["spec"]["serviceAccountName"]
+        assert account.startswith(contract.pool_worker_account_generate_name(binding.pool))
+        assert sessions.pod(name) is None
+        accounts = plain(api_client, core.list_namespaced_service_account(namespace))["items"]
+        assert f"{name}-worker" not in {a["metadata"]["name"] for a in accounts}
+        # The token Secret was created by the API's account; the worker reads it by name.
+        token_secret = contract.token_secret_name(name)
+        secret = plain(api_client, core.read_namespaced_secret(token_secret, namespace))
         assert secret["metadata"]["ownerReferences"][0]["name"] == name
 
-        # The worker's part, played with the per-session account the operator made for it.
-        worker_kubeconfig = control_plane.kubeconfig_for_service_account(
-            namespace, f"{name}-worker"
-        )
+        # The worker's part, played with the pool worker's own account, as far as its grant
+        # (the Role the operator rewrites) lets it.
+        worker_kubeconfig = control_plane.kubeconfig_for_service_account(namespace, account)
         with client_for(worker_kubeconfig) as worker_api:
+            worker_core = k8s.CoreV1Api(worker_api)
+            wait_for(
+                lambda: not forbidden(worker_core.read_namespaced_secret, token_secret, namespace),
+                timeout=30,
+                description="the worker's grant lists the session",
+            )
             worker = WorkerStandIn(worker_api, namespace, name)
             worker.first_frame()
             sessions.wait_phase(name, "running", timeout=30)
             assert http.get(f"/v1/sessions/{session_id}").json()["status"] == "running"
-            # It may touch only its own session's status, and no Secret at all.
+            # It may touch only its own session's status, no other Secret, and list none.
             worker_custom = k8s.CustomObjectsApi(worker_api)
             assert forbidden(
                 worker_custom.patch_namespaced_custom_object_status,
                 GROUP, VERSION, namespace, "avatarsessions", "sess-someone-else",
                 {"status": {"worker": {"frames": 1}}},
             )  # fmt: skip
-            assert forbidden(k8s.CoreV1Api(worker_api).list_namespaced_secret, namespace)
+            assert forbidden(
+                worker_core.read_namespaced_secret, "sess-someone-else-token", namespace
+            )
+            assert forbidden(worker_core.list_namespaced_secret, namespace)
             worker.heartbeat(frames=250, billable_seconds=10.0)
 
-        ended = http.post(
-            f"/v1/sessions/{session_id}/end", headers={"Idempotency-Key": str(uuid.uuid4())}
-        )
-        assert ended.status_code == 200, ended.text
-        final = sessions.wait_phase(name, "ended", timeout=60)
-        assert final.status.reason == "user_ended"
-        wait_for(lambda: sessions.pod(name) is None, timeout=60, description="worker pod gone")
+            ended = http.post(
+                f"/v1/sessions/{session_id}/end", headers={"Idempotency-Key": str(uuid.uuid4())}
+            )
+            assert ended.status_code == 200, ended.text
+            sessions.wait_phase(name, "ending", timeout=30)
+            worker.left()
+            final = sessions.wait_phase(name, "ended", timeout=60)
+            assert final.status.reason == "user_ended"
+            # The slot is free and the grant revoked; the warm worker stays for the next one.
+            wait_for(
+                lambda: forbidden(worker_core.read_namespaced_secret, token_secret, namespace),
+                timeout=30,
+                description="the session gone from the worker's grant",
+            )
+        kept = plain(api_client, core.read_namespaced_pod(binding.pod, namespace))
+        assert "deletionTimestamp" not in kept["metadata"]
         assert http.get(f"/v1/sessions/{session_id}").json()["status"] == "ended"
 
     def transitions_posted() -> list[str] | None:
@@ -375,8 +412,10 @@ def test_the_installed_operator_and_api_take_a_session_through_its_life(
         return reasons if "Ended" in reasons else None
 
     reasons = wait_for(transitions_posted, timeout=30, description="the operator's Events")
-    for reason in ("Queued", "Starting", "Running", "Ending", "Ended"):
+    for reason in ("Starting", "Running", "Ending", "Ended"):
         assert reason in reasons, reasons
+    # A warm slot was free: queued and started in one write, with one Event for it.
+    assert "Queued" not in reasons, reasons
     assert sessions.tenant_usage()["secondsUsed"] == 10.0
 
     # Nothing the operator or the API tried was refused, beyond kopf's optional look-ups.

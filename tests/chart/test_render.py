@@ -29,6 +29,7 @@ from tests.chart.rendering import (
     container,
     kubectl,
     literal_env,
+    merged_values,
     of_kind,
     one,
     pod_templates,
@@ -60,23 +61,6 @@ NOT_IN_TEST_CLUSTER = {"ServiceMonitor"}
 def example(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing: maps merge key by key, anything else is replaced."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merged[key] = _merge(base[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def merged_values(example: str) -> dict[str, Any]:
-    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
-    override = VALUES_EXAMPLES[example]
-    return _merge(values, yaml.safe_load(override.read_text())) if override else values
 
 
 def rendered(helm: Helm, example: str, namespace: str = "facecast") -> list[Manifest]:
@@ -485,6 +469,8 @@ def test_notes_tell_the_installer_what_to_do_next(
     assert "create-key acme" in notes
     assert "/v1/avatars" in notes
     assert "POST $FACECAST_URL/v1/sessions" in notes
+    served = "mock,lite,standard,pro" if example == "production" else "mock,lite"
+    assert f"kubectl -n facecast get workerpools   # one per tier ({served})" in notes
     if example == "kind":  # tenantAdmin on, for a trial: the CLI runs in the API pod
         assert f"kubectl -n facecast exec deploy/{API} -c api --" in notes
     else:  # tenantAdmin off: the CLI runs with the installer's kubeconfig

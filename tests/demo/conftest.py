@@ -1,15 +1,17 @@
-"""Fixtures for the demo tests: the npm packages and Chromium that tools/test.sh installs."""
+"""Fixtures for the demo tests: the npm packages and Chromium that tools/test.sh installs, and the
+one demo run that the command, page and Ctrl-C tests share (a stack of its own for each of them
+cost CI about two minutes)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.demo.stack_process import REPO_ROOT, START_DEADLINE, DemoProcess, DemoRun
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,54 @@ def chromium() -> str:
     if not found:
         pytest.fail("Debian's chromium is not installed: tools/test.sh installs it")
     return found
+
+
+@pytest.fixture(scope="session")
+def demo_run(
+    web_packages: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoRun]:
+    """The README's command, `tools/demo.sh`, up to its last instruction line and left running.
+
+    Started as a shell without job control starts `cmd &` (SIGINT ignored), the harder case for
+    Ctrl-C. `demo_run_to_stop` stops it; this only stops a run that no test stopped."""
+    directory = tmp_path_factory.mktemp("demo")
+    recording = directory / "demo.mp4"
+    demo = DemoProcess(
+        [str(REPO_ROOT / "tools" / "demo.sh"), "--record", str(recording),
+         "--record-seconds", "2"],
+        directory / "demo.log",
+        web_packages,
+        sigint_ignored=True,
+    )  # fmt: skip
+    try:
+        demo.wait_line("Ctrl-C stops everything", START_DEADLINE)
+        yield DemoRun(demo, recording)
+    finally:
+        if demo.popen.poll() is None:
+            demo.interrupt(timeout=120)
+
+
+@pytest.fixture
+def demo_run_to_stop(demo_run: DemoRun) -> DemoRun:
+    """The shared run, for the test that stops it: it runs after every other test that uses
+    `demo_run` (pytest_collection_modifyitems below)."""
+    return demo_run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that stop the shared demo run right after its last other user, so that
+    neither file order nor a command line's order of paths stops it early, and it does not stay
+    up through the rest of the suite."""
+
+    def uses(item: pytest.Item, fixture: str) -> bool:
+        return isinstance(item, pytest.Function) and fixture in item.fixturenames
+
+    stoppers = [item for item in items if uses(item, "demo_run_to_stop")]
+    if not stoppers:
+        return
+    rest = [item for item in items if not uses(item, "demo_run_to_stop")]
+    users = [index for index, item in enumerate(rest) if uses(item, "demo_run")]
+    if not users:
+        return
+    at = users[-1] + 1
+    items[:] = rest[:at] + stoppers + rest[at:]

@@ -8,9 +8,12 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# From the command's start to the demo session running, on a machine busy with other tests.
+START_DEADLINE = 420.0
 
 
 class DemoProcess:
@@ -63,6 +66,13 @@ class DemoProcess:
             if prefix in line:
                 return line
 
+    def seen(self, text: str) -> int:
+        """The index in `output` of the first line read so far that contains `text`."""
+        for index, line in enumerate(self.output):
+            if text in line:
+                return index
+        raise AssertionError(f"no line with {text!r} so far:\n{self.tail()}")
+
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
 
@@ -82,6 +92,14 @@ class DemoProcess:
             if "run directory " in line:
                 return line.split("run directory ", 1)[1].split("\x1b")[0].strip()
         raise AssertionError("no run directory line")
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """A demo command left running after its instructions, and where it wrote its recording."""
+
+    process: DemoProcess
+    recording: Path
 
 
 def processes_mentioning(text: str) -> list[str]:

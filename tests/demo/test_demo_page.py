@@ -1,21 +1,21 @@
 """The demo page in headless Chromium (Debian's, driven by playwright-core): a person presses
 "Start a new session"; the page joins the room with the LiveKit JS client, the video element
 plays, the page shows the session reach `running`, and while the avatar speaks two screenshots
-a second apart differ in the mouth region."""
+a second apart differ in the mouth region. It uses the demo run that the command tests share
+(whose Ctrl-C they check)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from tests.demo.stack_process import DemoProcess
+from tests.demo.stack_process import DemoRun
 
 SCRIPT = Path(__file__).with_name("browser_check.cjs")
 # Mean absolute difference (0-255) in the mouth region that counts as "the mouth moved".
@@ -36,41 +36,33 @@ def _mouth_crop(shot: Path, mouth: dict[str, float], video: dict[str, Any]) -> n
 
 
 def test_page_plays_the_avatar_and_shows_running(
-    tmp_path: Path, web_packages: dict[str, str], chromium: str
+    tmp_path: Path, demo_run: DemoRun, web_packages: dict[str, str], chromium: str
 ) -> None:
-    demo = DemoProcess(
-        [sys.executable, "-m", "tools.localstack", "--record", str(tmp_path / "r.mp4"),
-         "--record-seconds", "1"],
-        tmp_path / "demo.log",
-        web_packages,
+    demo = demo_run.process
+    assert demo.popen.poll() is None, f"the shared demo run has stopped:\n{demo.tail()}"
+    url = demo.output[demo.seen("DEMO_PAGE_URL=")].split("=", 1)[1]
+    out = tmp_path / "browser"
+    out.mkdir()
+    done = subprocess.run(
+        ["node", str(SCRIPT), url, str(out)],
+        env={**web_packages, "FACECAST_CHROMIUM": chromium, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=400, check=False,
     )  # fmt: skip
-    try:
-        url = demo.wait_line("DEMO_PAGE_URL=", 420).split("=", 1)[1]
-        demo.wait_line("Ctrl-C stops everything", 240)
-        out = tmp_path / "browser"
-        out.mkdir()
-        done = subprocess.run(
-            ["node", str(SCRIPT), url, str(out)],
-            env={**web_packages, "FACECAST_CHROMIUM": chromium, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, timeout=400, check=False,
-        )  # fmt: skip
-        result = json.loads((out / "result.json").read_text())
-        assert done.returncode == 0, f"{result.get('error')}\n{done.stderr}\n{demo.tail()}"
-        print(
-            f"TIMING page: POST /v1/sessions -> first frame in the page"
-            f" {result['firstFrameMs'] / 1000:.2f} s (click -> first frame"
-            f" {result['clickToFirstFrameMs'] / 1000:.2f} s)"
-        )
-        assert result["statusText"] == "running"
-        video = result["video"]
-        assert not video["paused"]
-        assert video["readyState"] >= 2
-        assert video["videoWidth"] > 0
-        assert video["frames"] > 0
-        crops = [_mouth_crop(Path(s["file"]), result["mouth"], video) for s in result["shots"]]
-        assert crops[0].size > 0
-        changes = [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(crops)]
-        print(f"mouth-region mean abs difference between shots 1 s apart: {changes}")
-        assert max(changes) > MOUTH_CHANGE
-    finally:
-        assert demo.interrupt(timeout=120) == 130, demo.tail()
+    result = json.loads((out / "result.json").read_text())
+    assert done.returncode == 0, f"{result.get('error')}\n{done.stderr}\n{demo.tail()}"
+    print(
+        f"TIMING page: POST /v1/sessions -> first frame in the page"
+        f" {result['firstFrameMs'] / 1000:.2f} s (click -> first frame"
+        f" {result['clickToFirstFrameMs'] / 1000:.2f} s)"
+    )
+    assert result["statusText"] == "running"
+    video = result["video"]
+    assert not video["paused"]
+    assert video["readyState"] >= 2
+    assert video["videoWidth"] > 0
+    assert video["frames"] > 0
+    crops = [_mouth_crop(Path(s["file"]), result["mouth"], video) for s in result["shots"]]
+    assert crops[0].size > 0
+    changes = [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(crops)]
+    print(f"mouth-region mean abs difference between shots 1 s apart: {changes}")
+    assert max(changes) > MOUTH_CHANGE

@@ -48,6 +48,11 @@ class WorkerStandIn:
         """How far each speak task got, as the worker lists them (the whole list each time)."""
         self._send(speech=list(reports), heartbeat_at=datetime.now(UTC))
 
+    def left(self) -> None:
+        """A pool worker has left the room and freed the session's slot."""
+        now = datetime.now(UTC)
+        self._send(left_at=now, heartbeat_at=now)
+
     def give_up(self, reason: str, message: str) -> None:
         failure = WorkerFailure.model_validate({"reason": reason, "message": message})
         self._send(failure=failure, heartbeat_at=datetime.now(UTC))

@@ -36,6 +36,7 @@ from tools.localstack.kubelet_status import (
     termination_message,
 )
 from tools.localstack.pod_launch import LaunchPlan, UnsupportedPodError, plan_launch
+from tools.localstack.readiness import Readiness, ReadinessProbe
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
@@ -56,6 +57,10 @@ class Container:
     exit_code: int | None = None
     stopping: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    exited: threading.Event = field(default_factory=threading.Event)
+    # Held for each status write once the process runs, so that a readiness report never lands
+    # after the terminal one.
+    status_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class LocalNode:
@@ -71,6 +76,7 @@ class LocalNode:
         images: Mapping[str, list[str]],
         default_command: list[str],
         host_paths: Mapping[str, str],
+        readiness_file_arg: str | None = None,
     ) -> None:
         self.core = k8s.CoreV1Api(api)
         self.coordination = k8s.CoordinationV1Api(api)
@@ -82,6 +88,7 @@ class LocalNode:
         self.images = images
         self.default_command = default_command
         self.host_paths = host_paths
+        self.readiness_file_arg = readiness_file_arg
         self.containers: dict[str, Container] = {}
         self.lock = threading.Lock()
         self.stopped = threading.Event()
@@ -234,7 +241,6 @@ class LocalNode:
     def _run(self, container: Container, pod: Any) -> None:
         label = f"{container.namespace}/{container.name}"
         log_file = container.pod_dir / "container.log"
-        message_file = container.pod_dir / "termination-log"
         started = now()
         self._patch_status(
             container,
@@ -264,6 +270,7 @@ class LocalNode:
                     "LANG": os.environ.get("LANG", "C.UTF-8"),
                     "PYTHONUNBUFFERED": "1",
                 },
+                readiness_file_arg=self.readiness_file_arg,
             )
             self._materialise(container, pod, plan)
         except Exception as error:
@@ -310,19 +317,55 @@ class LocalNode:
                 "phase": "Running",
                 "podIP": LOCAL_IP,
                 "podIPs": [{"ip": LOCAL_IP}],
-                "conditions": pod_condition_list(True, started),
-                "containerStatuses": [
-                    self._container_status(
-                        container,
-                        pod,
-                        {"running": {"startedAt": stamp(container.started_at)}},
-                        True,
-                    )
-                ],
+                **self._running_status(container, pod, started, ready=plan.readiness is None),
             },
         )
+        if plan.readiness is not None:
+            self._spawn(self._probe_readiness, container, pod, started, plan.readiness)
         code = container.process.wait()
-        container.exit_code = code
+        container.exited.set()
+        with container.status_lock:
+            container.exit_code = code
+            self._report_exit(container, pod, container.process.pid, code, started)
+        container.done.set()
+
+    def _running_status(
+        self, container: Container, pod: Any, started: dt.datetime, *, ready: bool
+    ) -> dict[str, Any]:
+        running = {"running": {"startedAt": stamp(container.started_at)}}
+        return {
+            "conditions": pod_condition_list(ready, started),
+            "containerStatuses": [self._container_status(container, pod, running, ready)],
+        }
+
+    def _probe_readiness(
+        self, container: Container, pod: Any, started: dt.datetime, probe: ReadinessProbe
+    ) -> None:
+        """The kubelet's prober: after the initial delay, one probe per period until the
+        process exits; each change of readiness is reported."""
+        label = f"{container.namespace}/{container.name}"
+        readiness = Readiness(probe)
+        if container.exited.wait(probe.initial_delay_s):
+            return
+        while True:
+            if readiness.observe(_cat_succeeds(Path(probe.local_path))):
+                with container.status_lock:
+                    if container.exit_code is not None:
+                        return
+                    log(f"pod {label}: ready={readiness.ready} ({probe.container_path})")
+                    self._patch_status(
+                        container,
+                        self._running_status(container, pod, started, ready=readiness.ready),
+                    )
+            if container.exited.wait(probe.period_s):
+                return
+
+    def _report_exit(
+        self, container: Container, pod: Any, pid: int, code: int, started: dt.datetime
+    ) -> None:
+        label = f"{container.namespace}/{container.name}"
+        log_file = container.pod_dir / "container.log"
+        message_file = container.pod_dir / "termination-log"
         message = termination_message(code, message_file, log_file)
         log(f"pod {label}: exited with code {code}")
         terminated: dict[str, Any] = {
@@ -330,7 +373,7 @@ class LocalNode:
             "reason": "Completed" if code == 0 else "Error",
             "startedAt": stamp(container.started_at),
             "finishedAt": stamp(),
-            "containerID": f"local://{container.process.pid}",
+            "containerID": f"local://{pid}",
         }
         if code < 0:  # killed by a signal: report it as a shell would
             terminated["exitCode"] = 128 - code
@@ -347,15 +390,14 @@ class LocalNode:
                 ],
             },
         )
-        container.done.set()
 
     def _materialise(self, container: Container, pod: Any, plan: LaunchPlan) -> None:
-        """Secret volumes as files, emptyDirs, and the ServiceAccount kubeconfig."""
+        """Secret volumes as files, emptyDirs and the private /tmp, and the ServiceAccount
+        kubeconfig."""
         for directory in ("volumes", "home"):
             (container.pod_dir / directory).mkdir(exist_ok=True)
-        for volume in pod.spec.volumes or []:
-            if volume.empty_dir is not None:
-                (container.pod_dir / "volumes" / volume.name).mkdir(exist_ok=True)
+        for local in plan.directories:
+            Path(local).mkdir(parents=True, exist_ok=True)
         for secret_name, local in plan.secret_dirs.items():
             secret = self.core.read_namespaced_secret(secret_name, container.namespace)
             data = secret.data or {}
@@ -472,6 +514,11 @@ class LocalNode:
             thread.join()
         for container in containers:
             container.done.wait(timeout=10)
+
+
+def _cat_succeeds(path: Path) -> bool:
+    """What `cat FILE` in the container would answer: the file exists and can be read."""
+    return path.is_file() and os.access(path, os.R_OK)
 
 
 def log(message: str) -> None:

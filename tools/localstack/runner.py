@@ -9,19 +9,23 @@ There is no kubelet or container runtime here, so this is the smallest honest st
 - it watches the pods bound to it; for each it runs the container's image entrypoint (an image
   maps to a command: `python -m avatar_worker` for the worker image) with the pod's env, the
   Secret volumes materialised into a private directory in place of their mounts (env values
-  under a mount path are rewritten to the directory), emptyDirs as temp dirs, mapped host
-  directories for the avatar store, and a kubeconfig holding a token for the pod's
-  ServiceAccount from the TokenRequest API (bound to the pod, as a kubelet projects it), so the
-  worker has exactly its real RBAC;
+  under a mount path are rewritten to the directory), emptyDirs as temp dirs, a private /tmp
+  where no volume is mounted there, mapped host directories for the avatar store, env from the
+  downward API (`fieldRef`), and a kubeconfig holding a token for the pod's ServiceAccount from
+  the TokenRequest API (bound to the pod, as a kubelet projects it), so the worker has exactly
+  its real RBAC (with or without a Secret volume);
 - it reports pod status as a kubelet does: Pending/ContainerCreating, Running with
-  containerStatuses, then Succeeded or Failed with the exit code and a termination message
+  containerStatuses, Ready at once or, for a pod with an exec `cat FILE` readiness probe, once
+  that file exists in the pod's (remapped) directories and not Ready again while it is gone
+  (readiness.py), then Succeeded or Failed with the exit code and a termination message
   (FallbackToLogsOnError: the log tail of a failed container);
 - on a graceful delete it sends SIGTERM, waits the grace period, SIGKILLs, then removes the pod
   object (grace 0), as a kubelet does; on shutdown it stops every container the same way.
 
 What it does not do: images (the code comes from this checkout), isolation (same user, no
-namespaces, no cgroups; runAsUser and resource limits are not enforced), probes, restarts,
-`kubectl logs`/`exec` (logs are files under the runner's directory, printed on exit).
+namespaces, no cgroups; runAsUser and resource limits are not enforced), probes other than an
+exec `cat FILE` readiness probe (refused), restarts, `kubectl logs`/`exec` (logs are files under
+the runner's directory, printed on exit).
 """
 
 from __future__ import annotations
@@ -72,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--host-path", action="append", default=[], help="CONTAINER_PATH=LOCAL_DIR (volumes)"
     )
+    parser.add_argument(
+        "--readiness-file-arg",
+        default=None,
+        help="OPTION: a process with an exec `cat FILE` readiness probe is told where FILE is"
+        " here (its local, remapped path) with OPTION PATH after its arguments",
+    )
     args = parser.parse_args(argv)
     kubeconfig = Path(args.kubeconfig)
     server, ca_file = cluster_of(kubeconfig)
@@ -88,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images={k: shlex.split(v) for k, v in parse_mapping(args.image, "--image").items()},
         default_command=shlex.split(args.default_command),
         host_paths=parse_mapping(args.host_path, "--host-path"),
+        readiness_file_arg=args.readiness_file_arg,
     )
     stop = threading.Event()
 

@@ -1,5 +1,7 @@
 """The local stack, started in order and stopped in reverse: control plane, livekit-server, CRDs,
-the local GPU node (runner), the operator, the API, then the demo tenant, avatar and session."""
+the warm WorkerPools (pools.py), the local GPU node (runner), the operator, the API, then the demo
+tenant, avatar and session. The operator's pool controller starts the pools' workers on the local
+node while the API starts; the stack is up once each pool has a ready worker."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from kubernetes import client as k8s
 from livekit import api as lkapi
 
 from avatar_crds import contract
+from avatar_crds.kinds import WORKER_POOL
+from avatar_crds.meta import GROUP, VERSION
 from testbed.controlplane import ControlPlane, running_control_plane
 from testbed.crds import install_crds
 from testbed.kwok import node_is_ready
@@ -28,6 +32,7 @@ from testbed.operator_process import OperatorProcess
 from testbed.probes import http_ok
 from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
 from testbed.wait import wait_for
+from tools.localstack import pools
 from tools.localstack.agent import AGENT_IDENTITY
 from tools.localstack.runner import NODE_NAME
 
@@ -39,6 +44,10 @@ WORKER_IMAGE = "facecast/worker:local"
 # livekit-server runs on 127.0.0.1 here: the platform's own LiveKit, allowed for the API's check
 # at create and for the workers' (through the operator), like an in-cluster LiveKit would be.
 LOCAL_LIVEKIT_ALLOWED = {contract.ENV_TRANSPORT_ALLOWED_CIDRS: f"{LOOPBACK}/32"}
+# The pool worker's own override of contract.WORKER_READY_FILE (avatar_worker.config.PoolConfig):
+# the local node tells it where its readiness probe's file is here.
+WORKER_READY_FILE_OPTION = "--ready-file"
+POOLS_WARM_TIMEOUT = 120.0
 
 
 def progress(message: str) -> None:
@@ -167,6 +176,12 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
             core = k8s.CoreV1Api(api)
             with contextlib.suppress(k8s.ApiException):
                 core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NAMESPACE)))
+            progress(f"worker pools: {', '.join(pools.pool_name(t) for t in pools.POOL_TIERS)}")
+            for tier in pools.POOL_TIERS:
+                k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, WORKER_POOL.plural,
+                    pools.worker_pool(tier, NAMESPACE, WORKER_IMAGE),
+                )  # fmt: skip
         avatar_store = directory / "avatars"
         avatar_store.mkdir(parents=True, exist_ok=True)
         python_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
@@ -180,7 +195,8 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
             [sys.executable, "-m", "tools.localstack.runner",
              f"--kubeconfig={node_kubeconfig}", f"--work-dir={directory / 'pods'}",
              f"--image={WORKER_IMAGE}={sys.executable} -m avatar_worker",
-             f"--host-path={contract.AVATAR_STORE_DIR}={avatar_store}"],
+             f"--host-path={contract.AVATAR_STORE_DIR}={avatar_store}",
+             f"--readiness-file-arg={WORKER_READY_FILE_OPTION}"],
             directory / "logs" / "runner.log", env=python_env, cwd=REPO_ROOT,
         )  # fmt: skip
         stack.callback(runner.stop, 60)
@@ -233,6 +249,18 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
         )
         stack.callback(api_process.stop)
         wait_until_serving(api_process, lambda: http_ok(f"{api_url}/readyz"), timeout=90)
+        progress("waiting for a ready worker in each pool")
+        with plane.api_client() as api:
+            custom = k8s.CustomObjectsApi(api)
+
+            def pools_warm() -> bool:
+                runner.check_alive()
+                listing: Any = custom.list_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, WORKER_POOL.plural
+                )
+                return pools.warm(listing["items"])
+
+            wait_for(pools_warm, timeout=POOLS_WARM_TIMEOUT, description="warm worker pools")
 
         result = Stack(directory, plane, livekit, api_url, avatar_store)
         progress(f"demo tenant '{TENANT}' and API key (python -m api_shim.admin)")

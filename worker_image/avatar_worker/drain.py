@@ -42,6 +42,18 @@ def drain_mode(status: AvatarSessionStatus | None) -> DrainMode:
     return DrainMode.FINISH
 
 
+def leave_mode(status: AvatarSessionStatus | None) -> DrainMode | None:
+    """How a pool slot leaves a session that is over (pure): None while it is to be served;
+    as instructed once it is ending; at once when it is terminal (nobody is listening)."""
+    if status is None or status.phase is None:
+        return None
+    if status.phase is Phase.ENDING:
+        return drain_mode(status)
+    if status.phase.is_terminal:
+        return DrainMode.CUT
+    return None
+
+
 class ShutdownSignals:
     """First SIGTERM/SIGINT: drain. Any further one: cut now."""
 

@@ -1,8 +1,10 @@
 """One session, start to end: load, join, publish from the first frame, listen, report, drain.
 
-Order matters for the first-frame latency: the renderer is built and the frame clock started
-*before* joining, so the tracks carry frames the moment they are published (agents wait for the
-avatar's video track before they speak).
+Order matters for the first-frame latency: the session's avatar and room token are read side
+by side, then the room is joined while the renderer is prepared (the slow part of a new
+avatar), and the tracks are published only once the frame clock runs, so they carry frames the
+moment they are published (agents wait for the avatar's video track before they speak). A pool
+slot prepares a kept avatar from its worker's rig cache (`render.rig_cache`).
 """
 
 from __future__ import annotations
@@ -10,26 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from avatar_crds.avatar import AvatarSpec
 from avatar_crds.enums import AudioSource, FailureReason, TransportType
-from avatar_crds.session import AvatarSession, LiveKitTransport, WorkerStatus
+from avatar_crds.session import AvatarSession, AvatarSessionSpec, LiveKitTransport, WorkerStatus
 from avatar_crds.speech import SpeakTaskReport
 from avatar_worker.audio.agent_protocol import AgentAudioInput
 from avatar_worker.audio.segments import PlaybackEvent, SegmentKind, SpeechBuffer
 from avatar_worker.audio.synthetic import SyntheticPolicy
 from avatar_worker.audio.track import TrackAudioInput
 from avatar_worker.config import SessionSource, WorkerConfig, read_avatar_image
-from avatar_worker.drain import DrainMode, ShutdownSignals, drain_mode
+from avatar_worker.drain import DrainMode, ShutdownSignals, drain_mode, leave_mode
 from avatar_worker.errors import WorkerError
 from avatar_worker.logging import add_secret, bind_session, get_logger, redact
 from avatar_worker.media.pipeline import Pipeline
 from avatar_worker.media.publisher import MediaOutput
 from avatar_worker.render import build_renderer, needs_portrait
 from avatar_worker.render.base import Renderer
+from avatar_worker.render.lite import LiteRig
 from avatar_worker.render.portrait import Portrait, load_portrait
 from avatar_worker.render.resolution import VideoFormat, video_format
+from avatar_worker.render.rig_cache import RigCache, RigKey
 from avatar_worker.reporting import StatusReporter, StatusSink
 from avatar_worker.session_messages import SessionMessages
 from avatar_worker.speak.engines import Engines
@@ -43,8 +49,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERNAL = 2
 
+TokenSource = Callable[[], str]
+"""Reads the room token (blocking; called from a worker thread): the mounted file of a
+per-session pod (`read_token`), or the session's Secret through the API for a pool slot."""
+
 
 class Worker:
+    """One session. Alone in its pod it runs until the room ends or a signal drains it; as a
+    pool slot (`pooled`) it also leaves once the session is over (ending or terminal) or when
+    told to (`leave`), and reports `leftAt` once it has left the room."""
+
     def __init__(
         self,
         config: WorkerConfig,
@@ -52,11 +66,21 @@ class Worker:
         sink: StatusSink,
         *,
         signals: ShutdownSignals | None = None,
+        token: TokenSource | None = None,
+        pooled: bool = False,
+        rigs: RigCache | None = None,
     ) -> None:
         self.config = config
         self._source = source
         self._sink = sink
         self.signals = signals or ShutdownSignals()
+        self._token = token or (lambda: read_token(config.token_file))
+        self._pooled = pooled
+        self._rigs = rigs  # a pool worker's, shared by its slots; None: prepared for this session
+        self._leaving = asyncio.Event()
+        self._leave_mode = DrainMode.CUT
+        self._leave_why = ""
+        self.left_at: datetime | None = None
         self.started_monotonic = time.monotonic()
         self.last_audio_at: datetime | None = None
         self.first_input_monotonic: float | None = None
@@ -86,6 +110,7 @@ class Worker:
             last_audio_at=self.last_audio_at,
             frames=stats.frames if stats else 0,
             billable_seconds=round(stats.billable_seconds(now), 3) if stats else 0.0,
+            left_at=self.left_at,
             speech=self.speaker.reports() if self.speaker is not None else [],
         )
 
@@ -97,14 +122,24 @@ class Worker:
 
     # -- the session ------------------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def run(self, session: AvatarSession | None = None) -> int:
+        """Serve the session: `session` as just read from the source (a pool slot's, read to
+        place it), else read here."""
         reporter_task: asyncio.Task[None] | None = None
         try:
-            session = await asyncio.to_thread(self._source.session)
+            if session is None:
+                session = await asyncio.to_thread(self._source.session)
             meta = session.metadata
             bind_session(
                 meta.namespace or self.config.namespace, meta.name or self.config.session_name
             )
+            if self._pooled and leave_mode(session.status) is not None:
+                # Over while it waited for its slot: joining now would only flash the avatar.
+                log.info("the session is over before it started", phase=session.status.phase)
+                self.left_at = datetime.now(UTC)
+                await self.reporter.stop()
+                self.exit_code = EXIT_OK
+                return self.exit_code
             reporter_task = asyncio.create_task(self.reporter.run())
             self.exit_code = await self._run(session)
         except WorkerError as failure:
@@ -143,8 +178,7 @@ class Worker:
             room=room_spec.room_name,
             identity=room_spec.worker_identity,
         )
-        renderer = await asyncio.to_thread(self._build_renderer, session, fmt)
-        token = read_token(self.config.token_file)
+        avatar, token = await self._avatar_and_token(spec)
         add_secret(token)
 
         output = self.output = MediaOutput(fmt, spec.video.codec)
@@ -167,15 +201,6 @@ class Worker:
             if room_spec.synthetic_audio_if_no_input
             else None
         )
-        pipeline = self.pipeline = Pipeline(
-            renderer,
-            output,
-            speech,
-            on_events=self._on_playback_events,
-            synthetic=synthetic,
-            first_input_at=lambda: self.first_input_monotonic,
-        )
-        pipeline_task = asyncio.create_task(pipeline.run(), name="frame-clock")
         transport = self.transport = Transport(
             url=room_spec.url,
             token=token,
@@ -185,26 +210,53 @@ class Worker:
             rejoin_deadline_s=self.config.rejoin_deadline_s,
             allow=self.config.transport_allow,
         )
-        first_frame_task = asyncio.create_task(self._report_first_frame(pipeline))
+        # The room is joined while the renderer is prepared (a new avatar's rig, a neural
+        # tier's face), its tracks published only once the frame clock runs.
+        joining = asyncio.create_task(transport.connect(attach=False), name="join")
+        preparing = asyncio.ensure_future(
+            asyncio.to_thread(self._build_renderer, session, fmt, avatar)
+        )
         self._on_session(session)
         speaker_task = asyncio.create_task(speaker.run(), name="speak")
         follow_task = asyncio.create_task(self._follow(session), name="follow-session")
+        pipeline: Pipeline | None = None
+        pipeline_task: asyncio.Task[None] | None = None
+        first_frame_task: asyncio.Task[None] | None = None
         try:
-            await transport.connect()
+            renderer = await preparing
+            pipeline = self.pipeline = Pipeline(
+                renderer,
+                output,
+                speech,
+                on_events=self._on_playback_events,
+                synthetic=synthetic,
+                first_input_at=lambda: self.first_input_monotonic,
+            )
+            pipeline_task = asyncio.create_task(pipeline.run(), name="frame-clock")
+            first_frame_task = asyncio.create_task(self._report_first_frame(pipeline))
+            if self._leaving.is_set():
+                log.info("leaving the session before it was published", why=self._leave_why)
+                return EXIT_OK
+            await joining
+            await self._first_frame_captured(output, pipeline_task)
+            await transport.attach()
             self.ready.set()
             outcome = await self._wait_for_end(transport, pipeline_task)
             if isinstance(outcome, RoomClosed):
                 log.info("the room ended the session", reason=outcome.reason)
             else:
-                mode = (
-                    DrainMode.CUT
-                    if self.signals.cut.is_set()
-                    else drain_mode(await asyncio.to_thread(self._source.current_status))
-                )
+                if self._leaving.is_set():
+                    mode = DrainMode.CUT if self.signals.cut.is_set() else self._leave_mode
+                    log.info("leaving the session", why=self._leave_why, mode=mode.value)
+                elif self.signals.cut.is_set():
+                    mode = DrainMode.CUT
+                else:
+                    mode = drain_mode(await asyncio.to_thread(self._source.current_status))
                 await self._drain(mode)
             return EXIT_OK
         finally:
-            first_frame_task.cancel()
+            if first_frame_task is not None:
+                first_frame_task.cancel()
             for task in (follow_task, speaker_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -212,29 +264,72 @@ class Worker:
             await speaker.aclose()
             await engines.aclose()
             await self.messages.aclose()
-            pipeline.stop()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(pipeline_task, timeout=2.0)
+            if pipeline is not None and pipeline_task is not None:
+                pipeline.stop()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(pipeline_task, timeout=2.0)
             if self.agent_input is not None:
                 await self.agent_input.aclose()
             if self.track_input is not None:
                 await self.track_input.aclose()
             await transport.leave()
-            await self.reporter.stop()
-            await output.aclose()
-            renderer.close()
+            # A join still under way ends in the room it was joining, and leaves it at once:
+            # abandoned while it connects, it would keep the worker in that room.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await joining
+            if self._pooled:
+                self.left_at = datetime.now(UTC)
+            try:
+                await output.aclose()
+                preparing.add_done_callback(_close_renderer)
+            finally:
+                await self.reporter.stop()  # the last report: leftAt once all is let go
 
-    def _build_renderer(self, session: AvatarSession, fmt: VideoFormat) -> Renderer:
+    async def _avatar_and_token(self, spec: AvatarSessionSpec) -> tuple[StoredAvatar | None, str]:
+        """The session's avatar (read and checked, not yet prepared; None for a tier that draws
+        none) and its room token, read side by side: each waits on the API server. An avatar
+        that cannot be read is reported before a token that cannot, as when read in turn."""
+        reading = asyncio.ensure_future(asyncio.to_thread(self._token))
+        try:
+            avatar = await asyncio.to_thread(self._read_avatar, spec)
+        except BaseException:
+            reading.add_done_callback(_retrieved)
+            raise
+        return avatar, await reading
+
+    def _read_avatar(self, spec: AvatarSessionSpec) -> StoredAvatar | None:
+        if not needs_portrait(spec.quality):
+            return None
+        log.info("loading the avatar", avatar=spec.avatar_ref)
+        # Read every session, through the API with this session's grant, and from the store
+        # checked against the Avatar's sha256: the rig cache spares only the drawing's
+        # preparation, never the checks that the session may use this avatar.
+        avatar = self._source.avatar(spec.avatar_ref)
+        return StoredAvatar(avatar, read_avatar_image(avatar, self.config.avatar_store))
+
+    def _build_renderer(
+        self, session: AvatarSession, fmt: VideoFormat, avatar: StoredAvatar | None
+    ) -> Renderer:
         spec = session.spec
+        namespace = session.metadata.namespace or self.config.namespace or ""
+        started = time.monotonic()
+        cached = False
 
-        def portrait() -> Portrait:
-            avatar = self._source.avatar(spec.avatar_ref)
-            data = read_avatar_image(avatar, self.config.avatar_store)
-            return load_portrait(data, avatar.face)
+        def portrait() -> Portrait | LiteRig:
+            nonlocal cached
+            if avatar is None:
+                raise RuntimeError(f"the {spec.quality.value} tier draws no avatar")
+            if self._rigs is None:
+                return avatar.portrait()
+            key = RigKey.of(namespace, spec.avatar_ref, avatar.spec, fmt.size)
+            cached = key in self._rigs
+            return self._rigs.rig(key, lambda: LiteRig(avatar.portrait(), fmt.size))
 
-        if needs_portrait(spec.quality):
-            log.info("loading the avatar", avatar=spec.avatar_ref)
-        return build_renderer(spec.quality, fmt, portrait)
+        renderer = build_renderer(spec.quality, fmt, portrait)
+        if avatar is not None:
+            seconds = round(time.monotonic() - started, 3)
+            log.info("the avatar is ready", cached=cached, seconds=seconds)
+        return renderer
 
     async def _follow(self, session: AvatarSession) -> None:
         async for update in self._source.updates(session):
@@ -242,11 +337,23 @@ class Worker:
 
     def _on_session(self, session: AvatarSession) -> None:
         """A version of the session: speak what is new, cut what an interrupt covers, relay
-        a warning of a near cutoff."""
+        a warning of a near cutoff; a pool slot leaves once the session is over."""
         if self.speaker is not None:
             self.speaker.update(session.spec)
         if session.status is not None:
             self.messages.ending_soon(session.status.ending_soon)
+        over = leave_mode(session.status) if self._pooled else None
+        if over is not None:
+            self.leave(over, f"the session is {session.status.phase}")
+
+    def leave(self, mode: DrainMode, why: str) -> None:
+        """Leave the room: drain `mode` (CUT also cuts a drain under way)."""
+        if mode is DrainMode.CUT:
+            self.signals.cut.set()
+        if self._leaving.is_set():
+            return
+        self._leave_mode, self._leave_why = mode, why
+        self._leaving.set()
 
     def _make_input(self, room_spec: LiveKitTransport, speech: SpeechBuffer) -> RoomAttachment:
         if room_spec.audio_source is AudioSource.TRACK:
@@ -284,18 +391,33 @@ class Worker:
         await pipeline.wait_first_frame()
         self.reporter.report_now()
 
+    async def _first_frame_captured(
+        self, output: MediaOutput, pipeline_task: asyncio.Task[None]
+    ) -> None:
+        """Until the video source holds the first frame (raises what stopped the frame clock
+        if it stopped before)."""
+        captured = asyncio.create_task(output.capturing.wait())
+        try:
+            await asyncio.wait({captured, pipeline_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            captured.cancel()
+        if not output.capturing.is_set():
+            pipeline_task.result()
+            raise RuntimeError("the frame clock stopped before its first frame")
+
     async def _wait_for_end(
         self, transport: Transport, pipeline_task: asyncio.Task[None]
     ) -> RoomClosed | None:
-        """RoomClosed when the room ended it; None when asked to shut down."""
+        """RoomClosed when the room ended it; None when asked to shut down or to leave."""
         closed = asyncio.create_task(transport.wait_closed())
         drain = asyncio.create_task(self.signals.drain.wait())
+        leave = asyncio.create_task(self._leaving.wait())
         try:
             done, _ = await asyncio.wait(
-                {closed, drain, pipeline_task}, return_when=asyncio.FIRST_COMPLETED
+                {closed, drain, leave, pipeline_task}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            for task in (closed, drain):
+            for task in (closed, drain, leave):
                 if not task.done():
                     task.cancel()
         if pipeline_task in done:
@@ -368,3 +490,27 @@ def _reported_speech(session: AvatarSession) -> list[SpeakTaskReport]:
 
 async def _noop() -> None:
     return None
+
+
+@dataclass(frozen=True)
+class StoredAvatar:
+    """An Avatar as read for a session, and its image's bytes as checked against it."""
+
+    spec: AvatarSpec
+    image: bytes
+
+    def portrait(self) -> Portrait:
+        return load_portrait(self.image, self.spec.face)
+
+
+def _close_renderer(preparing: asyncio.Future[Renderer]) -> None:
+    """Close the renderer once it is built (it may still be, after the session is over)."""
+    if preparing.cancelled() or preparing.exception() is not None:
+        return
+    preparing.result().close()
+
+
+def _retrieved(future: asyncio.Future[str]) -> None:
+    """Let go of a token no longer wanted, and of its error (it would be logged as unseen)."""
+    if not future.cancelled():
+        future.exception()

@@ -55,6 +55,28 @@ app.kubernetes.io/managed-by: facecast
 app.kubernetes.io/component: worker
 {{- end -}}
 
+{{/* Served tiers ----------------------------------------------------------------------- */}}
+
+{{/* The quality tiers this install serves, comma-separated: mock and lite, plus standard and
+pro where workers mount the model weights (worker.modelVolumeClaim); api.servedQualities
+narrows that, and cannot add a tier without weights. The API is told them, and each gets a
+WorkerPool: one definition for both. */}}
+{{- define "facecast.servedQualities" -}}
+{{- $served := list "mock" "lite" -}}
+{{- if .Values.worker.modelVolumeClaim -}}
+{{- $served = concat $served (list "standard" "pro") -}}
+{{- end -}}
+{{- with .Values.api.servedQualities -}}
+{{- range . -}}
+{{- if not (has . $served) -}}
+{{- fail (printf "api.servedQualities: %s needs the model weights (worker.modelVolumeClaim)" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $served = . -}}
+{{- end -}}
+{{- join "," $served -}}
+{{- end -}}
+
 {{/* Images ----------------------------------------------------------------------------- */}}
 
 {{/* "repo@sha256:..." when a digest is given, else "repo:tag" (tag defaults to appVersion). */}}

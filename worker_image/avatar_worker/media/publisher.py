@@ -58,6 +58,9 @@ class MediaOutput:
         # Send-side A/V skew: when frame N went to the encoder minus when its audio started to.
         self.skew_ms: deque[float] = deque(maxlen=250)
         self.frames_captured = 0
+        # Set once the video source holds its first frame: the worker publishes the tracks only
+        # then, so they carry the avatar from the moment they are published.
+        self.capturing = asyncio.Event()
         self._publications: list[rtc.LocalTrackPublication] = []
         self.published = asyncio.Event()
 
@@ -85,6 +88,7 @@ class MediaOutput:
         self._scheduled.pop(index, None)
         self.video_source.capture_frame(frame)
         self.frames_captured += 1
+        self.capturing.set()
         self.skew_ms.append((time.monotonic() - audio_start) * 1000)
 
     @property

@@ -28,6 +28,7 @@ from avatar_worker.neural.compose import U8
 from avatar_worker.neural.model import MuseTalk
 from avatar_worker.neural.session import NeuralSession
 from avatar_worker.render.base import FrameRequest, Frames
+from avatar_worker.render.lite import LiteRig
 from avatar_worker.render.portrait import Portrait
 
 log = get_logger("avatar_worker.neural.batch")
@@ -74,7 +75,7 @@ class BatchRenderer:
         self._thread = threading.Thread(target=self._run, name="neural-batch", daemon=True)
         self._thread.start()
 
-    def register(self, portrait: Portrait, size: tuple[int, int]) -> NeuralRenderer:
+    def register(self, portrait: Portrait | LiteRig, size: tuple[int, int]) -> NeuralRenderer:
         session = NeuralSession(portrait, size, self.model.config)
         latents = self.model.face_latents(session.model_face)
         with self._wake:

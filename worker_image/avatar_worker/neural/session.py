@@ -28,7 +28,7 @@ from avatar_worker.neural.config import AUDIO_FPS, WHISPER_SAMPLE_RATE, ModelCon
 from avatar_worker.neural.face import FaceCrop, face_crop
 from avatar_worker.neural.windowing import EncoderWindow, encoder_window, gather_positions
 from avatar_worker.render.base import RGBA_CHANNELS, FrameRequest, Frames
-from avatar_worker.render.lite import LiteRenderer, Pose
+from avatar_worker.render.lite import LiteRenderer, LiteRig, Pose
 from avatar_worker.render.portrait import Portrait
 from avatar_worker.render.resolution import FPS
 
@@ -45,7 +45,9 @@ class AudioPlan:
 
 
 class NeuralSession:
-    def __init__(self, portrait: Portrait, size: tuple[int, int], config: ModelConfig) -> None:
+    def __init__(
+        self, portrait: Portrait | LiteRig, size: tuple[int, int], config: ModelConfig
+    ) -> None:
         self.config = config
         self.lite = LiteRenderer(portrait, size)
         self.crop: FaceCrop = face_crop(self.lite.face, size)

@@ -11,6 +11,7 @@ from avatar_worker.logging import get_logger
 from avatar_worker.neural.batch import BatchRenderer, NeuralRenderer
 from avatar_worker.neural.layout import ModelFilesError
 from avatar_worker.neural.model import MuseTalk
+from avatar_worker.render.lite import LiteRig
 from avatar_worker.render.portrait import Portrait
 
 log = get_logger("avatar_worker.neural")
@@ -39,5 +40,7 @@ def batch_renderer(model_dir: Path) -> BatchRenderer:
         return _renderers[key]
 
 
-def neural_renderer(portrait: Portrait, size: tuple[int, int], model_dir: Path) -> NeuralRenderer:
+def neural_renderer(
+    portrait: Portrait | LiteRig, size: tuple[int, int], model_dir: Path
+) -> NeuralRenderer:
     return batch_renderer(model_dir).register(portrait, size)

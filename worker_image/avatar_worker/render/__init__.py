@@ -10,7 +10,7 @@ from avatar_crds.contract import ENV_MODEL_DIR, MODEL_DIR
 from avatar_crds.enums import FailureReason, Quality
 from avatar_worker.errors import WorkerError
 from avatar_worker.render.base import Renderer
-from avatar_worker.render.lite import LiteRenderer
+from avatar_worker.render.lite import LiteRenderer, LiteRig
 from avatar_worker.render.mock import MockRenderer
 from avatar_worker.render.portrait import Portrait
 from avatar_worker.render.resolution import VideoFormat
@@ -29,9 +29,11 @@ def model_dir() -> Path:
 def build_renderer(
     quality: Quality,
     fmt: VideoFormat,
-    portrait: Callable[[], Portrait],
+    portrait: Callable[[], Portrait | LiteRig],
     models: Path | None = None,
 ) -> Renderer:
+    """The tier's renderer, drawing `portrait()` (read only by the tiers that draw it): the
+    avatar's portrait, or its rig already prepared for this frame size (`render.rig_cache`)."""
     size = (fmt.width, fmt.height)
     if quality is Quality.MOCK:
         return MockRenderer(*size)

@@ -1,7 +1,8 @@
 """`lite` tier: one portrait animated on the CPU with numpy.
 
-Set-up (once): the portrait is fitted to the output frame, and from the face landmarks the
-renderer builds a rigid head motion field over the head region (shift and roll about the neck),
+Set-up (once per portrait and frame size, `LiteRig`; tens of milliseconds, most of it finding
+the lips' seam): the portrait is fitted to the output frame, and from the face landmarks the
+rig holds a rigid head motion field over the head region (shift and roll about the neck),
 a mouth rig (`render.mouth`: the lips' seam, the jaw's fields, interior colours from the skin
 tone) and an eyelid per eye (`render.eyes`: lid skin and lash colours sampled from the
 portrait). Per frame, the lids are lowered on a copy of the portrait (blink schedule), the
@@ -96,24 +97,29 @@ def idle_sway(t: float, eye_distance: float, opening: float) -> tuple[tuple[floa
     return (sx, sy), roll
 
 
-class LiteRenderer(FrameByFrameRenderer):
-    def __init__(self, portrait: Portrait, size: tuple[int, int], *, seed: int = 7) -> None:
-        super().__init__(size)
+class LiteRig:
+    """The set-up of one portrait at one frame size: the fitted portrait, the head's motion
+    fields, the mouth rig and the eyelids. Slow to build (the mouth's seam is searched for) and
+    only read once built: its arrays are frozen, so the renderers of several sessions may draw
+    from one rig (`render.prepared` keeps them across a pool worker's sessions), each with its
+    own blink schedule and frame buffers."""
+
+    def __init__(self, portrait: Portrait, size: tuple[int, int]) -> None:
+        self.size = size
+        self._width, self._height = size
         fitted = fit(portrait, size)
         self.face = fitted.face  # geometry in output coordinates (tests read it)
-        self._rgb = np.ascontiguousarray(fitted.image)
-        self._base = np.empty((self._height, self._width, RGBA_CHANNELS), dtype=np.uint8)
-        self._base[..., :3] = self._rgb
-        self._base[..., 3] = 255
-        self._blinks = BlinkSchedule(seed)
+        self.rgb = np.ascontiguousarray(fitted.image)
+        self.base = np.empty((self._height, self._width, RGBA_CHANNELS), dtype=np.uint8)
+        self.base[..., :3] = self.rgb
+        self.base[..., 3] = 255
         self._build_fields()
-
-    # -- set-up ---------------------------------------------------------------------------
+        _freeze(self, self.mouth, self.mouth.colours, *self.eyelids)
 
     def _build_fields(self) -> None:
         face = self.face
         ied = max(face.eye_distance, 8.0)
-        self._ied = ied
+        self.ied = ied
         bx, by, bw, bh = face.box
         _, mcy = face.mouth_center
         mouth_w = max(face.mouth_width, 0.3 * ied)
@@ -122,36 +128,59 @@ class LiteRenderer(FrameByFrameRenderer):
         fall = 0.6 * ied
         fcx, fcy = bx + bw / 2, by + bh / 2
         rx, ry = 0.5 * bw * 1.35, 0.5 * bh * 1.35
-        self._pivot = (fcx, chin_y + 0.5 * ied)
+        self.pivot = (fcx, chin_y + 0.5 * ied)
 
         x0 = max(0, int(fcx - 1.15 * rx) - 2)
         x1 = min(self._width, math.ceil(fcx + 1.15 * rx) + 2)
         y0 = max(0, int(fcy - 1.15 * ry) - 2)
         y1 = min(self._height, math.ceil(max(fcy + 1.15 * ry, chin_y + fall)) + 2)
-        self._roi = (x0, y0, x1, y1)
+        self.roi = (x0, y0, x1, y1)
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        self._xs, self._ys = xs, ys
+        self.xs, self.ys = xs, ys
 
         # Head: 1 inside the (enlarged) face ellipse, fading to 0 outside it.
         r = np.sqrt(((xs - fcx) / rx) ** 2 + ((ys - fcy) / ry) ** 2)
         head = smoothstep((1.15 - r) / 0.3)
-        px, py = self._pivot
-        self._head = head
-        self._roll_x = (-(ys - py) * head).astype(np.float32)
-        self._roll_y = ((xs - px) * head).astype(np.float32)
+        px, py = self.pivot
+        self.head = head
+        self.roll_x = (-(ys - py) * head).astype(np.float32)
+        self.roll_y = ((xs - px) * head).astype(np.float32)
 
-        self.skin = skin_tone(self._rgb, face)
+        self.skin = skin_tone(self.rgb, face)
         (lx, ly), (rx, ry) = face.mouth_corners
         if rx - lx < 0.3 * ied:  # corners (nearly) on top of each other: a mouth of some width
             lx, rx = (lx + rx) / 2 - 0.5 * mouth_w, (lx + rx) / 2 + 0.5 * mouth_w
         left, right = (lx, ly), (rx, ry)
-        self.mouth = MouthRig(self._rgb, left, right, self.skin, ied, self._roi, chin_y)
-        self.eyelids = [Eyelid(self._rgb, eye, ied, self.skin) for eye in face.eyes]
+        self.mouth = MouthRig(self.rgb, left, right, self.skin, ied, self.roi, chin_y)
+        self.eyelids = [Eyelid(self.rgb, eye, ied, self.skin) for eye in face.eyes]
+
+
+class LiteRenderer(FrameByFrameRenderer):
+    """One session's drawing of a portrait: from its own rig, or from a prepared one (`rig`,
+    which must be for this frame size)."""
+
+    def __init__(
+        self,
+        portrait: Portrait | LiteRig,
+        size: tuple[int, int],
+        *,
+        seed: int = 7,
+    ) -> None:
+        super().__init__(size)
+        rig = portrait if isinstance(portrait, LiteRig) else LiteRig(portrait, size)
+        if rig.size != size:
+            raise ValueError(f"a rig for {rig.size} cannot draw {size} frames")
+        self.rig = rig
+        self.face = rig.face  # geometry in output coordinates (tests read it)
+        self.mouth = rig.mouth
+        self.eyelids = rig.eyelids
+        self.skin = rig.skin
+        self._blinks = BlinkSchedule(seed)
 
     # -- Renderer -------------------------------------------------------------------------
 
     def pose_at(self, request: FrameRequest) -> Pose:
-        shift, roll = idle_sway(request.time_s, self._ied, request.mouth.open)
+        shift, roll = idle_sway(request.time_s, self.rig.ied, request.mouth.open)
         return Pose(
             mouth=request.mouth,
             blink=self._blinks.amount(request.time_s),
@@ -174,34 +203,44 @@ class LiteRenderer(FrameByFrameRenderer):
         self, pose: Pose, out: npt.NDArray[np.uint8] | None = None
     ) -> npt.NDArray[np.uint8]:
         """One RGBA frame of the portrait in `pose`."""
+        rig = self.rig
         if out is None:
             out = np.empty((self._height, self._width, RGBA_CHANNELS), dtype=np.uint8)
-        out[...] = self._base
-        x0, y0, x1, y1 = self._roi
+        out[...] = rig.base
+        x0, y0, x1, y1 = rig.roi
         sx, sy = pose.shift
         # Head coordinates of every output pixel: where it was before the head moved.
-        qx = self._xs - (sx * self._head + pose.roll * self._roll_x)
-        qy = self._ys - (sy * self._head + pose.roll * self._roll_y)
-        source = self._with_blink(pose.blink) if pose.blink > 0.01 else self._base
+        qx = rig.xs - (sx * rig.head + pose.roll * rig.roll_x)
+        qy = rig.ys - (sy * rig.head + pose.roll * rig.roll_y)
+        source = self._with_blink(pose.blink) if pose.blink > 0.01 else rig.base
         frame = packed(out)
         if pose.mouth.open <= 0.0:
             frame[y0:y1, x0:x1] = bilinear_packed(packed(source), qx, qy)
             return out
-        mx0, my0, mx1, my1 = self.mouth.box
+        mx0, my0, mx1, my1 = rig.mouth.box
         jaw = (slice(my0 - y0, my1 - y0), slice(mx0 - x0, mx1 - x0))
-        warp = self.mouth.warp(qx[jaw], qy[jaw], pose.mouth)
+        warp = rig.mouth.warp(qx[jaw], qy[jaw], pose.mouth)
         qx[jaw] = warp.src_x
         qy[jaw] = warp.src_y
         frame[y0:y1, x0:x1] = bilinear_packed(packed(source), qx, qy)
-        self.mouth.paint(out[my0:my1, mx0:mx1, :3], warp)
+        rig.mouth.paint(out[my0:my1, mx0:mx1, :3], warp)
         return out
 
     def _with_blink(self, closure: float) -> npt.NDArray[np.uint8]:
         """The RGBA source with the eyelids lowered by `closure` (0 open .. 1 closed)."""
-        source = self._base.copy()
-        for lid in self.eyelids:
+        source = self.rig.base.copy()
+        for lid in self.rig.eyelids:
             lid.close(source, closure)
         return source
+
+
+def _freeze(*holders: object) -> None:
+    """Make the arrays these objects hold read-only: an in-place write by mistake would
+    otherwise reach every session drawing from the same rig."""
+    for holder in holders:
+        for value in vars(holder).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
 
 
 def skin_tone(rgb: npt.NDArray[np.uint8], face: FaceGeometry) -> F32:

@@ -154,12 +154,15 @@ def fit_seam(rgb: npt.NDArray[np.uint8], left: Point, right: Point, skin: F32) -
     xs = ((left[0] + right[0]) / 2 + half * across).astype(np.float32)
     sags = np.arange(SAG_RANGE[0] * width, SAG_RANGE[1] * width, 0.25)
     candidates = [Seam(left, right, float(s), f) for f in FLATNESS for s in sags]
-    scores = [float(seam_score(rgb, grey, xs, c.y_at(xs), step, skin).mean()) for c in candidates]
-    seam = candidates[int(np.argmax(scores))]
+    # Every candidate scored in one call (a row each): a call per candidate cost most of an
+    # avatar's preparation in numpy's per-call overhead.
+    curves = np.stack([c.y_at(xs) for c in candidates])
+    scores = seam_score(rgb, grey, np.broadcast_to(xs, curves.shape), curves, step, skin)
+    seam = candidates[int(np.argmax(scores.mean(axis=1)))]
     reach = max(1.5, DETAIL_REACH * width)
     offsets = np.arange(-reach, reach + 0.125, 0.25, dtype=np.float32)
-    base = seam.y_at(xs)
-    table = np.stack([seam_score(rgb, grey, xs, base + d, step, skin) for d in offsets])
+    shifted = seam.y_at(xs)[None, :] + offsets[:, None]
+    table = seam_score(rgb, grey, np.broadcast_to(xs, shifted.shape), shifted, step, skin)
     best = offsets[np.argmax(table, axis=0)]
     radius = max(1, round(0.1 * len(xs)))
     kernel = np.full(2 * radius + 1, 1.0 / (2 * radius + 1))

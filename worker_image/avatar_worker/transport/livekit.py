@@ -80,16 +80,23 @@ def token_claims(token: str) -> dict[str, Any]:
 
 
 def read_token(path: str) -> str:
+    """The room token in a file (the per-session pod's mounted Secret)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
+            text = handle.read()
     except OSError as exc:
         raise WorkerError(
             FailureReason.TRANSPORT_AUTH_FAILED,
             f"cannot read the room token at {path}: {exc.strerror or type(exc).__name__}",
         ) from exc
+    return checked_token(text, f"at {path}")
+
+
+def checked_token(text: str, where: str) -> str:
+    """The token in `text` (as read from `where`, for the message); WorkerError if empty."""
+    token = text.strip()
     if not token:
-        raise WorkerError(FailureReason.TRANSPORT_AUTH_FAILED, f"the room token at {path} is empty")
+        raise WorkerError(FailureReason.TRANSPORT_AUTH_FAILED, f"the room token {where} is empty")
     return token
 
 
@@ -134,6 +141,7 @@ class LiveKitTransport:
         self._room: rtc.Room | None = None
         self._closed: asyncio.Future[RoomClosed] | None = None
         self._leaving = False
+        self._attached = False  # the attachments live on the room (and on every room joined)
         self._rejoin_task: asyncio.Task[None] | None = None
         self.rejoins = 0
         claims = token_claims(token)
@@ -155,10 +163,25 @@ class LiveKitTransport:
     def connected(self) -> bool:
         return self._room is not None and self._room.isconnected()
 
-    async def connect(self) -> rtc.Room:
-        """Join, retrying an unreachable server until the join deadline; WorkerError if not."""
+    async def connect(self, *, attach: bool = True) -> rtc.Room:
+        """Join, retrying an unreachable server until the join deadline; WorkerError if not.
+        Everything that lives on the room is attached on joining, or (`attach=False`) once
+        `attach` is called: a worker joins while its renderer is still being prepared and
+        publishes once its frames flow. Left (`leave`) while it joins, it leaves the room it
+        was joining as soon as it is in it."""
         self._closed = asyncio.get_running_loop().create_future()
+        self._attached = attach
         return await self._join(self._join_deadline)
+
+    async def attach(self) -> None:
+        """Attach everything to the room joined with `attach=False`, and to each room joined
+        again after it (if a rejoin is under way, it attaches them once it is in)."""
+        if self._attached:
+            return
+        self._attached = True
+        if self._room is not None:
+            for attachment in self._attachments:
+                await attachment.attach(self._room)
 
     async def _join(self, deadline_s: float) -> rtc.Room:
         deadline = time.monotonic() + deadline_s
@@ -183,13 +206,17 @@ class LiveKitTransport:
                     raise WorkerError(
                         reason, f"the room rejected the worker token: {message}"
                     ) from None
-                if time.monotonic() + delay >= deadline:
+                if self._leaving or time.monotonic() + delay >= deadline:
                     raise WorkerError(
                         reason, f"cannot reach the room at {self._url}: {message}"
                     ) from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            if self._leaving:
+                await room.disconnect()
+                log.info("left the room as soon as it was joined")
+                return room
             self._room = room
             room.on("disconnected", self._on_disconnected)
             room.on("reconnecting", lambda: log.warning("connection lost; the SDK is reconnecting"))
@@ -200,8 +227,9 @@ class LiveKitTransport:
                 identity=room.local_participant.identity,
                 attempt=attempt,
             )
-            for attachment in self._attachments:
-                await attachment.attach(room)
+            if self._attached:
+                for attachment in self._attachments:
+                    await attachment.attach(room)
             return room
 
     def _on_disconnected(self, reason: int) -> None:
@@ -219,7 +247,7 @@ class LiveKitTransport:
     async def _rejoin(self, why: str) -> None:
         old = self._room
         self._room = None
-        if old is not None:
+        if old is not None and self._attached:
             for attachment in self._attachments:
                 await attachment.detach(old)
         try:
@@ -244,7 +272,7 @@ class LiveKitTransport:
         room = self._room
         if room is None:
             return
-        for attachment in reversed(self._attachments):
+        for attachment in reversed(self._attachments if self._attached else []):
             try:
                 await attachment.detach(room)
             except Exception as exc:
