@@ -131,10 +131,10 @@ def binding_of(session: Mapping[str, Any]) -> BoundSlot | None:
     return BoundSlot(pool, pod, slot)
 
 
-def holds_worker_slot(session: Mapping[str, Any]) -> bool:
-    """Bound, and starting, running or ending: its slot is taken until it is terminal."""
-    phase = body_phase(session)
-    return phase is not None and phase in WORKER_PHASES and binding_of(session) is not None
+def held_slot(session: Mapping[str, Any]) -> BoundSlot | None:
+    """The slot the session holds: bound, and starting, running or ending (terminal frees it)."""
+    bound = binding_of(session)
+    return bound if bound is not None and body_phase(session) in WORKER_PHASES else None
 
 
 def bound_sessions(pod_name: str, sessions: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -142,9 +142,7 @@ def bound_sessions(pod_name: str, sessions: Iterable[Mapping[str, Any]]) -> list
     return [
         session
         for session in sessions
-        if holds_worker_slot(session)
-        and (binding := binding_of(session))
-        and binding.pod == pod_name
+        if (held := held_slot(session)) is not None and held.pod == pod_name
     ]
 
 
@@ -154,9 +152,9 @@ def taken_slots(
     """Per worker pod, the slots its bound sessions hold and those chosen in memory."""
     taken: dict[str, set[int]] = {}
     for session in sessions:
-        bound = binding_of(session)
-        if bound is not None and body_phase(session) in WORKER_PHASES:
-            taken.setdefault(bound.pod, set()).add(bound.slot)
+        held = held_slot(session)
+        if held is not None:
+            taken.setdefault(held.pod, set()).add(held.slot)
     for binding in reserved:
         taken.setdefault(binding.pod, set()).add(binding.slot)
     return taken
