@@ -322,6 +322,16 @@ def test_the_installed_operator_and_api_take_a_session_through_its_life(
         description="the operator's peering keep-alive",
     )
 
+    # The chart's mock pool has a worker ready before the first session, so the session below
+    # must start without queueing (a session posted sooner would queue, correctly, and grow it).
+    def mock_pool_free_slots() -> int | None:
+        body: Any = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, WORKER_POOL.plural, f"{FULLNAME}-mock"
+        )
+        return WorkerPool.model_validate(body).status.free_slots or None
+
+    wait_for(mock_pool_free_slots, timeout=60, description="a free slot in the warm mock pool")
+
     # NOTES step 3: the first session over REST.
     headers = {"x-api-key": key}
     with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as http:
