@@ -223,7 +223,9 @@ def main() -> int:
         cpu_before = cpu_seconds(operator.process.popen.pid)
         print("raising the tenant's plan ...", flush=True)
         opened = time.monotonic()
-        plan = {"maxConcurrentSessions": args.sessions + args.queued, "minutes": 1000}
+        # Room for every session (and with --chaos, the queued ones): the CRD allows 10,000.
+        room = args.sessions + (args.queued if args.chaos else 0)
+        plan = {"maxConcurrentSessions": room, "minutes": 1000}
         custom.patch_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, TENANT.plural, "acme", {"spec": {"plan": plan}}
         )

@@ -23,11 +23,15 @@ from facecast_kube import (
     paths,
 )
 
-__all__ = ["FINALIZER", "Kube", "KubeError", "UnreachableError"]
+__all__ = ["FINALIZER", "IN_FLIGHT", "Kube", "KubeError", "UnreachableError"]
 
 FINALIZER = "facecast.io/session"
 REQUEST_TIMEOUT_SECONDS = 30.0
 CONNECTIONS = 32
+IN_FLIGHT = 8 * CONNECTIONS
+"""The most work items one work queue runs at once (session reconciliations, grant writes):
+few enough that their requests get a connection well within REQUEST_TIMEOUT_SECONDS, where
+10,000 at once timed out waiting for one, and were tried all over again."""
 _RESOURCES = {
     "Pod": paths.POD,
     "ServiceAccount": paths.SERVICE_ACCOUNT,

@@ -44,3 +44,8 @@ RECONCILE_ERRORS = Counter(
     "facecast_reconcile_errors_total", "Reconciliations that raised", ["error"]
 )
 RECONCILES = Counter("facecast_reconciles_total", "Reconciliations of a session")
+ADMISSION_PASS_SECONDS = Histogram(
+    "facecast_admission_pass_seconds",
+    "One admission pass over every waiting session (admit, or bind to pool slots)",
+    buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

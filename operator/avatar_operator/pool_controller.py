@@ -41,7 +41,7 @@ from avatar_crds.phases import body_is_being_deleted
 from avatar_crds.pool import WorkerPool, WorkerPoolStatus
 from avatar_crds.session import Binding
 from avatar_operator import pool_objects, pool_readings, pool_scaling
-from avatar_operator.kube import Kube
+from avatar_operator.kube import IN_FLIGHT, Kube
 from avatar_operator.observe import Key
 from avatar_operator.pool_readings import account_of, name_of, pool_of
 from avatar_operator.settings import Settings
@@ -104,20 +104,26 @@ class PoolController:
         settings: Settings,
         *,
         sessions: Callable[[], Iterable[dict[str, Any]]],
+        sessions_on: Callable[[str, str], Iterable[Mapping[str, Any]]] | None = None,
         reserved: Callable[[], Mapping[Key, Binding]] = dict,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         """`sessions`: every session, each as watched or as last written, whichever is newer.
+        `sessions_on`: those holding a slot of one worker (namespace, pod), read the same way
+        but without a scan of them all (default: the scan).
         `reserved`: slots chosen for queued sessions in memory, not yet written: they count as
         taken, and their sessions no longer as queued."""
         self.kube = kube
         self.view = view
         self.settings = settings
         self._sessions = sessions
+        self._sessions_on = sessions_on or self._scan_sessions_on
         self._reserved = reserved
         self._now = now
         self.pools: WorkQueue[PoolKey] = WorkQueue(self._reconcile, on_failure=_log_failure)
-        self.grants: WorkQueue[PodKey] = WorkQueue(self._write_grant, on_failure=_log_failure)
+        self.grants: WorkQueue[PodKey] = WorkQueue(
+            self._write_grant, on_failure=_log_failure, concurrency=IN_FLIGHT
+        )
         self.retirements: WorkQueue[RetireKey] = WorkQueue(self._retire, on_failure=_log_failure)
         self._pods: dict[PodKey, _Answer] = {}
         """Worker pods as our last create or patch left them, until the watch catches up."""
@@ -132,12 +138,18 @@ class PoolController:
         """When each worker was last seen holding a session."""
         self._started: set[PoolKey] = set()
         """Pools reconciled once since the operator started (leftovers swept, grants checked)."""
+        self._took: dict[PoolKey, float] = {}
+        """How long each pool's last reconciliation took (`schedule` waits as long)."""
 
     # --- entry points (any context on the event loop) ---------------------------------------
 
     def schedule(self, namespace: str, pool: str) -> None:
-        """Reconcile the pool soon; requests made meanwhile are one reconciliation."""
-        self.pools.add_within((namespace, pool), POOL_BATCH_SECONDS)
+        """Reconcile the pool soon; requests made meanwhile are one reconciliation. A pool
+        reconciliation reads every session of its namespace, so requests wait at least as long
+        as the last one took: with thousands of sessions binding, it takes at most half the
+        loop."""
+        key = (namespace, pool)
+        self.pools.add_within(key, max(POOL_BATCH_SECONDS, self._took.get(key, 0.0)))
 
     def grant_changed(self, namespace: str, pod: str) -> None:
         """The sessions bound to that worker may have changed: bring its Role up to date."""
@@ -178,6 +190,14 @@ class PoolController:
     # --- one pool ---------------------------------------------------------------------------
 
     async def _reconcile(self, key: PoolKey) -> None:
+        started = time.monotonic()
+        try:
+            await self._reconcile_pool(key)
+        finally:
+            if key in self._started:  # not a pool just forgotten
+                self._took[key] = time.monotonic() - started
+
+    async def _reconcile_pool(self, key: PoolKey) -> None:
         namespace, name = key
         body = self._pool_body(key)
         if body is None or body_is_being_deleted(body):
@@ -344,7 +364,7 @@ class PoolController:
         if not controls(WORKER_POOL.kind, pool.metadata.uid, pod["metadata"]):
             log.warning("pool_worker_not_ours", pool=pool_name, pod=name)
             return
-        bound = pool_readings.bound_sessions(name, self._sessions_in(namespace))
+        bound = self._sessions_on(namespace, name)
         granted = [pool_objects.GrantedSession.of(session) for session in bound]
         rules = pool_objects.grant_rules(account, granted)
         known = self._rules.get((namespace, account))
@@ -457,6 +477,9 @@ class PoolController:
             return answer.body
         return seen
 
+    def _scan_sessions_on(self, namespace: str, pod: str) -> list[Mapping[str, Any]]:
+        return pool_readings.bound_sessions(pod, self._sessions_in(namespace))
+
     def _sessions_in(self, namespace: str) -> list[dict[str, Any]]:
         return [s for s in self._sessions() if s["metadata"]["namespace"] == namespace]
 
@@ -486,6 +509,7 @@ class PoolController:
         self.pools.forget(key)
         self._pool_answers.pop(key, None)
         self._started.discard(key)
+        self._took.pop(key, None)
 
     # --- calls -------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from avatar_operator import billing, capacity_readings, metrics, pool_readings, 
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
 from avatar_operator.cluster_gpus import ClusterGpus
-from avatar_operator.kube import FINALIZER, Kube, KubeError
+from avatar_operator.kube import FINALIZER, IN_FLIGHT, Kube, KubeError
 from avatar_operator.machine import (
     Action,
     ChargeTenant,
@@ -70,10 +70,14 @@ class ClusterView(Protocol):
     def pod(self, key: Key) -> dict[str, Any] | None: ...
     def pods(self) -> Iterable[dict[str, Any]]: ...
     def nodes(self) -> Iterable[dict[str, Any]]: ...
+    def node(self, name: str) -> dict[str, Any] | None: ...
     def tenant(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def pools(self) -> Iterable[dict[str, Any]]: ...
     def pool_pods(self) -> Iterable[dict[str, Any]]: ...
     def pool_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def bound_to(self, namespace: str, pod: str) -> list[Key]:
+        """The sessions the watch shows holding a slot of that pool worker."""
+        ...
 
 
 class EventPoster(Protocol):
@@ -101,6 +105,10 @@ class Reconciler:
     admission_pending: bool = False
     admission_done: asyncio.Future[None] | None = None
     """Resolved when the pass now pending has run (`next_admission_pass`)."""
+    next_pass_at: float = 0.0
+    """Loop time before which no admission pass starts. A pass reads every session and holds
+    the loop while it does: the next one waits as long as the last took, so with thousands of
+    sessions passes take at most half the loop and the writes they lead to still get done."""
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The API server's answer to our own last write, until the watch shows it (or newer)."""
     cluster_gpus: ClusterGpus | None = None
@@ -113,13 +121,14 @@ class Reconciler:
     """(namespace, tenant) whose count of slot-holding sessions may have changed."""
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self._reconcile_key, on_failure=_log_failure)
+        self.queue = WorkQueue(self._reconcile_key, on_failure=_log_failure, concurrency=IN_FLIGHT)
         self.tenant_counts = WorkQueue(self._write_tenant_count, on_failure=_log_count_failure)
         self.pools = PoolController(
             self.kube,
             self.view,
             self.settings,
             sessions=self._newest_sessions,
+            sessions_on=self.sessions_on,
             reserved=lambda: self.bindings,
         )
         self.outbox = WebhookOutbox(
@@ -148,6 +157,7 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> None:
         """Reconcile now (after any reconciliation of the session in progress) and wait."""
+        self._latest(key)  # our write, once watched, is no longer kept beside it
         await self.queue.run(key)
 
     def poke_queued(self) -> None:
@@ -157,7 +167,7 @@ class Reconciler:
         self.admission_pending = True
         loop = asyncio.get_running_loop()
         self.admission_done = loop.create_future()
-        loop.call_soon(self._start_admission_pass)
+        loop.call_later(max(0.0, self.next_pass_at - loop.time()), self._start_admission_pass)
 
     async def next_admission_pass(self) -> None:
         """Run admission (with every session known by now) and wait until it has."""
@@ -176,9 +186,14 @@ class Reconciler:
         async with self.admission_lock:
             self.admission_pending = False
             done, self.admission_done = self.admission_done, None
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             try:
                 self._admit_and_bind()
             finally:
+                took = loop.time() - started
+                metrics.ADMISSION_PASS_SECONDS.observe(took)
+                self.next_pass_at = loop.time() + took
                 if done is not None and not done.done():
                     done.set_result(None)
 
@@ -195,12 +210,16 @@ class Reconciler:
         )
         admitted = [session_key(b) for b in own_pods if b["metadata"]["name"] in chosen]
         self.reserved.update(admitted)
+        # Only namespaces with sessions still to bind: a pass that finds every waiting session
+        # bound already (a burst being written) reads no pool.
+        to_bind: dict[str, list[dict[str, Any]]] = {}
+        for body in queued:
+            if body["metadata"]["namespace"] in pooled:
+                to_bind.setdefault(body["metadata"]["namespace"], []).append(body)
         bound = [
             key
-            for namespace in sorted(pooled)
-            for key in self._bind(
-                namespace, [b for b in queued if b["metadata"]["namespace"] == namespace]
-            )
+            for namespace, waiting in sorted(to_bind.items())
+            for key in self._bind(namespace, waiting)
         ]
         for key in [*admitted, *bound]:
             self.schedule(key)
@@ -276,8 +295,13 @@ class Reconciler:
         deleting = session.metadata.deletion_timestamp is not None
         waiting = phase in WAITING_PHASES and not deleting and key not in self.bindings
         if waiting and self._pooled(key[0]):
-            # A free slot now saves the `queued` write: bound and started in one.
-            await self.next_admission_pass()
+            if phase is Phase.CREATED:
+                # A free slot now saves the `queued` write: bound and started in one.
+                await self.next_admission_pass()
+            else:
+                # Already queued: the pass that binds it reconciles it again, so nothing here
+                # waits for one (thousands queued would each hold a pass otherwise).
+                self.poke_queued()
         if not deleting and FINALIZER not in session.metadata.finalizers:
             updated = await self.kube.add_finalizer(*key, session.metadata.finalizers)
             if updated is not None:
@@ -298,8 +322,9 @@ class Reconciler:
             pod = await self._pod(key, phase)
         node_present = True
         if pod is not None and pod.node_name and phase in WORKER_PHASES:
-            known = {n["metadata"]["name"] for n in self.view.nodes()}
-            node_present = pod.node_name in known or await self.kube.node_exists(pod.node_name)
+            node_present = self.view.node(pod.node_name) is not None or await self.kube.node_exists(
+                pod.node_name
+            )
         admitted = key in self.reserved
         waits = phase in WAITING_PHASES and not deleting and not (admitted or chosen)
         if waits and not self._pooled(key[0]):  # a pooled one has just had its pass
@@ -491,6 +516,19 @@ class Reconciler:
     def _active_sessions(self, namespace: str, tenant: str, own: Key, own_holds: bool) -> int:
         """`billing.active_sessions` over each session as watched or as we last wrote it."""
         return billing.active_sessions(self._newest_sessions(), namespace, tenant, own, own_holds)
+
+    def sessions_on(self, namespace: str, pod: str) -> list[dict[str, Any]]:
+        """The sessions holding a slot of that pool worker, each as watched or as we last
+        wrote it, whichever is newer: those the watch shows there, and those our writes put
+        there that it does not show yet. Reads only them, not every session."""
+        keys = set(self.view.bound_to(namespace, pod))
+        keys.update(
+            key
+            for key, mine in self.written.items()
+            if key[0] == namespace and (held := pool_readings.held_slot(mine)) and held.pod == pod
+        )
+        newest = (self._newer(seen) for key in keys if (seen := self.view.session(key)))
+        return [s for s in newest if (held := pool_readings.held_slot(s)) and held.pod == pod]
 
     def _newest_sessions(self) -> list[dict[str, Any]]:
         """Each session as watched or as we last wrote it, whichever is newer."""

@@ -70,7 +70,12 @@ class WorkQueue(Generic[K]):
         on_failure: FailureHook[K] | None = None,
         backoff: Backoff = Backoff(),
         clock: Clock | None = None,
+        concurrency: int | None = None,
     ) -> None:
+        """`concurrency`: how many keys' work may run at once (None: no limit). The others
+        wait their turn in request order, like controller-runtime's MaxConcurrentReconciles:
+        ten thousand writes at once would queue for the client's connections until their
+        timeouts ran out, and be tried all over again."""
         self._work = work
         self._on_failure = on_failure or _log_failure
         self._backoff = backoff
@@ -83,6 +88,7 @@ class WorkQueue(Generic[K]):
         self._wakeups: dict[K, Timer] = {}
         self._batches: dict[K, Timer] = {}
         self._closed = False
+        self._turns = asyncio.Semaphore(concurrency) if concurrency is not None else None
 
     def add(self, key: K) -> None:
         """Run `key`'s work soon. Requests made before it starts are one run; a request made
@@ -153,7 +159,11 @@ class WorkQueue(Generic[K]):
 
     async def _run_once(self, key: K) -> None:
         try:
-            await self._work(key)
+            if self._turns is None:
+                await self._work(key)
+            else:
+                async with self._turns:
+                    await self._work(key)
         except Requeue as requeue:
             self._retry_in(key, requeue.delay)
             return

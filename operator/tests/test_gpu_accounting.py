@@ -70,6 +70,7 @@ def indices() -> dict[str, dict[Any, list[dict[str, Any]]]]:
         "tenant_index": {},
         "pool_index": {},
         "pool_pod_index": {},
+        "bound_session_index": {},
     }
 
 

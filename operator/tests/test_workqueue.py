@@ -294,3 +294,28 @@ def test_the_default_clock_is_the_event_loops() -> None:
         await queue.close()
 
     scenario(body)
+
+
+def test_no_more_keys_run_at_once_than_its_concurrency_and_each_gets_its_turn() -> None:
+    async def body() -> None:
+        work = Work()
+        work.gate = asyncio.Event()
+        most = 0
+
+        async def counted(key: str) -> None:
+            nonlocal most
+            most = max(most, len(work.running) + 1)
+            await work(key)
+
+        queue: WorkQueue[str] = WorkQueue(counted, clock=ManualClock(), concurrency=2)
+        keys = [f"k{i}" for i in range(6)]
+        for key in keys:
+            queue.add(key)
+        await wait_for_async(lambda: len(work.running) == 2, within=WITHIN)
+        assert work.runs == ["k0", "k1"]  # in request order; the rest wait
+        work.gate.set()
+        await runs_reach(work, len(keys))
+        assert most == 2
+        assert work.runs == keys
+
+    scenario(body)
