@@ -322,12 +322,11 @@ class Reconciler:
             pod = await self._pod(key, phase)
         node_present = True
         if pod is not None and pod.node_name and phase in WORKER_PHASES:
-            node_present = self.view.node(pod.node_name) is not None or await self.kube.node_exists(
-                pod.node_name
-            )
+            node = pod.node_name
+            node_present = self.view.node(node) is not None or await self.kube.node_exists(node)
         admitted = key in self.reserved
         waits = phase in WAITING_PHASES and not deleting and not (admitted or chosen)
-        if waits and not self._pooled(key[0]):  # a pooled one has just had its pass
+        if waits and not self._pooled(key[0]):  # a pooled one had, or asked for, its pass
             self.poke_queued()
         tenant = self._tenant(key[0], session.spec.tenant)
         foreign = None
