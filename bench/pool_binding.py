@@ -95,21 +95,30 @@ class Bindings:
     def _follow(self) -> None:
         stream = watch.Watch()
         while not self.stop.is_set():
-            for event in stream.stream(
-                self.custom.list_namespaced_custom_object,
-                GROUP, VERSION, NAMESPACE, AVATAR_SESSION.plural, timeout_seconds=2,
-            ):  # fmt: skip
-                body = event["object"]
-                name = body["metadata"]["name"]
-                status = body.get("status") or {}
-                self.phase[name] = status.get("phase") or "created"
-                if event["type"] == "DELETED":
-                    self.phase[name] = "deleted"
-                binding = status.get("binding")
-                if binding:
-                    self.bound_at.setdefault(name, time.monotonic())
-                    self.binding[name] = (binding["pod"], binding["slot"])
-                    self.started_at[name] = status.get("startingAt") or ""
+            try:
+                self._follow_from(stream)
+            except k8s.ApiException as error:
+                # A loaded API server's watch cache can answer 504 "Too large resource
+                # version" (or 410 Gone) to a resumed watch: list afresh and go on.
+                print(f"bench watch restarted after {error.status} {error.reason}", flush=True)
+                stream = watch.Watch()
+
+    def _follow_from(self, stream: watch.Watch) -> None:
+        for event in stream.stream(
+            self.custom.list_namespaced_custom_object,
+            GROUP, VERSION, NAMESPACE, AVATAR_SESSION.plural, timeout_seconds=2,
+        ):  # fmt: skip
+            body = event["object"]
+            name = body["metadata"]["name"]
+            status = body.get("status") or {}
+            self.phase[name] = status.get("phase") or "created"
+            if event["type"] == "DELETED":
+                self.phase[name] = "deleted"
+            binding = status.get("binding")
+            if binding:
+                self.bound_at.setdefault(name, time.monotonic())
+                self.binding[name] = (binding["pod"], binding["slot"])
+                self.started_at[name] = status.get("startingAt") or ""
 
     def live_slots(self) -> dict[tuple[str, int], list[str]]:
         held: dict[tuple[str, int], list[str]] = {}
