@@ -38,6 +38,12 @@ ensure_python_env() {
     step "python environment $UV_PROJECT_ENVIRONMENT"
     (cd "$FACECAST_ROOT" && uv sync --frozen --all-packages --quiet)
     prune_stale "$FACECAST_CACHE/venvs" "$key"
+    # mypy's cache is keyed by the lock alone: mypy compares each module's hash when its path or
+    # mtime differs, so a fresh clone reuses it (strict checking from cold takes over a minute).
+    key=$(cat "$FACECAST_ROOT/uv.lock" "$FACECAST_ROOT/.python-version" | sha256sum | cut -c1-16)
+    export MYPY_CACHE_DIR=$FACECAST_CACHE/mypy/$key
+    mkdir -p "$MYPY_CACHE_DIR"
+    prune_stale "$FACECAST_CACHE/mypy" "$key"
 }
 
 ensure_testenv_binaries() {

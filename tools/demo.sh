@@ -2,7 +2,7 @@
 # The main job: Facecast on 127.0.0.1 (control plane, livekit-server, operator, API, a local GPU
 # node that runs worker pods as processes) with a demo session whose avatar talks, a page to
 # watch it, and a recording of its first seconds. Ctrl-C stops everything.
-# Options: --no-browser-page, --record PATH, --record-seconds N, --exit-after-first-frame, --keep.
+# Options: --no-browser-page, --record PATH, --record-seconds N, --keep.
 FACECAST_DEMO_STARTED=$(date +%s.%N)
 export FACECAST_DEMO_STARTED
 source "$(dirname "$0")/bootstrap.sh"

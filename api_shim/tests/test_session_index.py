@@ -190,6 +190,20 @@ async def test_lists_show_this_process_creates_before_the_watch_does(
     assert names() == [theirs["metadata"]["name"]]
 
 
+async def test_a_create_whose_session_was_deleted_meanwhile_waits_for_no_phase(
+    index: SessionIndex, raw_session: Callable[..., dict[str, Any]]
+) -> None:
+    """Deleted while its create still made the rest (its Secret): no event is left to wake the
+    wait for the operator's first phase, so it must not begin."""
+    index._replace([], started=0.0)
+    name = new_name()
+    async with index.admit("acme", name, refuse_at_limit, Lister()):
+        index.created(AvatarSession.model_validate(raw_session(name=name)))
+        index._apply("ADDED", raw_session(name=name))
+        index._apply("DELETED", raw_session(name=name))
+    assert await asyncio.wait_for(index.past_created(name, within=60.0), timeout=5.0) is None
+
+
 async def test_concurrent_requests_never_both_take_the_last_slot(
     index: SessionIndex, raw_session: Callable[..., dict[str, Any]]
 ) -> None:

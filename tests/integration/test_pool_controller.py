@@ -395,7 +395,8 @@ class InProcess:
 @asynccontextmanager
 async def in_process(kubeconfig: Path, namespace: str, pool: str) -> AsyncIterator[InProcess]:
     """The controller, and what the operator's watch handlers do for it: every change seen
-    asks the pool to reconcile (here, each refresh of the listings)."""
+    asks the pool to reconcile (here, each refresh of the listings), and a worker pod gone
+    from the listing is reported gone."""
     kube = Kube.connect(str(kubeconfig))
     view = ListedView(kube, namespace)
     await view.refresh()
@@ -411,8 +412,13 @@ async def in_process(kubeconfig: Path, namespace: str, pool: str) -> AsyncIterat
     holder.append(harness)
 
     async def follow() -> None:
+        seen: dict[str, dict[str, Any]] = {}
         while True:
             await view.refresh()
+            listed = {p["metadata"]["name"]: p for p in view.pool_pods()}
+            for name in seen.keys() - listed.keys():  # as the pod watch's DELETED event
+                controller.worker_gone(namespace, seen[name])
+            seen = listed
             controller.schedule(namespace, pool)
             await asyncio.sleep(0.1)  # a period, as a watch's stream of events
 

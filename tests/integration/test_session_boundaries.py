@@ -86,7 +86,7 @@ def test_the_operator_never_mounts_a_secret_the_session_does_not_own(
     """A Secret with the session's token name that someone else made, or that another
     session owns (one of the same name before it, awaiting garbage collection), fails the
     session instead of reaching its worker."""
-    gpu_nodes(1)
+    gpu_nodes(2)  # the other session holds one while it starts (with one, this queued till then)
     sessions.create_tenant()
     name = "sess-01jcz3v7m4q8r2t6w9x0y1z2b4"
     secret = contract.token_secret_name(name)

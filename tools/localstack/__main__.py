@@ -38,11 +38,6 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the recording (default: %(default)s)",
     )
     parser.add_argument("--record-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--exit-after-first-frame",
-        action="store_true",
-        help="stop once the demo session is running and the recording is written (for tests)",
-    )
     parser.add_argument("--page-port", type=int, default=0, help="0: a free port")
     parser.add_argument("--keep", action="store_true", help="keep the run directory on exit")
     return parser
@@ -201,8 +196,6 @@ async def live(stack: Stack, args: argparse.Namespace, started: float) -> int:
         )
         print(f"RECORDING={recording.path} FRAMES={recording.frames}", flush=True)
         print(_instructions(stack, session, page_url), flush=True)
-        if args.exit_after_first_frame:
-            return 0
         await web.wait_forever()
         return 0
     finally:

@@ -249,6 +249,12 @@ def test_two_sessions_at_once_on_two_slots_both_publish(
                     timeout=5,
                     what="the worker to leave A's room",
                 )
+                # The room may report the departure before the worker's disconnect returns.
+                await wait_until(
+                    partial(process.logged, "left the room", session=name_of(a)),
+                    timeout=5,
+                    what="the worker's log line for leaving A's room",
+                )
                 (left,) = process.logged("left the room", session=name_of(a))
                 assert _time(left["timestamp"]) - revoked_at <= timedelta(seconds=1)
                 (leaving,) = process.logged("leaving the session", session=name_of(a))

@@ -77,6 +77,7 @@ class _Pending:
     tenant: str
     done_at: float | None = None  # when its create returned; None while in flight
     seen: bool = False  # the watch or a relist has reported it (or its deletion)
+    gone: bool = False  # ... and it was its deletion
     session: AvatarSession | None = None  # as created, for lists until the watch has it
 
 
@@ -168,8 +169,9 @@ class SessionIndex(WatchedIndex):
         to report it; None if it has not by then, or was deleted. The watch's event wakes the
         wait, so it ends as soon as the phase is seen and never later than `within`."""
         seen = self._past_created_now(name)
-        if seen is not None or within <= 0:
-            return seen
+        pending = self._pending.get(name)  # still held: its create returned with no await since
+        if seen is not None or within <= 0 or (pending is not None and pending.gone):
+            return seen  # a session deleted before the wait began would never wake it
         wake = self._phase_waits.setdefault(name, asyncio.Event())
         try:
             with contextlib.suppress(TimeoutError):
@@ -287,6 +289,7 @@ class SessionIndex(WatchedIndex):
         for name, pending in self._pending.items():
             if name in listed or (pending.done_at is not None and pending.done_at < started):
                 pending.seen = True
+                pending.gone = name not in listed
         for name in [name for name in self._leaving if name not in listed]:
             del self._leaving[name]
         self._synced = True
@@ -296,6 +299,7 @@ class SessionIndex(WatchedIndex):
         pending = self._pending.get(name)
         if pending is not None:
             pending.seen = True
+            pending.gone = kind == "DELETED"
         if kind == "DELETED":
             self._leaving.pop(name, None)
         self._put(name, None if kind == "DELETED" else session)
