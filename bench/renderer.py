@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # for testbed and worker_image.tests.support
+sys.path.insert(0, str(REPO_ROOT))  # for testbed and worker_image.tests
 
 from avatar_crds.enums import AspectRatio, Quality  # noqa: E402
 from avatar_worker.render.base import FrameRequest, Renderer  # noqa: E402
@@ -42,7 +42,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def portrait() -> Portrait:
-    from worker_image.tests.support import ASTRONAUT_FACE, astronaut_rgb
+    from worker_image.tests.astronaut import ASTRONAUT_FACE, astronaut_rgb
 
     return Portrait(image=astronaut_rgb(), face=FaceGeometry.from_face(ASTRONAUT_FACE))
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar_worker.neural.session import OUTPUT_RATE
 from avatar_worker.render.base import FrameRequest
 from avatar_worker.render.portrait import FaceGeometry, Portrait
 from avatar_worker.render.resolution import FPS
-from worker_image.tests.support import ASTRONAUT_FACE, SAMPLE_RATE, astronaut_rgb
+from worker_image.tests.astronaut import ASTRONAUT_FACE, astronaut_rgb
 
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+SAMPLES_PER_FRAME = OUTPUT_RATE // FPS
 
 
 def astronaut() -> Portrait:

@@ -18,10 +18,9 @@ import numpy as np
 import numpy.typing as npt
 from livekit import api, rtc
 from PIL import Image
-from skimage import data as skdata
 
 from avatar_crds.addresses import AddressAllowList
-from avatar_crds.avatar import AvatarSpec, Box, Face, Point, StoredImage
+from avatar_crds.avatar import AvatarSpec, StoredImage
 from avatar_crds.enums import AspectRatio, AudioSource, Quality, TransportType, VideoCodec
 from avatar_crds.meta import ObjectMeta
 from avatar_crds.session import (
@@ -36,6 +35,7 @@ from avatar_worker.config import FileSessionSource, WorkerConfig
 from avatar_worker.render import mock
 from avatar_worker.reporting import JsonLinesStatusSink
 from avatar_worker.worker import Worker
+from worker_image.tests.astronaut import ASTRONAUT_FACE, astronaut_rgb
 
 SAMPLE_RATE = 48000
 AVATAR_NAME = "av-01jc0000000000000000000000"
@@ -44,22 +44,6 @@ SESSION_NAME = "sess-01jc0000000000000000000000"
 # it: the tests allow that one address, as a platform allows its own LiveKit.
 LOOPBACK_LIVEKIT_CIDRS = "127.0.0.1/32"
 LOOPBACK_LIVEKIT = AddressAllowList.parse(networks=LOOPBACK_LIVEKIT_CIDRS)
-
-# skimage.data.astronaut() (512x512, Eileen Collins): face box and the five landmarks
-# (eyes, nose tip, mouth corners), measured by hand on the image; test_lite_renderer checks
-# them against the pixels and against skimage's own face detector.
-ASTRONAUT_FACE = Face(
-    box=Box(x=178, y=62, width=92, height=122),
-    landmarks=[
-        Point(x=203, y=101.5),
-        Point(x=246, y=103),
-        Point(x=224, y=127),
-        Point(x=204, y=141),
-        Point(x=243, y=142),
-    ],
-    score=1.0,
-    detector="hand-measured",
-)
 
 
 class ServerLike(Protocol):
@@ -153,11 +137,6 @@ def session_resource(
             token_secret_ref=SecretKeyRef(name=f"{name}-token"),
         ),
     )
-
-
-def astronaut_rgb() -> npt.NDArray[np.uint8]:
-    image: npt.NDArray[np.uint8] = skdata.astronaut()  # type: ignore[no-untyped-call]
-    return image
 
 
 def write_astronaut_avatar(store: Path, key: str = "astronaut.jpg") -> AvatarSpec:

@@ -23,13 +23,9 @@ from avatar_worker.render.portrait import FaceGeometry, Portrait
 from avatar_worker.render.resolution import video_format
 from avatar_worker.reporting import JsonLinesStatusSink
 from avatar_worker.worker import EXIT_FAILED, Worker
+from worker_image.tests.astronaut import ASTRONAUT_FACE, astronaut_rgb
 from worker_image.tests.neural_support import write_tiny
-from worker_image.tests.support import (
-    ASTRONAUT_FACE,
-    astronaut_rgb,
-    session_resource,
-    write_worker_files,
-)
+from worker_image.tests.support import session_resource, write_worker_files
 
 
 def portrait() -> Portrait:

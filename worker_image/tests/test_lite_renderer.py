@@ -23,7 +23,7 @@ from avatar_worker.render.lite import (
 from avatar_worker.render.portrait import FaceGeometry, Portrait, decode_image, fit
 from avatar_worker.render.resolution import FPS, resolution
 from avatar_worker.render.visemes import CLOSED, MouthShape
-from worker_image.tests.support import ASTRONAUT_FACE, astronaut_rgb
+from worker_image.tests.astronaut import ASTRONAUT_FACE, astronaut_rgb
 
 SIZE = resolution(Quality.LITE, AspectRatio.LANDSCAPE)
 # A lite frame may take this share of the frame interval on one core: the rest of the core is

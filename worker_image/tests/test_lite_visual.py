@@ -29,7 +29,7 @@ from avatar_worker.render.mouth import JAW_DROP
 from avatar_worker.render.portrait import FaceGeometry, Portrait, fit_transform
 from avatar_worker.render.resolution import FPS, resolution
 from avatar_worker.render.visemes import CLOSED, MouthShape, frame_shapes
-from worker_image.tests.support import ASTRONAUT_FACE, astronaut_rgb
+from worker_image.tests.astronaut import ASTRONAUT_FACE, astronaut_rgb
 from worker_image.tests.synthetic_face import synthetic_portrait
 
 SIZE = resolution(Quality.LITE, AspectRatio.LANDSCAPE)

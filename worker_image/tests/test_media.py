@@ -21,8 +21,8 @@ from avatar_worker.render.portrait import FaceGeometry, fit_transform
 from avatar_worker.render.resolution import resolution
 from avatar_worker.worker import EXIT_OK
 from testbed.livekit_server import LiveKitServer
+from worker_image.tests.astronaut import ASTRONAUT_FACE
 from worker_image.tests.support import (
-    ASTRONAUT_FACE,
     SAMPLE_RATE,
     AgentPeer,
     Subscriber,

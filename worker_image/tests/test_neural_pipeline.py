@@ -104,12 +104,26 @@ def session_faces(batch: BatchRenderer, request: FrameRequest) -> npt.NDArray[np
         job_latents = batch.model.face_latents(fresh.session.model_face)
         plan = fresh.session.plan([request])
         model = batch.model
-        features = model.audio_features(model.log_mel([plan.samples]))
+        features = model.features([plan.samples])
         faces = model.generate(job_latents[None], model.prompts(features[0], plan.positions))
         face: npt.NDArray[np.uint8] = faces[0]
         return face
     finally:
         fresh.close()
+
+
+def test_the_log_mel_is_the_whisper_feature_extractors(model: MuseTalk) -> None:
+    """The model computes whisper's log-mel on its own device; it must equal the extractor's."""
+    rng = np.random.default_rng(0)
+    samples = model.mel.n_samples
+    speech_then_silence = np.zeros(samples, dtype=np.float32)
+    speech_then_silence[: samples // 4] = rng.standard_normal(samples // 4) * 0.3
+    short = (rng.standard_normal(samples // 3) * 0.2).astype(np.float32)  # padded with silence
+    windows = [(rng.standard_normal(samples) * 0.1).astype(np.float32), speech_then_silence, short]
+    expected = model.mel(windows, sampling_rate=model.mel.sampling_rate, return_tensors="np")
+    got = model.log_mel(windows).cpu().numpy()
+    assert got.shape == expected.input_features.shape
+    np.testing.assert_allclose(got, expected.input_features, atol=1e-4)
 
 
 def test_the_mouth_follows_the_audio(batch: BatchRenderer) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avatar_worker.neural.audio_history import AudioHistory, Decimator
-from avatar_worker.neural.config import TINY
+from avatar_worker.neural.config import TINY, WHISPER_SAMPLE_RATE
 from avatar_worker.neural.session import NeuralSession
 from avatar_worker.neural.windowing import (
     SAMPLES_PER_FEATURE,
@@ -19,7 +19,7 @@ from avatar_worker.neural.windowing import (
 )
 from avatar_worker.render.base import FrameRequest
 from avatar_worker.render.resolution import FPS
-from worker_image.tests.neural_support import SAMPLES_PER_FRAME, astronaut
+from worker_image.tests.neural_support import SAMPLES_PER_FRAME, astronaut, speech_requests
 
 
 @pytest.mark.parametrize("frame", [0, 1, 7, 250])
@@ -71,6 +71,16 @@ def test_history_is_addressed_by_absolute_sample() -> None:
     assert list(window[:10]) == [0.0] * 10  # forgotten
     assert list(window[10:]) == list(range(60, 70))
     assert list(history.window(155, 10)[5:]) == [0.0] * 5  # not heard yet
+
+
+def test_a_plan_carries_the_audio_heard_and_leaves_the_silence_after_it_out() -> None:
+    session = NeuralSession(astronaut(), (320, 240), TINY)
+    requests = speech_requests(30)
+    session.hear(requests)
+    plan = session.plan(requests[-1:])
+    heard_16k = 30 * WHISPER_SAMPLE_RATE // FPS
+    assert plan.window.first_sample + len(plan.samples) == heard_16k
+    assert len(plan.samples) < plan.window.samples
 
 
 def test_a_click_in_frame_n_lands_in_the_middle_of_frame_ns_features() -> None:

@@ -154,7 +154,7 @@ class BatchRenderer:
     def _generate(self, jobs: list[_Job]) -> U8:
         model = self.model
         plans = [job.session.plan(job.batch) for job in jobs]
-        features = model.audio_features(model.log_mel([plan.samples for plan in plans]))
+        features = model.features([plan.samples for plan in plans])
         prompts = torch.cat(
             [model.prompts(features[i], plan.positions) for i, plan in enumerate(plans)]
         )

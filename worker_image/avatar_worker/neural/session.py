@@ -40,7 +40,7 @@ class AudioPlan:
     """What the model reads for one call: the encoder's input and each frame's features."""
 
     window: EncoderWindow
-    samples: npt.NDArray[np.float32]  # 16 kHz, the window's fixed length
+    samples: npt.NDArray[np.float32]  # 16 kHz from the window's start; silence after them
     positions: npt.NDArray[np.int64]  # (frames, tokens in time) places in the window, -1: zero
 
 
@@ -98,7 +98,11 @@ class NeuralSession:
             [gather_positions(r.index, window, c.pad_left, c.pad_right) for r in batch]
         )
         with self._lock:
-            samples = self._history.window(window.first_sample, window.samples, self._ahead)
+            # Only as far as audio was heard (and looked ahead): the rest of the window is
+            # silence, which `MuseTalk.log_mel` pads on the device instead of copying 30 s.
+            heard = self._history.end + len(self._ahead) - window.first_sample
+            length = min(window.samples, max(heard, 0))
+            samples = self._history.window(window.first_sample, length, self._ahead)
         return AudioPlan(window=window, samples=samples, positions=positions)
 
     # -- frames ---------------------------------------------------------------------------

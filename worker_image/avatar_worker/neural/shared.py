@@ -20,14 +20,15 @@ _renderers: dict[Path, BatchRenderer] = {}
 _lock = threading.Lock()
 
 
-def batch_renderer(model_dir: Path) -> BatchRenderer:
-    """The process's renderer for `model_dir`; WorkerError(model_unavailable) naming the file
-    if a weights file is missing, corrupt or does not fit its config."""
+def batch_renderer(model_dir: Path, *, sessions: int = 1) -> BatchRenderer:
+    """The process's renderer for `model_dir`, sized on first use for `sessions` at once (one
+    frame each per pass); WorkerError(model_unavailable) naming the file if a weights file is
+    missing, corrupt or does not fit its config."""
     key = model_dir.resolve()
     with _lock:
         if key not in _renderers:
             try:
-                model = MuseTalk.load(key)
+                model = MuseTalk.load(key, max_batch=sessions)
             except ModelFilesError as exc:
                 raise WorkerError(FailureReason.MODEL_UNAVAILABLE, str(exc)) from exc
             log.info(

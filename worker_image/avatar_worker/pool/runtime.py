@@ -44,14 +44,14 @@ from avatar_worker.worker import EXIT_FAILED, EXIT_OK, Worker
 log = get_logger("avatar_worker.pool")
 
 
-def load_renderers(qualities: frozenset[Quality]) -> None:
+def load_renderers(qualities: frozenset[Quality], slots: int) -> None:
     """Load what every slot's renderer shares, before the worker says ready: the neural tiers'
-    model (one per process). The mock and lite tiers draw with numpy from each session's own
-    portrait: there is nothing to load for them."""
+    model (one per process, its passes sized for a frame from every slot). The mock and lite
+    tiers draw with numpy from each session's own portrait: there is nothing to load for them."""
     if qualities & NEEDS_MODEL_WEIGHTS:
         from avatar_worker.neural.shared import batch_renderer
 
-        batch_renderer(model_dir())
+        batch_renderer(model_dir(), sessions=slots)
 
 
 class PoolRuntime:
@@ -83,7 +83,7 @@ class PoolRuntime:
 
     async def run(self) -> int:
         try:
-            await asyncio.to_thread(load_renderers, self.config.qualities)
+            await asyncio.to_thread(load_renderers, self.config.qualities, self.config.slots)
         except WorkerError as failure:
             log.error(
                 "the renderer could not be loaded",
