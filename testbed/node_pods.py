@@ -125,14 +125,16 @@ class PodTimings:
 
     scheduled: float
     container_started: float
-    finished: float
+    finished: float | None  # None: watched only until the container started
 
     def lines(self) -> list[str]:
-        return [
+        lines = [
             f"pod created -> scheduled: {self.scheduled:.2f} s",
             f"pod created -> container started (kubelet): {self.container_started:.2f} s",
-            f"pod created -> finished (Succeeded or Failed): {self.finished:.2f} s",
         ]
+        if self.finished is not None:
+            lines.append(f"pod created -> finished (Succeeded or Failed): {self.finished:.2f} s")
+        return lines
 
 
 def _container_started(pod: k8s.V1Pod) -> bool:
@@ -143,9 +145,15 @@ def _container_started(pod: k8s.V1Pod) -> bool:
 
 
 def run_pod(
-    api: k8s.ApiClient, namespace: str, manifest: dict[str, Any], timeout: float
+    api: k8s.ApiClient,
+    namespace: str,
+    manifest: dict[str, Any],
+    timeout: float,
+    *,
+    until_started: bool = False,
 ) -> tuple[k8s.V1Pod, PodTimings]:
-    """Create the pod and watch it to the end (Succeeded or Failed); its last state, timings."""
+    """Create the pod and watch it to the end (Succeeded or Failed), or with `until_started`
+    until its container has started; its last state, timings."""
     core = k8s.CoreV1Api(api)
     name = manifest["metadata"]["name"]
     started = time.monotonic()
@@ -170,6 +178,9 @@ def run_pod(
                 seen.setdefault("scheduled", now)
             if _container_started(pod):
                 seen.setdefault("container_started", now)
+                if until_started:
+                    stream.stop()
+                    return pod, PodTimings(seen.get("scheduled", now), now, None)
             if pod.status and pod.status.phase in ("Succeeded", "Failed"):
                 seen.setdefault("finished", now)
                 stream.stop()
@@ -177,5 +188,6 @@ def run_pod(
                     seen.get("scheduled", now), seen.get("container_started", now), now
                 )
     raise AssertionError(
-        f"pod {namespace}/{name} did not finish within {timeout:.0f} s: {pod.status}"
+        f"pod {namespace}/{name} did not {'start' if until_started else 'finish'} within "
+        f"{timeout:.0f} s: {pod.status}"
     )
