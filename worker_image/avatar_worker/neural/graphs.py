@@ -7,8 +7,7 @@ than the GPU's own work for a few sessions, and every launch competes for the GI
 sessions' compositing threads. A graph captured once per batch size replays all of them in one
 launch. A batch is padded up to the next captured size (powers of two up to the model's
 `max_batch`; rows are independent, so the padding rows' output is simply unused); a larger one
-runs eagerly.
-CUDA only: on the CPU the model always runs eagerly.
+runs eagerly. CUDA only: on the CPU the model always runs eagerly.
 
 The graphs are captured when the model loads, before any session can use the GPU from
 another thread, with cuDNN choosing the fastest convolution for each size, and replayed by the
