@@ -158,6 +158,45 @@ def test_clear_buffer_interrupts_and_reports_interrupted(
     asyncio.run(scenario())
 
 
+def test_a_report_for_an_agent_that_has_left_is_dropped_not_retried(
+    livekit_server: LiveKitServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    room = "agent-leaves"
+    logged: list[str] = []
+
+    def log_says(text: str) -> bool:
+        captured = capsys.readouterr()
+        logged.append(captured.out + captured.err)
+        return text in "".join(logged)
+
+    async def scenario() -> None:
+        files = write_worker_files(
+            tmp_path,
+            session_resource(url=livekit_server.url, room=room),
+            mint_token(livekit_server, WORKER, room),
+        )
+        viewer, agent = Subscriber(), AgentPeer()
+        await viewer.join(livekit_server, room)
+        await agent.join(livekit_server, room)
+        try:
+            async with running_worker(files):
+                output = agent.output()
+                await speak(output, tone(2.0))
+                await wait_until(lambda: loud_seconds(viewer) >= 0.3, timeout=20, what="speech")
+                await agent.leave()  # mid-segment: its playback_finished has nobody to go to
+                await wait_until(
+                    lambda: log_says("the agent has left; dropping a notification"),
+                    timeout=15,
+                    what="the report for the departed agent dropped",
+                )
+            assert not log_says("notification failed")
+        finally:
+            await agent.leave()
+            await viewer.leave()
+
+    asyncio.run(scenario())
+
+
 def test_publish_on_behalf_names_the_only_sender(
     livekit_server: LiveKitServer, tmp_path: Path
 ) -> None:

@@ -33,15 +33,22 @@ function countFrames(video) {
   video.requestVideoFrameCallback(tick);
 }
 
+// The text a person reads and the attribute the browser test waits on change together.
+function showStatus(status) {
+  $("status").textContent = status;
+  document.body.dataset.status = status;
+}
+
 async function pollSession() {
   if (!state.session) return;
   const response = await fetch(`/demo/sessions/${state.session.id}`);
   if (!response.ok) return;
   const session = await response.json();
-  $("status").textContent = session.status;
+  // A reply for the session this page has just left must not overwrite the new one's status.
+  if (!state.session || session.id !== state.session.id) return;
+  showStatus(session.status);
   $("t-started").textContent = seconds(session.created_at, session.started_at);
   $("t-server-first-frame").textContent = seconds(session.created_at, session.first_frame_at);
-  document.body.dataset.status = session.status;
 }
 
 async function join(session, livekitUrl) {
@@ -51,7 +58,7 @@ async function join(session, livekitUrl) {
   state.frames = 0;
   $("session-id").textContent = session.id;
   $("room").textContent = session.room_name;
-  $("status").textContent = session.status;
+  showStatus(session.status);
   const room = new LK.Room({ adaptiveStream: false, dynacast: false });
   state.room = room;
   room.on(LK.RoomEvent.TrackSubscribed, (track, _pub, participant) => {

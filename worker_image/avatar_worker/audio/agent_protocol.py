@@ -254,6 +254,11 @@ class AgentAudioInput:
             if room is None or not room.isconnected():
                 log.warning("not in the room; dropping a notification", method=note.method)
                 return
+            if note.destination not in room.remote_participants:
+                # Nobody to tell, and waiting for an answer would hold the worker's shutdown
+                # (which delivers what is queued) for the whole RPC timeout.
+                log.info("the agent has left; dropping a notification", method=note.method)
+                return
             try:
                 await room.local_participant.perform_rpc(
                     destination_identity=note.destination, method=note.method, payload=note.payload
