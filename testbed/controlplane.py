@@ -188,6 +188,9 @@ def _controller_args(plane: ControlPlane, kubeconfig: Path, port: int) -> list[s
     ]
 
 
+NODE_MONITOR_GRACE = "5m"
+
+
 def _start_controllers(plane: ControlPlane) -> None:
     pki = plane.pki
     kcm_port, scheduler_port = free_port(), free_port()
@@ -208,6 +211,11 @@ def _start_controllers(plane: ControlPlane) -> None:
             f"--cluster-signing-key-file={pki.ca.key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--cluster-name=facecast-testenv",
+            # kwok renews every kwok node's lease from one process; with a thousand of them
+            # on two cores shared with the API server, a renewal can be late by more than the
+            # default 40 s. The node lifecycle controller then marks the node's pods unready,
+            # and kwok, unlike a kubelet, never marks them ready again.
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE}",
         ],
     )
     scheduler = plane.start_component(

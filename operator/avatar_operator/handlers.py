@@ -98,7 +98,7 @@ def post_kopf_event(session: AvatarSession, kind: str, reason: str, message: str
 
 @kopf.index(GROUP, VERSION, "avatarsessions")
 def session_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): _plain(body)}
+    return {(namespace or "", name): indexed_copy(body)}
 
 
 @kopf.index(GROUP, VERSION, "avatarsessions")
@@ -116,33 +116,39 @@ def bound_session_index(
 def pod_index(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, Any]:
-    return {(namespace or "", labels.get(contract.LABEL_SESSION, "")): _plain(body)}
+    return {(namespace or "", labels.get(contract.LABEL_SESSION, "")): indexed_copy(body)}
 
 
 @kopf.index("", "v1", "pods", labels=POOL_WORKER_PODS)
 def pool_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): _plain(body)}
+    return {(namespace or "", name): indexed_copy(body)}
 
 
 @kopf.index(GROUP, VERSION, "workerpools")
 def pool_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): _plain(body)}
+    return {(namespace or "", name): indexed_copy(body)}
 
 
 @kopf.index("", "v1", "nodes")
 def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
-    return {name: _plain(body)}
+    return {name: indexed_copy(body)}
 
 
 @kopf.index(GROUP, VERSION, "tenants")
 def tenant_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): _plain(body)}
+    return {(namespace or "", name): indexed_copy(body)}
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    """A detached copy: kopf's body views must not be kept beyond the handler call."""
+def indexed_copy(body: kopf.Body) -> dict[str, Any]:
+    """A detached copy: kopf's body views must not be kept beyond the handler call. It leaves
+    out `metadata.managedFields`, which nothing here reads and which grows with every writer
+    of an object: with 10,000 sessions bound (bench/pool_binding.py) the operator's RSS was
+    about 1,030 MiB with them and 775-840 MiB without."""
     fields = ("apiVersion", "kind", "metadata", "spec", "status")
-    return {k: body[k] for k in fields if body.get(k) is not None}
+    plain = {k: body[k] for k in fields if body.get(k) is not None}
+    if "metadata" in plain:
+        plain["metadata"] = {k: v for k, v in plain["metadata"].items() if k != "managedFields"}
+    return plain
 
 
 # --- lifecycle ---------------------------------------------------------------------------
@@ -255,7 +261,7 @@ async def pool_pod_changed(
     namespace = namespace or ""
     _schedule_bound_sessions(reconciler, namespace, body["metadata"]["name"])
     if type == "DELETED":
-        reconciler.pools.worker_gone(namespace, _plain(body))
+        reconciler.pools.worker_gone(namespace, indexed_copy(body))
     else:
         reconciler.pools.schedule(namespace, labels[contract.LABEL_POOL])
     reconciler.poke_queued()

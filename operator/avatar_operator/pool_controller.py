@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -221,13 +221,12 @@ class PoolController:
                 # below no longer counts it, and makes up for it.
                 await self._delete_worker(namespace, pod, "finished")
         live = [pod for pod in pods if pool_readings.is_live(pod)]
-        sessions = self._sessions_in(namespace)
-        reserved = self._reserved_in(namespace)
-        seen_busy = self._note_busy(namespace, live, sessions, reserved.values(), now)
-        workers = pool_readings.scaling_workers(live, sessions, reserved.values(), seen_busy, now)
         pools = [p for p in self.view.pools() if p["metadata"]["namespace"] == namespace]
-        waiting = {session for _, session in reserved}
-        queued = pool_readings.queued_by_pool(pools, sessions, waiting).get(name, 0)
+        reserved = {session: b for (_, session), b in self._reserved_in(namespace).items()}
+        readings = pool_readings.read_sessions(pools, self._sessions_in(namespace), reserved)
+        seen_busy = self._note_busy(namespace, live, readings.taken, now)
+        workers = pool_readings.scaling_workers(live, readings, seen_busy, now)
+        queued = readings.queued.get(name, 0)
         plan = pool_scaling.plan(workers, queued, pool_scaling.PoolShape.of(pool.spec), now)
         await self._carry_out(pool, plan, now)
         status = pool_readings.pool_status(pool, workers, plan.desired, queued, now)
@@ -490,12 +489,10 @@ class PoolController:
         self,
         namespace: str,
         pods: list[dict[str, Any]],
-        sessions: list[dict[str, Any]],
-        reserved: Iterable[Binding],
+        taken: Mapping[str, Set[int]],
         now: datetime,
     ) -> dict[str, datetime]:
         """Remember which workers hold a session now; when each was last seen so."""
-        taken = pool_readings.taken_slots(sessions, reserved)
         seen: dict[str, datetime] = {}
         for pod in pods:
             key = (namespace, name_of(pod))

@@ -37,28 +37,53 @@ def serving(pools: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[Quality]]
     }
 
 
-def queued_by_pool(
+def _first_pool_by_tier(pools: Iterable[Mapping[str, Any]]) -> dict[Quality, str]:
+    """A tier two pools serve counts for the first by name, so that one pool grows for it,
+    not both."""
+    first: dict[Quality, str] = {}
+    for name, tiers in sorted(serving(pools).items(), reverse=True):
+        first.update(dict.fromkeys(tiers, name))
+    return first
+
+
+class SessionReadings(NamedTuple):
+    """What the pool controller reads of a namespace's sessions, in one pass over them (a
+    namespace may hold ten thousand, and a pool is reconciled after every binding)."""
+
+    taken: dict[str, set[int]]
+    """Per worker pod, the slots its bound sessions hold and those chosen in memory."""
+    served: dict[str, list[Mapping[str, Any]]]
+    """Per worker pod, every session bound to it, finished ones too (for `idle_since`)."""
+    queued: dict[str, int]
+    """Per pool, the sessions waiting for one of its slots: created or queued, not bound and
+    not reserved (a slot chosen for them in memory), of a tier the pool serves."""
+
+
+def read_sessions(
     pools: Iterable[Mapping[str, Any]],
     sessions: Iterable[Mapping[str, Any]],
-    reserved: Set[str] = frozenset(),
-) -> dict[str, int]:
-    """Per pool, the sessions waiting for one of its slots: created or queued, not bound and not
-    `reserved` (a slot chosen for them in memory), of a tier the pool serves. A tier two pools
-    serve counts for the first by name, so that one pool grows for it, not both."""
-    tiers = serving(pools)
-    first: dict[Quality, str] = {}
-    for name in sorted(tiers, reverse=True):
-        first.update(dict.fromkeys(tiers[name], name))
-    queued = dict.fromkeys(tiers, 0)
+    reserved: Mapping[str, Binding] = {},
+) -> SessionReadings:
+    """`reserved`: the slots chosen in memory, by session name."""
+    pools = list(pools)
+    first = _first_pool_by_tier(pools)
+    readings = SessionReadings(taken={}, served={}, queued=dict.fromkeys(serving(pools), 0))
     for session in sessions:
-        if (
-            is_waiting(body_phase(session), deleting=body_is_being_deleted(session))
-            and binding_of(session) is None
+        phase = body_phase(session)
+        bound = binding_of(session)
+        if bound is not None:
+            readings.served.setdefault(bound.pod, []).append(session)
+            if phase in WORKER_PHASES:
+                readings.taken.setdefault(bound.pod, set()).add(bound.slot)
+        elif (
+            is_waiting(phase, deleting=body_is_being_deleted(session))
             and session["metadata"]["name"] not in reserved
             and (pool := first.get(Quality(session["spec"]["quality"]))) is not None
         ):
-            queued[pool] += 1
-    return queued
+            readings.queued[pool] += 1
+    for binding in reserved.values():
+        readings.taken.setdefault(binding.pod, set()).add(binding.slot)
+    return readings
 
 
 # --- worker pods -------------------------------------------------------------------------
@@ -161,12 +186,10 @@ def taken_slots(
 
 
 def pool_workers(
-    pods: Iterable[Mapping[str, Any]],
-    sessions: Iterable[Mapping[str, Any]],
-    reserved: Iterable[Binding] = (),
+    pods: Iterable[Mapping[str, Any]], taken: Mapping[str, Set[int]]
 ) -> list[PoolWorker]:
-    """Every live pool worker, its slots and those taken: what `pool_assignment` binds to."""
-    taken = taken_slots(sessions, reserved)
+    """Every live pool worker, its slots and those `taken` (`taken_slots`): what
+    `pool_assignment` binds to."""
     workers = []
     for pod in pods:
         pool = pool_of(pod)
@@ -214,20 +237,14 @@ def idle_since(
 
 def scaling_workers(
     pods: Iterable[Mapping[str, Any]],
-    sessions: Sequence[Mapping[str, Any]],
-    reserved: Iterable[Binding],
+    readings: SessionReadings,
     seen_busy: Mapping[str, datetime],
     now: datetime,
 ) -> list[Worker]:
     """The live workers as `pool_scaling.plan` counts them."""
     by_name = {name_of(pod): pod for pod in pods}
-    served: dict[str, list[Mapping[str, Any]]] = {}
-    for session in sessions:  # one pass, not one per worker: a pool may serve thousands
-        binding = binding_of(session)
-        if binding is not None and binding.pod in by_name:
-            served.setdefault(binding.pod, []).append(session)
     workers = []
-    for found in pool_workers(by_name.values(), sessions, reserved):
+    for found in pool_workers(by_name.values(), readings.taken):
         pod, seen = by_name[found.pod], seen_busy.get(found.pod)
         workers.append(
             Worker(
@@ -236,7 +253,7 @@ def scaling_workers(
                 busy=len(found.taken),
                 ready=found.ready,
                 draining=found.draining,
-                idle_since=idle_since(pod, served.get(found.pod, ()), seen, now),
+                idle_since=idle_since(pod, readings.served.get(found.pod, ()), seen, now),
             )
         )
     return workers

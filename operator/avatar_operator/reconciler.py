@@ -237,7 +237,7 @@ class Reconciler:
         assignment = assign(
             (_queued_session(body) for body in queued),
             serving,
-            pool_readings.pool_workers(pods, sessions, chosen),
+            pool_readings.pool_workers(pods, pool_readings.taken_slots(sessions, chosen)),
             TenantRoom(
                 held_by_tenant=capacity_readings.held_slots(sessions, excluding=waiting),
                 max_by_tenant=self._tenant_limits(sessions),

@@ -113,19 +113,21 @@ def test_queued_counts_unbound_waiting_sessions_of_a_served_tier() -> None:
         session("going", "queued", deleting=True),
         session("ended", "ended"),
     ]
-    assert pool_readings.queued_by_pool(pools, sessions) == {"lite": 2, "gpu": 1}
+    assert pool_readings.read_sessions(pools, sessions).queued == {"lite": 2, "gpu": 1}
 
 
 def test_a_tier_two_pools_serve_is_queued_for_the_first_by_name() -> None:
     pools = [pool("zeta", "lite"), pool("alpha", "lite", "mock")]
     sessions = [session("s1", "queued"), session("s2", "queued", quality="mock")]
-    assert pool_readings.queued_by_pool(pools, sessions) == {"alpha": 2, "zeta": 0}
+    assert pool_readings.read_sessions(pools, sessions).queued == {"alpha": 2, "zeta": 0}
 
 
 def test_a_session_with_a_slot_chosen_in_memory_is_no_longer_queued() -> None:
     sessions = [session("s1", "queued"), session("s2", "queued")]
-    queued = pool_readings.queued_by_pool([pool("lite", "lite")], sessions, reserved={"s1"})
-    assert queued == {"lite": 1}
+    chosen = {"s1": Binding(pool="lite", pod="lite-aaaaa", slot=0)}
+    readings = pool_readings.read_sessions([pool("lite", "lite")], sessions, chosen)
+    assert readings.queued == {"lite": 1}
+    assert readings.taken == {"lite-aaaaa": {0}}
 
 
 # --- workers and their slots -----------------------------------------------------------------
@@ -147,7 +149,7 @@ def test_pool_workers_reads_slots_taken_readiness_and_draining() -> None:
         session("s5", "failed", on=("lite-ccccc", 1)),
     ]
     reserved = [Binding(pool="lite", pod="lite-bbbbb", slot=0)]
-    workers = pool_readings.pool_workers(pods, sessions, reserved)
+    workers = pool_readings.pool_workers(pods, pool_readings.taken_slots(sessions, reserved))
     assert workers == [
         PoolWorker("lite", "lite-aaaaa", 2, frozenset({1}), ready=True, draining=False),
         PoolWorker("lite", "lite-bbbbb", 2, frozenset({0}), ready=False, draining=False),
@@ -161,7 +163,7 @@ def test_a_worker_whose_slot_count_cannot_be_read_offers_no_slot() -> None:
         pod("lite-bbbbb", slots="many"),
         pod("lite-c", slots="65"),
     ]
-    assert [w.slots for w in pool_readings.pool_workers(pods, [])] == [0, 0, 0]
+    assert [w.slots for w in pool_readings.pool_workers(pods, {})] == [0, 0, 0]
 
 
 def test_bound_sessions_are_those_holding_a_slot_of_that_worker() -> None:
@@ -192,13 +194,18 @@ def test_idle_since_is_the_latest_of_creation_a_finished_session_and_last_seen_b
 
 def test_scaling_workers_count_each_live_workers_sessions() -> None:
     pods = [pod("lite-aaaaa"), pod("lite-bbbbb", draining=True), pod("lite-old00", phase="Failed")]
-    sessions = [session("s1", "running", on=("lite-aaaaa", 0))]
-    reserved = [Binding(pool="lite", pod="lite-aaaaa", slot=1)]
-    workers = pool_readings.scaling_workers(pods, sessions, reserved, {}, T0)
+    sessions = [
+        session("s1", "running", on=("lite-aaaaa", 0)),
+        session("s2", "ended", on=("lite-bbbbb", 1), finishedAt=stamp(T0 - timedelta(minutes=5))),
+    ]
+    reserved = {"s3": Binding(pool="lite", pod="lite-aaaaa", slot=1)}
+    readings = pool_readings.read_sessions([pool("lite", "lite")], sessions, reserved)
+    workers = pool_readings.scaling_workers(pods, readings, {}, T0)
     created = T0 - timedelta(hours=1)
     assert workers == [
         Worker("lite-aaaaa", 2, 2, ready=True, draining=False, idle_since=created),
-        Worker("lite-bbbbb", 2, 0, ready=True, draining=True, idle_since=created),
+        # Its finished session counts for its idle time, not for its busy slots.
+        Worker("lite-bbbbb", 2, 0, ready=True, draining=True, idle_since=T0 - timedelta(minutes=5)),
     ]
 
 
