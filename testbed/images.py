@@ -23,6 +23,7 @@ rebuilds nothing, and a source change only reinstalls the workspace's own packag
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -262,20 +263,38 @@ def build(component: str, context: Path, tag: str | None = None) -> BuiltImage:
     return BuiltImage(component, tag, built, image_size(tag), seconds, ran)
 
 
-def export_files(tag: str) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
-    """Every regular file of the image's filesystem (the layers flattened), with its contents."""
-    # Created, never started: the command only has to be there (a base image names none).
-    container = docker("create", "--network=none", "--entrypoint=true", tag).stdout.decode()
-    container = container.strip()
-    try:
-        with subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE) as export:
-            assert export.stdout is not None
-            with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
-                for member in tar:
-                    if member.isfile():
-                        extracted = tar.extractfile(member)
-                        assert extracted is not None
-                        yield member, extracted.read()
-            assert export.wait(timeout=300) == 0, "docker export failed"
-    finally:
-        docker("rm", "--force", container)
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an image: its diff id (the digest of its uncompressed tar, so the same
+    contents in any image) and the directory where Docker's overlay2 storage keeps its files."""
+
+    diff_id: str
+    directory: Path
+
+
+class UnsupportedStorageError(RuntimeError):
+    """The engine keeps layers with a storage driver other than overlay2 (its default)."""
+
+
+def layers(tag: str) -> list[Layer]:
+    """The image's layers, bottom first. Every layer, not the flattened filesystem: a file that
+    a later layer deletes is still shipped in the earlier one."""
+    info = json.loads(docker("image", "inspect", tag).stdout)[0]
+    driver = info["GraphDriver"]
+    if driver["Name"] != "overlay2":
+        raise UnsupportedStorageError(f"Docker stores layers with {driver['Name']}, not overlay2")
+    lower = driver["Data"].get("LowerDir")  # top first; absent for a one-layer image
+    directories = [*reversed(lower.split(":") if lower else []), driver["Data"]["UpperDir"]]
+    diff_ids: list[str] = info["RootFS"]["Layers"]
+    assert len(directories) == len(diff_ids), (directories, diff_ids)
+    return [Layer(d, Path(p)) for d, p in zip(diff_ids, directories, strict=True)]
+
+
+def layer_files(layer: Layer) -> Iterator[tuple[str, bytes]]:
+    """Every regular file the layer holds, by its path in the image, with its contents
+    (whiteouts, links and directories are not files)."""
+    for directory, _, names in os.walk(layer.directory):
+        for name in names:
+            path = Path(directory) / name
+            if path.is_file() and not path.is_symlink():
+                yield "/" + str(path.relative_to(layer.directory)), path.read_bytes()

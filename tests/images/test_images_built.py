@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,27 +42,29 @@ SECRET_PATH = re.compile(
 )
 
 
+# A layer once found clean is clean (its diff id names its contents) until the scan changes.
+SCAN_KEY = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+CLEAN_LAYERS = images.CACHE / "clean-layers"
+
+
 @functools.cache
 def base_files(base: str) -> dict[str, bytes]:
     """The base image's files, by path, as digests of their contents."""
     return {
-        _path(member): hashlib.sha256(data).digest() for member, data in images.export_files(base)
+        path: hashlib.sha256(data).digest()
+        for layer in images.layers(base)
+        for path, data in images.layer_files(layer)
     }
 
 
-def _path(member: tarfile.TarInfo) -> str:
-    return "/" + member.name.removeprefix("./").lstrip("/")
-
-
-def secrets_in(tag: str) -> list[str]:
-    """What looks like a credential in what the image adds to its base (the local Debian base
-    for all three): by path, by contents, or in its history (build arguments and RUN lines
-    are recorded there). The base's own files are not ours to judge: Debian's libgnutls, for
-    one, carries the private key of its self-test."""
-    unchanged = base_files(images.base_image())
+def layer_secrets(layer: images.Layer, unchanged: dict[str, bytes]) -> list[str]:
+    """What looks like a credential in one layer, by path or by contents; a file the same as
+    the base's at its path is the base's."""
+    clean = CLEAN_LAYERS / f"{layer.diff_id.removeprefix('sha256:')}-{SCAN_KEY}"
+    if clean.exists():
+        return []
     found: list[str] = []
-    for member, data in images.export_files(tag):
-        path = _path(member)
+    for path, data in images.layer_files(layer):
         if unchanged.get(path) == hashlib.sha256(data).digest():
             continue
         if SECRET_PATH.search(path):
@@ -71,6 +72,27 @@ def secrets_in(tag: str) -> list[str]:
         for name, pattern in (("an API key", API_KEY), ("a private key", PRIVATE_KEY)):
             if pattern.search(data):
                 found.append(f"{path} (holds {name})")
+    if not found:
+        clean.parent.mkdir(parents=True, exist_ok=True)
+        clean.touch()
+    return found
+
+
+def secrets_in(tag: str) -> list[str]:
+    """What looks like a credential in the layers the image adds to its base (the local Debian
+    base for all three), or in its history (build arguments and RUN lines are recorded there).
+    Each layer is read, not the flattened filesystem, since a file deleted by a later layer
+    still ships in its own; a layer already found clean is not read again, so a source change
+    rescans only the source layers, not the worker's gigabytes of torch. The base's own files
+    are not ours to judge: Debian's libgnutls, for one, carries the private key of its
+    self-test."""
+    base = images.base_image()
+    base_layers = {layer.diff_id for layer in images.layers(base)}
+    unchanged = base_files(base)
+    found: list[str] = []
+    for layer in images.layers(tag):
+        if layer.diff_id not in base_layers:
+            found += layer_secrets(layer, unchanged)
     history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag).stdout
     for name, pattern in (("an API key", API_KEY), ("a private key", PRIVATE_KEY)):
         if pattern.search(history):
@@ -203,23 +225,15 @@ def _api_serves(tag: str, workdir: Path) -> None:
 
 
 def test_no_secret_inside(image: BuiltImage) -> None:
-    """An image id names its contents, so an image once found clean is clean: the scan reads
-    every byte the image adds (gigabytes for the worker's torch) and runs again only for a new
-    image, or when the scan itself changes (its source is part of the key)."""
-    scan = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    clean = images.CACHE / "clean-scans" / f"{image.image_id.removeprefix('sha256:')}-{scan}"
-    if clean.exists():
-        return
     assert secrets_in(image.tag) == []
-    clean.parent.mkdir(parents=True, exist_ok=True)
-    clean.touch()
 
 
 def test_the_secret_scan_finds_a_planted_key(
     builds: dict[str, list[BuiltImage]], build_context: Path
 ) -> None:
     """The scan above, on an image with a key, an API key and a .env planted in a layer on top
-    of the operator's: all three are found (so an empty result above means something)."""
+    of the operator's, the key then deleted by the next layer (it still ships in the first):
+    all three are found (so an empty result above means something)."""
     if "operator" not in builds:
         builds["operator"] = [images.build("operator", build_context)]
     base = builds["operator"][0].tag
@@ -230,7 +244,9 @@ def test_the_secret_scan_finds_a_planted_key(
     )
     api_key = generate_api_key().encode()
     files = {
-        "Dockerfile": f"FROM {base}\nCOPY leak /opt/leak\n".encode(),
+        "Dockerfile": (
+            f"FROM {base}\nCOPY leak /opt/leak\nUSER 0\nRUN rm /opt/leak/tls.key\n".encode()
+        ),
         "leak/tls.key": key,
         "leak/settings.py": b"KEY = '" + api_key + b"'\n",
         "leak/.env": b"COLOR=blue\n",
