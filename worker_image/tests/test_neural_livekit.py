@@ -7,6 +7,7 @@ mouth, but its face changes with the audio it hears and stays still in silence).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import statistics
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from livekit import rtc
 
 from avatar_crds.contract import ENV_MODEL_DIR
 from avatar_crds.enums import AspectRatio, Quality
@@ -114,8 +116,20 @@ def test_a_standard_session_publishes_its_tier_size_with_measured_av_offset(
                 )
                 assert worker.pipeline is not None
                 rendered = worker.pipeline.stats.rendered
+                published = next(
+                    (p.width, p.height)
+                    for participant in viewer.room.remote_participants.values()
+                    for p in participant.track_publications.values()
+                    if p.kind == rtc.TrackKind.KIND_VIDEO
+                )
             assert rendered > 0
-            assert {(f.width, f.height) for f in viewer.video} == {SIZE}
+            assert published == SIZE
+            # What arrives is the tier's size, but for a rare odd frame out of WebRTC's decoder
+            # (one CI run received an 8x8 one; the worker only ever captures frames of the
+            # tier's size).
+            sizes = collections.Counter((f.width, f.height) for f in viewer.video)
+            assert sizes.most_common(1)[0][0] == SIZE, sizes
+            assert sizes[SIZE] >= 0.97 * len(viewer.video), sizes
             frames = [(f.at, f.value) for f in viewer.video if f.value is not None]
             video = face_change_onsets(frames, after=speech_from - 0.5, bursts=bursts)
             audio = audio_onsets(viewer)[:bursts]
