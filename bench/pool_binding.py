@@ -88,6 +88,8 @@ class Bindings:
         self.binding: dict[str, tuple[str, int]] = {}
         self.started_at: dict[str, str] = {}
         """`status.startingAt`: when the operator decided the binding (RFC 3339, UTC)."""
+        self.created_at: dict[str, str] = {}
+        """`metadata.creationTimestamp` (whole seconds): FIFO is by it, then by name."""
         self.phase: dict[str, str] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._follow, daemon=True)
@@ -112,6 +114,7 @@ class Bindings:
             name = body["metadata"]["name"]
             status = body.get("status") or {}
             self.phase[name] = status.get("phase") or "created"
+            self.created_at[name] = body["metadata"]["creationTimestamp"]
             if event["type"] == "DELETED":
                 self.phase[name] = "deleted"
             binding = status.get("binding")
@@ -305,9 +308,12 @@ def chaos(
     wait(lambda: all(n in bindings.bound_at for n in queued), "the queued sessions bound")
     # FIFO: no queued session is bound after one queued behind it was, by when the operator
     # decided each binding (`startingAt`; the watch's arrival times are not in write order).
+    # Queue order is the operator's: creation time, then name. The name's ULID alone is the
+    # client's clock in milliseconds, which 16 client threads do not send in order, while the
+    # API server stamps whole seconds.
     late: list[str] = []
     latest = datetime.min.replace(tzinfo=UTC)
-    for name in sorted(queued):  # `sess-<ULID>`: creation order
+    for name in sorted(queued, key=lambda n: (bindings.created_at[n], n)):
         started = datetime.fromisoformat(bindings.started_at[name])
         if started < latest:
             late.append(name)
