@@ -467,7 +467,11 @@ async def test_busy_workers_are_drained_taken_back_and_deleted_only_once_empty(
 
         await run.wait(shed, "the idle worker deleted and one busy worker draining")
         (drained,) = draining()
-        assert pools.get(name)["status"]["drainingWorkers"] == 1
+        # The status is written after the drain's annotation, in the same pass: wait for it.
+        await run.wait(
+            lambda: pools.get(name)["status"].get("drainingWorkers") == 1,
+            "the pool's status counting the draining worker",
+        )
 
         # Growing again: the draining worker is taken back, nothing new is made.
         pools.patch_spec(name, maxWorkers=2)
