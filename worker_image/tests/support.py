@@ -329,6 +329,15 @@ class Subscriber:
         parts = [a.samples for a in self.audio if a.at >= start]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
+    def video_publication(self) -> rtc.RemoteTrackPublication:
+        """The worker's video track as the room announces it (codec, published size)."""
+        return next(
+            p
+            for participant in self.room.remote_participants.values()
+            for p in participant.track_publications.values()
+            if p.kind == rtc.TrackKind.KIND_VIDEO
+        )
+
     async def leave(self) -> None:
         for task in list(self._tasks):
             task.cancel()

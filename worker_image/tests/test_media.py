@@ -169,12 +169,7 @@ def test_codec_and_aspect_reach_the_subscriber(
         try:
             async with running_worker(files):
                 await wait_until(lambda: len(viewer.stamps()) >= 10, timeout=20, what="frames")
-                publication = next(
-                    p
-                    for participant in viewer.room.remote_participants.values()
-                    for p in participant.track_publications.values()
-                    if p.kind == rtc.TrackKind.KIND_VIDEO
-                )
+                publication = viewer.video_publication()
                 assert publication.mime_type.lower() == f"video/{codec.value}"
                 frame = viewer.video[-1]
                 assert (frame.width, frame.height) == resolution(Quality.MOCK, aspect)

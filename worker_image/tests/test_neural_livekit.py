@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from livekit import rtc
 
 from avatar_crds.contract import ENV_MODEL_DIR
 from avatar_crds.enums import AspectRatio, Quality
@@ -116,12 +115,8 @@ def test_a_standard_session_publishes_its_tier_size_with_measured_av_offset(
                 )
                 assert worker.pipeline is not None
                 rendered = worker.pipeline.stats.rendered
-                published = next(
-                    (p.width, p.height)
-                    for participant in viewer.room.remote_participants.values()
-                    for p in participant.track_publications.values()
-                    if p.kind == rtc.TrackKind.KIND_VIDEO
-                )
+                publication = viewer.video_publication()
+                published = (publication.width, publication.height)
             assert rendered > 0
             assert published == SIZE
             # What arrives is the tier's size, but for a rare odd frame out of WebRTC's decoder
