@@ -53,10 +53,11 @@ def session_manifest(
     spec: Mapping[str, Any] | None = None,
     status: Mapping[str, Any] | None = None,
     uid: str | None = None,
+    name: str = SAMPLE_SESSION,
 ) -> dict[str, Any]:
-    """A valid AvatarSession `SAMPLE_SESSION` in namespace `fc` (LiveKit transport, `lite`,
-    token Secret `<name>-token`), with the given spec fields changed."""
-    metadata = {"name": SAMPLE_SESSION, "namespace": "fc", **({"uid": uid} if uid else {})}
+    """A valid AvatarSession `name` in namespace `fc` (LiveKit transport, `lite`, token Secret
+    `<name>-token`), with the given spec fields changed."""
+    metadata = {"name": name, "namespace": "fc", **({"uid": uid} if uid else {})}
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "AvatarSession",
@@ -66,7 +67,7 @@ def session_manifest(
             "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
             "quality": "lite",
             "transport": {"type": "livekit", "livekit": {"url": "ws://x", "roomName": "r"}},
-            "tokenSecretRef": {"name": f"{SAMPLE_SESSION}-token"},
+            "tokenSecretRef": {"name": f"{name}-token"},
             **(spec or {}),
         },
     }

@@ -36,6 +36,7 @@ from avatar_operator import billing, capacity_readings, metrics, pool_readings, 
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
 from avatar_operator.cluster_gpus import ClusterGpus
+from avatar_operator.event_pacing import EventPoster, PacedEvents
 from avatar_operator.kube import FINALIZER, IN_FLIGHT, Kube, KubeError
 from avatar_operator.machine import (
     Action,
@@ -80,12 +81,6 @@ class ClusterView(Protocol):
         ...
 
 
-class EventPoster(Protocol):
-    """Posts a Kubernetes Event about a session (kopf's poster in production)."""
-
-    def __call__(self, session: AvatarSession, kind: str, reason: str, message: str) -> None: ...
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -119,6 +114,8 @@ class Reconciler:
     pools: PoolController = field(init=False)
     tenant_counts: WorkQueue[Key] = field(init=False)
     """(namespace, tenant) whose count of slot-holding sessions may have changed."""
+    events: PacedEvents = field(init=False)
+    """Transition Events, held while bindings are being written (`event_pacing`)."""
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self._reconcile_key, on_failure=_log_failure, concurrency=IN_FLIGHT)
@@ -131,6 +128,7 @@ class Reconciler:
             sessions_on=self.sessions_on,
             reserved=lambda: self.bindings,
         )
+        self.events = PacedEvents(self.post_event, busy=self._writing_bindings)
         self.outbox = WebhookOutbox(
             sender=self.webhooks,
             secrets=self.kube,
@@ -292,6 +290,7 @@ class Reconciler:
         if phase in WORKER_PHASES or phase.is_terminal:
             self.reserved.discard(key)
             self.bindings.pop(key, None)
+            self.events.release()
         deleting = session.metadata.deletion_timestamp is not None
         waiting = phase in WAITING_PHASES and not deleting and key not in self.bindings
         if waiting and self._pooled(key[0]):
@@ -378,6 +377,10 @@ class Reconciler:
     def _pooled(self, namespace: str) -> bool:
         """Sessions there are bound to pool slots (it has a WorkerPool), not given pods."""
         return any(p["metadata"]["namespace"] == namespace for p in self.view.pools())
+
+    def _writing_bindings(self) -> bool:
+        """Sessions chosen for a slot (or admitted) whose status does not record it yet."""
+        return bool(self.bindings or self.reserved)
 
     def _tenant_limits(self, sessions: Iterable[dict[str, Any]]) -> dict[str, int]:
         limits: dict[str, int] = {}
@@ -476,7 +479,7 @@ class Reconciler:
             reason=str(decision.status.reason) if decision.status.reason else None,
         )
         if decision.event is not None:
-            self.post_event(session, *decision.event)
+            self.events.post(session, *decision.event)
 
     def _webhook_of(self, session: AvatarSession) -> Webhook | None:
         tenant = self._tenant(session.metadata.namespace or "", session.spec.tenant)
@@ -557,6 +560,7 @@ class Reconciler:
         self.queue.forget(key)
         self.reserved.discard(key)
         self.bindings.pop(key, None)
+        self.events.release()
         self.outbox.forget(key)
 
 

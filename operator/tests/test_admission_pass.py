@@ -9,8 +9,9 @@ import itertools
 import time
 from typing import Any, cast
 
+from avatar_operator.event_pacing import EventPoster
 from avatar_operator.kube import Kube
-from avatar_operator.reconciler import EventPoster, Reconciler
+from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
 

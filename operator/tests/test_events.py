@@ -1,15 +1,18 @@
 """The reconciler posts a transition's Kubernetes Event through the poster it is given (kopf's in
-production), and posts nothing for a transition the machine gave no Event."""
+production), posts nothing for a transition the machine gave no Event, and holds Events while a
+binding it chose is not yet written (`event_pacing`)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import structlog
 
-from avatar_crds.session import AvatarSession, AvatarSessionStatus
+from avatar_crds.session import AvatarSession, AvatarSessionStatus, Binding
 from avatar_operator.kube import Kube
 from avatar_operator.machine import Decision
+from avatar_operator.observe import key_of
 from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
@@ -61,3 +64,21 @@ def test_a_transition_without_an_event_posts_nothing() -> None:
     )
 
     assert recorder.posted == []
+
+
+def test_events_wait_for_the_bindings_being_written() -> None:
+    async def scenario() -> None:
+        recorder = EventRecorder()
+        reconciler = reconciler_posting_to(recorder)
+        other = AvatarSession.model_validate(session_manifest(name="sess-other"))
+        reconciler.bindings[key_of(other)] = Binding(pool="standard", pod="worker-a", slot=0)
+        session = AvatarSession.model_validate(session_manifest())
+        event = ("Normal", "Queued", "waiting for capacity")
+
+        reconciler._record_transition(session, queued(event), structlog.get_logger())
+        assert recorder.posted == []  # the other session's binding goes first
+
+        reconciler._forget(key_of(other))
+        assert recorder.posted == [(session.metadata.name, *event)]
+
+    asyncio.run(scenario())

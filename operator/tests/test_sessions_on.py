@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from avatar_operator import pool_readings
+from avatar_operator.event_pacing import EventPoster
 from avatar_operator.kube import Kube
 from avatar_operator.observe import Key, session_key
-from avatar_operator.reconciler import EventPoster, Reconciler
+from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
 

@@ -18,9 +18,10 @@ from avatar_crds.session import AvatarSession
 from avatar_operator import capacity_readings
 from avatar_operator.admission import Capacity, admit
 from avatar_operator.capacity import Placement
+from avatar_operator.event_pacing import EventPoster
 from avatar_operator.kube import Kube
 from avatar_operator.observe import Key
-from avatar_operator.reconciler import EventPoster, Reconciler
+from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
 from testbed.objects import session_manifest

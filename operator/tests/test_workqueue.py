@@ -6,52 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from avatar_operator.workqueue import Backoff, Requeue, WorkQueue
+from testbed.manual_clock import ManualClock
 from testbed.wait import wait_for_async
 
 WITHIN = 5.0
-
-
-@dataclass
-class _ManualTimer:
-    due: float
-    callback: Callable[[], None]
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-@dataclass
-class ManualClock:
-    """Stands in for the event loop's timers: time moves only when a test calls `advance`."""
-
-    now: float = 0.0
-    timers: list[_ManualTimer] = field(default_factory=list)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> _ManualTimer:
-        timer = _ManualTimer(self.now + delay, callback)
-        self.timers.append(timer)
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        """Move time on, firing (in order) every timer that falls due on the way."""
-        self.now += seconds
-        while due := sorted(
-            (t for t in self.timers if not t.cancelled and t.due <= self.now), key=lambda t: t.due
-        ):
-            timer = due[0]
-            self.timers.remove(timer)
-            timer.callback()
-
-    def pending(self) -> list[float]:
-        """Seconds from now until each timer still set."""
-        return sorted(t.due - self.now for t in self.timers if not t.cancelled)
 
 
 class Work:
