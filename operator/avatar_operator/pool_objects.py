@@ -115,8 +115,8 @@ def worker_role_binding(pool: WorkerPool, account: str) -> dict[str, Any]:
 
 def worker_settings(template: WorkerTemplate, settings: WorkerPodSettings) -> WorkerPodSettings:
     """The operator's worker settings with the pool's shape in place of its own: image, size,
-    GPUs and placement come from the pool; volumes, TTS, the transport allow-list, priority
-    and grace period from the operator."""
+    GPUs and placement come from the pool; volumes, TTS, the transport allow-list, priority,
+    grace period and the node network's settings from the operator."""
     tolerations = [t.to_k8s() for t in template.tolerations]
     if template.gpus and not any(_tolerates(t, template.gpu_resource_name) for t in tolerations):
         # GPU nodes are tainted with their GPU resource's name; a pod asking for that resource

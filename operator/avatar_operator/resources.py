@@ -135,7 +135,12 @@ def worker_pod_spec(
                 "name": WORKER_CONTAINER,
                 "image": settings.image,
                 "imagePullPolicy": settings.image_pull_policy,
-                "env": [*env, *_transport_allow_env(settings), *_tts_env(settings)],
+                "env": [
+                    *env,
+                    *_transport_allow_env(settings),
+                    *_tts_env(settings),
+                    *_kubernetes_api_env(settings),
+                ],
                 "resources": resources,
                 "volumeMounts": mounts,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -148,6 +153,8 @@ def worker_pod_spec(
         ],
         "volumes": volumes,
     }
+    if settings.host_network:
+        spec["hostNetwork"] = True
     if settings.runtime_class_name:
         spec["runtimeClassName"] = settings.runtime_class_name
     if settings.priority_class_name:
@@ -162,6 +169,18 @@ def _transport_allow_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
         contract.ENV_TRANSPORT_ALLOWED_CIDRS: settings.transport_allowed_cidrs,
     }
     return [{"name": name, "value": value} for name, value in values.items() if value]
+
+
+def _kubernetes_api_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
+    """Where the worker's client finds the API server when the `kubernetes` Service does not
+    lead there: the variables the kubelet would set from that Service, which a container's
+    own env overrides."""
+    if not settings.kubernetes_api_host:
+        return []
+    return [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": settings.kubernetes_api_host},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": str(settings.kubernetes_api_port)},
+    ]
 
 
 def _tts_env(settings: WorkerPodSettings) -> list[dict[str, str]]:

@@ -50,6 +50,12 @@ class WorkerPodSettings(BaseModel):
     # on to every worker pod, which checks the room's resolved addresses against it.
     transport_allowed_hosts: str = ""
     transport_allowed_cidrs: str = ""
+    # For clusters where pods reach neither LiveKit through a pod network nor the API server
+    # through the `kubernetes` Service (no kube-proxy): the chart's `hostNetwork` and
+    # `kubernetesApi`. Off and empty on a usual cluster.
+    host_network: bool = False
+    kubernetes_api_host: str = ""
+    kubernetes_api_port: Annotated[int, Field(ge=1, le=65535)] = 443
 
     # The OpenAI-compatible TTS server (chart `tts.openai`), passed on to every worker pod; its
     # API key is the named Secret's key, mounted as a file (contract.TTS_KEY_FILE).
@@ -125,6 +131,9 @@ _ENV_FIELDS = {
     "WORKER_TERMINATION_GRACE_SECONDS": "worker.termination_grace_seconds",
     "WORKER_AVATAR_STORE_CLAIM": "worker.avatar_store_claim",
     "WORKER_MODEL_VOLUME_CLAIM": "worker.model_volume_claim",
+    "WORKER_HOST_NETWORK": "worker.host_network",
+    "KUBERNETES_API_HOST": "worker.kubernetes_api_host",
+    "KUBERNETES_API_PORT": "worker.kubernetes_api_port",
     "TRANSPORT_ALLOWED_HOSTS": "worker.transport_allowed_hosts",
     "TRANSPORT_ALLOWED_CIDRS": "worker.transport_allowed_cidrs",
     "TTS_OPENAI_BASE_URL": "worker.tts_openai_base_url",

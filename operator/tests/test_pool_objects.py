@@ -158,6 +158,8 @@ def test_the_pools_shape_replaces_the_operators() -> None:
         runtime_class_name="other",
         priority_class_name="avatars",
         termination_grace_seconds=45,
+        host_network=True,
+        kubernetes_api_host="10.0.0.9",
     )
     spec = pool_objects.worker_pod(POOL, ACCOUNT, settings)["spec"]
     container = spec["containers"][0]
@@ -169,9 +171,12 @@ def test_the_pools_shape_replaces_the_operators() -> None:
     assert spec["nodeSelector"] == {"gpu": "l4"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
     assert spec["runtimeClassName"] == "nvidia"
-    # What the operator keeps: priority and grace period.
+    # What the operator keeps: priority, grace period, and the node network's settings.
     assert spec["priorityClassName"] == "avatars"
     assert spec["terminationGracePeriodSeconds"] == 45
+    assert spec["hostNetwork"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("10.0.0.9", "443")
 
 
 def test_a_cpu_pool_asks_for_no_gpu() -> None:

@@ -166,3 +166,27 @@ def test_tts_and_warning_settings_from_environment() -> None:
         load_settings({"FACECAST_TTS_OPENAI_VOICES": '[{"voice": "alloy"}]'})
     with pytest.raises(SettingsError, match="tts_openai_base_url"):
         load_settings({"FACECAST_TTS_OPENAI_BASE_URL": "ftp://tts.example"})
+
+
+def test_node_network_and_api_server_address_reach_the_worker_from_environment() -> None:
+    """For a cluster without kube-proxy and a pod network (the chart's `hostNetwork` and
+    `kubernetesApi`): the worker runs on its node's network and finds the API server there."""
+    settings = load_settings(
+        {
+            "FACECAST_WORKER_HOST_NETWORK": "true",
+            "FACECAST_KUBERNETES_API_HOST": "127.0.0.1",
+            "FACECAST_KUBERNETES_API_PORT": "6443",
+        }
+    )
+    pod = worker_pod(SESSION, settings.worker)
+    assert pod["spec"]["hostNetwork"] is True
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+    assert env["KUBERNETES_SERVICE_PORT"] == "6443"
+    # By default neither: the pod network, and the `kubernetes` Service the kubelet names.
+    default = build()
+    assert "hostNetwork" not in default["spec"]
+    names = {e["name"] for e in default["spec"]["containers"][0]["env"]}
+    assert not names & {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+    with pytest.raises(SettingsError, match="kubernetes_api_port"):
+        load_settings({"FACECAST_KUBERNETES_API_PORT": "0"})

@@ -1,5 +1,5 @@
 """The real node (testbed/real_node.py: the real kubelet on containerd) for these tests, with
-the worker image built by testbed/images.py imported into it. Needs root and a Docker engine."""
+the images built by testbed/images.py imported into it. Needs root and a Docker engine."""
 
 from __future__ import annotations
 
@@ -14,21 +14,25 @@ from testbed.real_node import RealNode, running_real_node
 
 
 @pytest.fixture(scope="session")
-def worker_image(tmp_path_factory: pytest.TempPathFactory) -> images.BuiltImage:
+def node_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, images.BuiltImage]:
+    """The three images, by component (Docker's layer cache answers when tests/images built
+    them already)."""
     try:
         images.require_engine()
     except images.DockerUnavailableError as error:
         pytest.fail(str(error))
     context = images.snapshot_context(tmp_path_factory.mktemp("node-context"))
-    return images.build("worker", context)
+    return {component: images.build(component, context) for component in images.BASE_ARGUMENTS}
 
 
 @pytest.fixture(scope="module")
 def real_node(
     control_plane: ControlPlane,
-    worker_image: images.BuiltImage,
+    node_images: dict[str, images.BuiltImage],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RealNode]:
+    """A node with every image imported (containerd's root is kept: a warm run imports none)."""
     directory: Path = tmp_path_factory.mktemp("real-node")
-    with running_real_node(control_plane, directory, gpus=1, images=(worker_image.tag,)) as node:
+    tags = tuple(built.tag for built in node_images.values())
+    with running_real_node(control_plane, directory, gpus=1, images=tags) as node:
         yield node

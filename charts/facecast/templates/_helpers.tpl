@@ -108,6 +108,25 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
+{{/* Node network (`hostNetwork`, `kubernetesApi`) ------------------------------------ */}}
+
+{{/* A pod spec's networking: its own, or its node's. */}}
+{{- define "facecast.podNetwork" -}}
+enableServiceLinks: false
+{{- if .Values.hostNetwork }}
+hostNetwork: true
+{{- end }}
+{{- end -}}
+
+{{/* Env items pointing a container's in-cluster client at `kubernetesApi` instead of the
+`kubernetes` Service; they override what the kubelet sets from that Service. */}}
+{{- define "facecast.kubernetesApiEnv" -}}
+{{- with .Values.kubernetesApi.host }}
+- {name: KUBERNETES_SERVICE_HOST, value: {{ . | quote }}}
+- {name: KUBERNETES_SERVICE_PORT, value: {{ $.Values.kubernetesApi.port | int | toString | quote }}}
+{{- end }}
+{{- end -}}
+
 {{/* Network policy pieces -------------------------------------------------------------- */}}
 
 {{- define "facecast.ipBlocks" -}}
