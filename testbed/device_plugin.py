@@ -15,12 +15,18 @@ so the wire format is the kubelet's), and the services are served with grpcio's 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+# The process serving this plugin goes on starting components (fork, then exec, with a Python
+# preexec_fn in between): gRPC's fork handlers, for children that go on using gRPC, made such a
+# child die of SIGSEGV before its exec (the local stack's operator, started after the real
+# node). No child here uses gRPC, so they are off; grpc reads this when it is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 

@@ -103,13 +103,16 @@ _GPUS_NOT_IN_RESOURCES = Rule(
 )
 
 
+ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
 class WorkerTemplate(CamelModel):
     """The shape of every worker pod of the pool."""
 
     model_config = ConfigDict(json_schema_extra=rules(_GPUS_NOT_IN_RESOURCES))
 
     image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")]
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_policy: ImagePullPolicy = "IfNotPresent"
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     gpus: Annotated[int, Field(ge=0, le=8)] = Field(
         default=1, description="GPUs per worker, shared by all its slots; 0 on CPU-only tiers."

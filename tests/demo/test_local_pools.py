@@ -13,13 +13,14 @@ from avatar_operator.pool_objects import worker_pod
 from avatar_operator.settings import WorkerPodSettings
 from tools.localstack import pools
 from tools.localstack.pod_launch import plan_launch
-from tools.localstack.stack import NAMESPACE, WORKER_IMAGE, WORKER_READY_FILE_OPTION
+from tools.localstack.stack import NAMESPACE
+from tools.localstack.worker_nodes import LOCAL_WORKER_IMAGE, WORKER_READY_FILE_OPTION
 
 ACCOUNT = "facecast-lite-worker-q4vzt"
 
 
 def _pool(tier: Quality) -> WorkerPool:
-    return WorkerPool.model_validate(pools.worker_pool(tier, NAMESPACE, WORKER_IMAGE))
+    return WorkerPool.model_validate(pools.worker_pool(tier, NAMESPACE, LOCAL_WORKER_IMAGE))
 
 
 def test_one_warm_cpu_pool_per_served_tier() -> None:
@@ -28,7 +29,7 @@ def test_one_warm_cpu_pool_per_served_tier() -> None:
         assert spec.qualities == [tier]
         assert (spec.slots_per_worker, spec.min_workers, spec.buffer) == (4, 1, 2)
         assert spec.worker.gpus == 0
-        assert spec.worker.image == WORKER_IMAGE
+        assert spec.worker.image == LOCAL_WORKER_IMAGE
 
 
 def test_warm_once_every_pool_has_a_ready_worker() -> None:
@@ -45,14 +46,14 @@ def test_warm_once_every_pool_has_a_ready_worker() -> None:
 
 
 def test_the_operators_pool_worker_runs_on_the_local_node(tmp_path: Path) -> None:
-    pod = worker_pod(_pool(Quality.LITE), ACCOUNT, WorkerPodSettings(image=WORKER_IMAGE))
+    pod = worker_pod(_pool(Quality.LITE), ACCOUNT, WorkerPodSettings(image=LOCAL_WORKER_IMAGE))
     # What the API server does on create: a name from generateName, a uid.
     pod["metadata"]["name"] = pod["metadata"]["generateName"] + "x7k2p"
     pod["metadata"]["uid"] = "u-3"
     plan = plan_launch(
         pod,
         tmp_path,
-        images={WORKER_IMAGE: ["python", "-m", "avatar_worker"]},
+        images={LOCAL_WORKER_IMAGE: ["python", "-m", "avatar_worker"]},
         default_command=["false"],
         host_paths={contract.AVATAR_STORE_DIR: "/srv/avatars"},
         kubeconfig=tmp_path / "sa.kubeconfig",

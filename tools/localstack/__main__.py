@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--record-seconds", type=float, default=5.0)
     parser.add_argument("--page-port", type=int, default=0, help="0: a free port")
     parser.add_argument("--keep", action="store_true", help="keep the run directory on exit")
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="run worker pods as containers from the worker image on the real kubelet"
+        " (needs root and a Docker engine; tools/demo.sh starts one) instead of as processes",
+    )
     return parser
 
 
@@ -121,7 +127,7 @@ def _instructions(stack: Stack, session: dict[str, Any], page_url: str | None) -
         f"  session:     {session['id']} in LiveKit room {session['room_name']}",
         f"  LiveKit:     {stack.livekit.url}",
         f"  API:         {stack.api_url}   (key: {stack.api_key})",
-        f"  logs:        {stack.directory / 'logs'}  (worker logs: {stack.directory / 'pods'})",
+        f"  logs:        {stack.directory / 'logs'}  (worker logs: {stack.node.worker_logs})",
         "",
         "Try next:",
         f"  export KUBECONFIG={kubeconfig} FACECAST_API_KEY={stack.api_key}",
@@ -129,7 +135,7 @@ def _instructions(stack: Stack, session: dict[str, Any], page_url: str | None) -
         "  kubectl -n facecast get avs              # phase, avatar, quality, first frame",
         f"  kubectl -n facecast describe avs {session['id'].replace('_', '-').lower()}",
         "  kubectl -n facecast get wp               # the warm worker pools, their free slots",
-        "  kubectl -n facecast get pods -o wide     # their workers on node local-gpu-0",
+        f"  kubectl -n facecast get pods -o wide     # their workers on node {stack.node.name}",
         "  kubectl get nodes",
         f'  curl -s -H "x-api-key: $FACECAST_API_KEY" {stack.api_url}/v1/sessions/{session["id"]}',
         f'  curl -s -H "x-api-key: $FACECAST_API_KEY" {stack.api_url}/v1/usage',
@@ -209,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     launched = float(os.environ.get("FACECAST_DEMO_STARTED") or time.time())
     started = time.monotonic() - max(0.0, time.time() - launched)
     args = _parser().parse_args(argv)
+    if args.real_node and os.geteuid() != 0:
+        _parser().error("--real-node needs root (containers, cgroups, mounts, a bridge)")
     if (
         not args.no_browser_page
         and not Path(os.environ.get("FACECAST_LIVEKIT_CLIENT_JS", "")).is_file()
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"run directory {directory}")
     code = 1
     try:
-        with running_stack(testenv_bin_dir(), directory) as stack:
+        with running_stack(testenv_bin_dir(), directory, real_node=args.real_node) as stack:
             code = asyncio.run(live(stack, args, started))
             progress("stopping (reverse order)")
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from typing import Any
 from avatar_crds.enums import Quality
 from avatar_crds.meta import ObjectMeta
 from avatar_crds.pool import (
+    ImagePullPolicy,
     ResourceRequirements,
     Toleration,
     WorkerPool,
@@ -30,7 +31,9 @@ def pool_name(tier: Quality) -> str:
     return f"facecast-{tier.value}"
 
 
-def worker_pool(tier: Quality, namespace: str, image: str) -> dict[str, Any]:
+def worker_pool(
+    tier: Quality, namespace: str, image: str, image_pull_policy: ImagePullPolicy = "IfNotPresent"
+) -> dict[str, Any]:
     """One warm worker at all times, and a buffer of 2 free slots kept ready beyond those in use.
     The local node is a GPU node (tainted as GPU pools are), so the CPU workers tolerate that."""
     pool = WorkerPool(
@@ -39,6 +42,7 @@ def worker_pool(tier: Quality, namespace: str, image: str) -> dict[str, Any]:
             qualities=[tier],
             worker=WorkerTemplate(
                 image=image,
+                image_pull_policy=image_pull_policy,
                 gpus=0,
                 resources=ResourceRequirements(requests={"cpu": "1", "memory": "1Gi"}),
                 tolerations=[Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],

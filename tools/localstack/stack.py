@@ -26,13 +26,12 @@ from avatar_crds.kinds import WORKER_POOL
 from avatar_crds.meta import GROUP, VERSION
 from testbed.controlplane import ControlPlane, running_control_plane
 from testbed.crds import install_crds
-from testbed.kwok import node_is_ready
 from testbed.livekit_server import LiveKitServer, running_livekit_server
 from testbed.operator_process import OperatorProcess
 from testbed.probes import http_ok
 from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
 from testbed.wait import wait_for
-from tools.localstack import pools
+from tools.localstack import pools, worker_nodes
 from tools.localstack.agent import AGENT_IDENTITY
 from tools.localstack.runner import NODE_NAME
 
@@ -40,13 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "facecast"
 TENANT = "demo"
 WORKER_IDENTITY = "facecast-worker"
-WORKER_IMAGE = "facecast/worker:local"
 # livekit-server runs on 127.0.0.1 here: the platform's own LiveKit, allowed for the API's check
 # at create and for the workers' (through the operator), like an in-cluster LiveKit would be.
 LOCAL_LIVEKIT_ALLOWED = {contract.ENV_TRANSPORT_ALLOWED_CIDRS: f"{LOOPBACK}/32"}
-# The pool worker's own override of contract.WORKER_READY_FILE (avatar_worker.config.PoolConfig):
-# the local node tells it where its readiness probe's file is here.
-WORKER_READY_FILE_OPTION = "--ready-file"
 POOLS_WARM_TIMEOUT = 120.0
 
 
@@ -61,6 +56,7 @@ class Stack:
     livekit: LiveKitServer
     api_url: str
     avatar_store: Path
+    node: worker_nodes.WorkerNode
     api_key: str = ""
     avatar_id: str = ""
 
@@ -163,8 +159,9 @@ def _managed_rooms_env(livekit: LiveKitServer, directory: Path) -> dict[str, str
 
 
 @contextlib.contextmanager
-def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
-    """Everything up and the demo tenant and avatar created; all stopped in reverse on exit."""
+def running_stack(bin_dir: Path, directory: Path, *, real_node: bool = False) -> Iterator[Stack]:
+    """Everything up and the demo tenant and avatar created; all stopped in reverse on exit.
+    Worker pods run on the local node, or with `real_node` on the real kubelet (worker_nodes)."""
     with contextlib.ExitStack() as stack:
         progress("control plane: etcd, kube-apiserver, scheduler, controller-manager, kwok")
         plane = stack.enter_context(running_control_plane(bin_dir, directory / "controlplane"))
@@ -176,38 +173,25 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
             core = k8s.CoreV1Api(api)
             with contextlib.suppress(k8s.ApiException):
                 core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NAMESPACE)))
-            progress(f"worker pools: {', '.join(pools.pool_name(t) for t in pools.POOL_TIERS)}")
-            for tier in pools.POOL_TIERS:
-                k8s.CustomObjectsApi(api).create_namespaced_custom_object(
-                    GROUP, VERSION, NAMESPACE, WORKER_POOL.plural,
-                    pools.worker_pool(tier, NAMESPACE, WORKER_IMAGE),
-                )  # fmt: skip
         avatar_store = directory / "avatars"
         avatar_store.mkdir(parents=True, exist_ok=True)
         python_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
 
-        progress(f"local GPU node {NODE_NAME} (runs worker pods as processes)")
-        node_kubeconfig = plane.kubeconfig_for(
-            "node-local-gpu-0", f"system:node:{NODE_NAME}", ("system:nodes",)
-        )
-        runner = ManagedProcess(
-            "runner",
-            [sys.executable, "-m", "tools.localstack.runner",
-             f"--kubeconfig={node_kubeconfig}", f"--work-dir={directory / 'pods'}",
-             f"--image={WORKER_IMAGE}={sys.executable} -m avatar_worker",
-             f"--host-path={contract.AVATAR_STORE_DIR}={avatar_store}",
-             f"--readiness-file-arg={WORKER_READY_FILE_OPTION}"],
-            directory / "logs" / "runner.log", env=python_env, cwd=REPO_ROOT,
-        )  # fmt: skip
-        stack.callback(runner.stop, 60)
+        if real_node:
+            progress("real node: the worker image, containerd and the kubelet (needs root)")
+            node = stack.enter_context(
+                worker_nodes.real_node(plane, directory, avatar_store, NAMESPACE)
+            )
+        else:
+            progress(f"local GPU node {NODE_NAME} (runs worker pods as processes)")
+            node = stack.enter_context(worker_nodes.local_node(plane, directory, avatar_store))
+        progress(f"worker pools: {', '.join(pools.pool_name(t) for t in pools.POOL_TIERS)}")
         with plane.api_client() as api:
-            core = k8s.CoreV1Api(api)
-
-            def node_ready() -> bool:
-                runner.check_alive()
-                return node_is_ready(core.read_node(NODE_NAME))
-
-            wait_for(node_ready, timeout=60, description=f"node {NODE_NAME} Ready")
+            for tier in pools.POOL_TIERS:
+                k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, WORKER_POOL.plural,
+                    pools.worker_pool(tier, NAMESPACE, node.image, node.image_pull_policy),
+                )  # fmt: skip
 
         progress("operator (python -m avatar_operator)")
         operator = OperatorProcess(
@@ -219,7 +203,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
                 "FACECAST_HEARTBEAT_TIMEOUT_SECONDS": "30",
                 "FACECAST_FINALIZE_TIMEOUT_SECONDS": "30",
                 "FACECAST_SWEEP_INTERVAL_SECONDS": "30",
-                "FACECAST_WORKER_IMAGE": WORKER_IMAGE,
+                **node.operator_env,
                 "FACECAST_WORKER_RESOURCES": '{"requests": {"cpu": "1", "memory": "1Gi"}}',
                 "FACECAST_WORKER_TERMINATION_GRACE_SECONDS": "15",
                 **LOCAL_LIVEKIT_ALLOWED,
@@ -254,7 +238,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
             custom = k8s.CustomObjectsApi(api)
 
             def pools_warm() -> bool:
-                runner.check_alive()
+                node.check_alive()
                 listing: Any = custom.list_namespaced_custom_object(
                     GROUP, VERSION, NAMESPACE, WORKER_POOL.plural
                 )
@@ -262,7 +246,7 @@ def running_stack(bin_dir: Path, directory: Path) -> Iterator[Stack]:
 
             wait_for(pools_warm, timeout=POOLS_WARM_TIMEOUT, description="warm worker pools")
 
-        result = Stack(directory, plane, livekit, api_url, avatar_store)
+        result = Stack(directory, plane, livekit, api_url, avatar_store, node)
         progress(f"demo tenant '{TENANT}' and API key (python -m api_shim.admin)")
         _admin(plane.kubeconfig, "create-tenant", TENANT, "--max-concurrent", "4",
                "--qualities", "mock,lite")  # fmt: skip
