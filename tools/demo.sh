@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job: Facecast on 127.0.0.1 (control plane, livekit-server, operator, API, a local GPU
-# node that runs worker pods as processes) with a demo session whose avatar talks, a page to
-# watch it, and a recording of its first seconds. Ctrl-C stops everything.
-# Options: --no-browser-page, --record PATH, --record-seconds N, --keep, --real-node (worker
-# pods as containers on the real kubelet; needs root).
+# The main job: Facecast on 127.0.0.1 (control plane, livekit-server, operator, API, a GPU node:
+# the real kubelet on containerd as root, else a stand-in that runs worker pods as processes)
+# with a demo session whose avatar talks, a page to watch it, and a recording of its first
+# seconds. Ctrl-C stops everything.
+# Options: --no-browser-page, --record PATH, --record-seconds N, --keep, --local-node.
 FACECAST_DEMO_STARTED=$(date +%s.%N)
 export FACECAST_DEMO_STARTED
 source "$(dirname "$0")/bootstrap.sh"
@@ -11,9 +11,10 @@ ensure_testenv_binaries
 ensure_demo_packages
 ensure_web_packages
 cd "$FACECAST_ROOT"
-if [[ " $* " == *" --real-node "* ]]; then
-    # Worker pods as containers on the real kubelet: Docker builds the worker image, containerd
-    # runs it. The dockerd started here (if one was not up already) is stopped on exit.
+# As root, worker pods run as containers of the worker image on the real kubelet and containerd
+# (tools/localstack/worker_nodes.py): Docker builds the image. A dockerd started here (not one
+# already up) is stopped on exit. --local-node (and any other user) runs them as processes.
+if [ "$(id -u)" = 0 ] && [[ " $* " != *" --local-node "* && " $* " != *" --help "* ]]; then
     ensure_node_runtime
     trap stop_docker EXIT
     ensure_docker

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.demo.stack_process import REPO_ROOT, START_DEADLINE, DemoProcess, DemoRun
+from tests.demo.stack_process import REAL_NODE_START_DEADLINE, REPO_ROOT, DemoProcess, DemoRun
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def demo_run(
         sigint_ignored=True,
     )  # fmt: skip
     try:
-        demo.wait_line("Ctrl-C stops everything", START_DEADLINE)
+        demo.wait_line("Ctrl-C stops everything", REAL_NODE_START_DEADLINE)
         yield DemoRun(demo, recording)
     finally:
         if demo.popen.poll() is None:

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from tests.demo.stack_process import DemoRun
+from tests.demo.stack_process import REAL_NODE_START_DEADLINE, DemoRun
+
+# The shared demo run starts in the first of these tests: minutes on a cold machine.
+pytestmark = pytest.mark.timeout(REAL_NODE_START_DEADLINE + 300)
 
 SCRIPT = Path(__file__).with_name("browser_check.cjs")
 # Mean absolute difference (0-255) in the mouth region that counts as "the mouth moved".

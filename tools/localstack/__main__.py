@@ -22,7 +22,8 @@ from avatar_worker.process_exit import exit_without_finalizing
 from testbed.binaries import testenv_bin_dir
 from testbed.process import LOOPBACK, free_port
 from tools.localstack import agent, recorder, web
-from tools.localstack.stack import WORKER_IDENTITY, Stack, new_room, progress, running_stack
+from tools.localstack.progress import progress
+from tools.localstack.stack import WORKER_IDENTITY, Stack, new_room, running_stack
 
 FIRST_FRAME_TIMEOUT = 180.0
 RUNNING_TIMEOUT = 60.0
@@ -41,10 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--page-port", type=int, default=0, help="0: a free port")
     parser.add_argument("--keep", action="store_true", help="keep the run directory on exit")
     parser.add_argument(
-        "--real-node",
+        "--local-node",
         action="store_true",
-        help="run worker pods as containers from the worker image on the real kubelet"
-        " (needs root and a Docker engine; tools/demo.sh starts one) instead of as processes",
+        help="run worker pods as processes of this checkout on the local node (runner.py, a"
+        " kubelet stand-in) instead of as containers of the worker image on the real kubelet;"
+        " the only choice without root",
     )
     return parser
 
@@ -210,13 +212,20 @@ async def live(stack: Stack, args: argparse.Namespace, started: float) -> int:
         await demo.close()
 
 
+def uses_real_node(args: argparse.Namespace) -> bool:
+    """Worker pods run on the real kubelet unless asked not to, or not root (containers,
+    cgroups, mounts and a bridge need it); tools/demo.sh starts Docker by the same rule."""
+    return os.geteuid() == 0 and not args.local_node
+
+
 def main(argv: list[str] | None = None) -> int:
     # tools/demo.sh passes its own start time, so the figure includes its bootstrap.
     launched = float(os.environ.get("FACECAST_DEMO_STARTED") or time.time())
     started = time.monotonic() - max(0.0, time.time() - launched)
     args = _parser().parse_args(argv)
-    if args.real_node and os.geteuid() != 0:
-        _parser().error("--real-node needs root (containers, cgroups, mounts, a bridge)")
+    real_node = uses_real_node(args)
+    if not real_node and not args.local_node:
+        progress("not root: worker pods run as processes on the local node (runner.py)")
     if (
         not args.no_browser_page
         and not Path(os.environ.get("FACECAST_LIVEKIT_CLIENT_JS", "")).is_file()
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"run directory {directory}")
     code = 1
     try:
-        with running_stack(testenv_bin_dir(), directory, real_node=args.real_node) as stack:
+        with running_stack(testenv_bin_dir(), directory, real_node=real_node) as stack:
             code = asyncio.run(live(stack, args, started))
             progress("stopping (reverse order)")
     except KeyboardInterrupt:

@@ -33,6 +33,7 @@ from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serv
 from testbed.wait import wait_for
 from tools.localstack import pools, worker_nodes
 from tools.localstack.agent import AGENT_IDENTITY
+from tools.localstack.progress import progress
 from tools.localstack.runner import NODE_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +44,6 @@ WORKER_IDENTITY = "facecast-worker"
 # at create and for the workers' (through the operator), like an in-cluster LiveKit would be.
 LOCAL_LIVEKIT_ALLOWED = {contract.ENV_TRANSPORT_ALLOWED_CIDRS: f"{LOOPBACK}/32"}
 POOLS_WARM_TIMEOUT = 120.0
-
-
-def progress(message: str) -> None:
-    print(f"\033[1m==> {message}\033[0m", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -178,7 +175,7 @@ def running_stack(bin_dir: Path, directory: Path, *, real_node: bool = False) ->
         python_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
 
         if real_node:
-            progress("real node: the worker image, containerd and the kubelet (needs root)")
+            progress("worker pods as containers on the real node (--local-node: as processes)")
             node = stack.enter_context(
                 worker_nodes.real_node(plane, directory, avatar_store, NAMESPACE)
             )

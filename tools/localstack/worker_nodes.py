@@ -24,6 +24,7 @@ from testbed.kwok import node_is_ready
 from testbed.process import ManagedProcess
 from testbed.real_node import running_real_node
 from testbed.wait import wait_for
+from tools.localstack.progress import progress
 from tools.localstack.runner import NODE_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -94,8 +95,21 @@ def real_node(
     network and find the API server on loopback (the operator's node network settings, as the
     chart's `hostNetwork` and `kubernetesApi`); the avatar store is a hostPath volume of
     `avatar_store`, claimed in `namespace` as the chart's `avatarStore.claimName` would be."""
-    images.require_engine()
+    try:
+        images.require_engine()
+    except images.DockerUnavailableError as error:
+        raise images.DockerUnavailableError(
+            f"{error} (tools/demo.sh starts one as root; --local-node needs none)"
+        ) from error
+    progress(
+        "building the worker image with Docker (the first time about 5 minutes and 6 GB:"
+        " torch; then Docker's layer cache answers in seconds)"
+    )
     built = images.build("worker", images.snapshot_context(directory / "image-context"))
+    progress(
+        f"real node: containerd and the kubelet; {built.tag} ({built.size_bytes / 1e9:.1f} GB)"
+        " copied into containerd when it changed (the first time about 2 minutes)"
+    )
     with running_real_node(plane, directory / "real-node", gpus=1, images=(built.tag,)) as node:
         with plane.api_client() as api:
             _claim_avatar_store(k8s.CoreV1Api(api), avatar_store, namespace)
