@@ -1,7 +1,8 @@
 """The chart for real: `helm install` onto the test control plane, the operator and the API run
 as pods from their images on the real node (the real kubelet on containerd), and a session made
 through the API's REST endpoint reaches `running` on a warm worker of the chart's pool, itself a
-container from the worker image, which publishes video into the real livekit-server.
+container from the worker image with the GPU the node's device plugin allocated, which publishes
+video into the real livekit-server.
 
 The node has no pod network to the API server and LiveKit (its bridge routes nowhere, and there
 is no kube-proxy): the install uses the chart's `hostNetwork` and `kubernetesApi` for that, so the
@@ -36,7 +37,7 @@ from avatar_worker.render import mock
 from testbed import images
 from testbed.controlplane import ControlPlane
 from testbed.helm import Helm
-from testbed.kwok import GPU_PRESENT_LABEL
+from testbed.kwok import GPU_PRESENT_LABEL, GPU_RESOURCE
 from testbed.livekit_server import LiveKitServer
 from testbed.objects import avatar_manifest
 from testbed.process import LOOPBACK, free_port
@@ -98,7 +99,11 @@ def install_values(
             "nodeSelector": {GPU_PRESENT_LABEL: "true", **ON_THE_REAL_NODE},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
         },
-        "pools": {"tiers": {"mock": {"slotsPerWorker": 2, "minWorkers": 1, "buffer": 1}}},
+        # One GPU per worker (the chart's mock pool asks for none): the operator's worker pods
+        # must schedule onto the GPU the node's device plugin advertises and be allocated it.
+        "pools": {
+            "tiers": {"mock": {"slotsPerWorker": 2, "minWorkers": 1, "buffer": 1, "gpus": 1}}
+        },
         "transport": {"allowedCidrs": [f"{LOOPBACK}/32"]},
     }
 
@@ -290,6 +295,10 @@ async def test_a_session_through_the_installed_chart_runs_in_containers_on_the_r
             (status,) = worker["status"]["containerStatuses"]
             assert "running" in status["state"], status
             assert status["image"] == real_node.pod_images[node_images["worker"].tag]
+            limits = worker["spec"]["containers"][0]["resources"]["limits"]
+            assert limits[GPU_RESOURCE] == "1"
+            assert real_node.device_plugin is not None
+            assert real_node.device_plugin.allocations == [["facecast-gpu-0"]]
             listed = await http.get(f"/v1/sessions/{session_id}")
             assert listed.json()["status"] == "running"
 
