@@ -1,7 +1,8 @@
 """The local stack, started in order and stopped in reverse: control plane, livekit-server, CRDs,
-the warm WorkerPools (pools.py), the local GPU node (runner), the operator, the API, then the demo
-tenant, avatar and session. The operator's pool controller starts the pools' workers on the local
-node while the API starts; the stack is up once each pool has a ready worker."""
+the GPU node for the workers (worker_nodes.py: the real kubelet, or the local node), the warm
+WorkerPools (pools.py), the operator, the API, then the demo tenant, avatar and session. The
+operator's pool controller starts the pools' workers on the node while the API starts; the stack
+is up once each pool has a ready worker."""
 
 from __future__ import annotations
 
