@@ -1,15 +1,20 @@
 """Tenants with one API key each, made with the admin CLI's own functions (as an operator of the
-platform would), for tests that then call the API as that tenant."""
+platform would), for tests that then call the API as that tenant; or with the CLI itself
+(`admin_cli`), as the chart's NOTES and the local stack have a person run it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from api_shim import admin
 from api_shim.kube import Kube
 from avatar_crds.enums import Quality
+from testbed.binaries import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -50,3 +55,15 @@ async def new_tenant(
     )
     key, _ = await admin.create_key(kube, name, "test")
     return TenantKey(name, key)
+
+
+def admin_cli(kubeconfig: Path, namespace: str, *args: str) -> str:
+    """`python -m api_shim.admin ARGS` in `namespace` with `kubeconfig`; what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "api_shim.admin", f"--kubeconfig={kubeconfig}",
+         f"--namespace={namespace}", *args],
+        capture_output=True, text=True, check=False, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"api_shim.admin {args[0]} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.strip()

@@ -11,9 +11,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.demo.stack_process import START_DEADLINE, DemoProcess, processes_mentioning
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.demo.stack_process import REPO_ROOT, START_DEADLINE, DemoProcess, processes_mentioning
 
 
 @pytest.mark.timeout(START_DEADLINE + 180)

@@ -3,6 +3,7 @@ the images built by testbed/images.py imported into it. Needs root and a Docker 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 from testbed import images
 from testbed.controlplane import ControlPlane
 from testbed.real_node import RealNode, running_real_node
+
+# Only an unprivileged run is skipped; anything that goes wrong on a root run fails.
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the real node needs root (containers, cgroups, mounts, a bridge)"
+)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,6 @@ pods' own restrictions are the chart's, checked elsewhere). Prints each step's t
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,20 +34,20 @@ from avatar_worker.render import mock
 from testbed import images
 from testbed.controlplane import ControlPlane
 from testbed.helm import Helm
-from testbed.kwok import GPU_PRESENT_LABEL, GPU_RESOURCE
+from testbed.kwok import GPU_PRESENT_LABEL, GPU_RESOURCE, GPU_TAINT
 from testbed.livekit_server import LiveKitServer
 from testbed.objects import avatar_manifest
 from testbed.process import LOOPBACK, free_port
 from testbed.real_node import NODE_TYPE, NODE_TYPE_LABEL, RealNode
 from testbed.sessions import Sessions
+from testbed.tenants import admin_cli
 from testbed.wait import wait_for, wait_for_async
 from tests.chart.rendering import API, CHART, FULLNAME, OPERATOR, RELEASE, install_chart_crds
+from tests.node.conftest import needs_root
 from worker_image.tests.support import Subscriber, mint_token
 
 pytestmark = [
-    pytest.mark.skipif(
-        os.geteuid() != 0, reason="the real node needs root (containers, cgroups, mounts, a bridge)"
-    ),
+    needs_root,
     pytest.mark.real_node,
     pytest.mark.controlplane,
     pytest.mark.livekit,
@@ -62,7 +59,7 @@ pytestmark = [
 WORKER_IDENTITY = "facecast-worker"
 START_TIMEOUT = 180.0  # the chart's pods to run: the first use of each image on the node
 ON_THE_REAL_NODE = {NODE_TYPE_LABEL: NODE_TYPE}
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GPU_TOLERATION = {**GPU_TAINT, "operator": "Equal"}
 
 
 def install_values(
@@ -184,25 +181,6 @@ def pod_logs(api_client: k8s.ApiClient, namespace: str) -> str:
     return "\n".join(parts)
 
 
-def create_tenant(plane: ControlPlane, namespace: str) -> str:
-    """A tenant and its key with the admin CLI, as the chart's NOTES have the installer do."""
-
-    def admin(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "api_shim.admin", "--namespace", namespace, *args],
-            env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, f"admin {args}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout.strip()
-
-    admin("create-tenant", "acme", "--max-concurrent", "2", "--qualities", "mock")
-    return admin("create-key", "acme")
-
-
 async def test_a_session_through_the_installed_chart_runs_in_containers_on_the_real_node(
     installed: Installed,
     real_node: RealNode,
@@ -245,7 +223,13 @@ async def test_a_session_through_the_installed_chart_runs_in_containers_on_the_r
     step("warm mock worker ready")
     steps += pod_steps(ready_pod(api_client, namespace, f"{FULLNAME}-mock-"))
 
-    key = await asyncio.to_thread(create_tenant, control_plane, namespace)
+    # A tenant and its key with the admin CLI, as the chart's NOTES have the installer do.
+    kubeconfig = control_plane.kubeconfig
+    await asyncio.to_thread(
+        admin_cli, kubeconfig, namespace, "create-tenant", "acme", "--max-concurrent", "2",
+        "--qualities", "mock",
+    )  # fmt: skip
+    key = await asyncio.to_thread(admin_cli, kubeconfig, namespace, "create-key", "acme")
     avatar_id = new_public_id(AVATAR_PREFIX)
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, AVATAR.plural, avatar_manifest(avatar_id, "acme")

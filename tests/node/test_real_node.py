@@ -7,7 +7,6 @@ Prints the time from the pod's creation to its container running (timings: bench
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import uuid
 
@@ -19,12 +18,10 @@ from testbed.device_plugin import VISIBLE_DEVICES_ENV
 from testbed.kwok import GPU_RESOURCE
 from testbed.node_pods import SECRET_KEY, TOKEN_AUDIENCE, UID, probe_pod, probe_report, run_pod
 from testbed.real_node import RealNode
+from tests.node.conftest import needs_root
 
 pytestmark = [
-    # Only an unprivileged run is skipped; anything that goes wrong on a root run fails.
-    pytest.mark.skipif(
-        os.geteuid() != 0, reason="the real node needs root (containers, cgroups, mounts, a bridge)"
-    ),
+    needs_root,
     pytest.mark.real_node,
     pytest.mark.controlplane,
     pytest.mark.images,

@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,19 +24,20 @@ from livekit import api as lkapi
 from avatar_crds import contract
 from avatar_crds.kinds import WORKER_POOL
 from avatar_crds.meta import GROUP, VERSION
+from testbed.binaries import REPO_ROOT
 from testbed.controlplane import ControlPlane, running_control_plane
 from testbed.crds import install_crds
 from testbed.livekit_server import LiveKitServer, running_livekit_server
 from testbed.operator_process import OperatorProcess
 from testbed.probes import http_ok
 from testbed.process import LOOPBACK, ManagedProcess, free_port, wait_until_serving
+from testbed.tenants import admin_cli
 from testbed.wait import wait_for
 from tools.localstack import pools, worker_nodes
 from tools.localstack.agent import AGENT_IDENTITY
 from tools.localstack.progress import progress
 from tools.localstack.runner import NODE_NAME
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "facecast"
 TENANT = "demo"
 WORKER_IDENTITY = "facecast-worker"
@@ -120,17 +120,6 @@ class Stack:
         return {"x-api-key": self.api_key}
 
 
-def _admin(kubeconfig: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "api_shim.admin", f"--kubeconfig={kubeconfig}",
-         f"--namespace={NAMESPACE}", *args],
-        capture_output=True, text=True, check=False, timeout=60, cwd=REPO_ROOT,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"api_shim.admin {args[0]} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout.strip()
-
-
 def _astronaut_jpeg() -> bytes:
     from PIL import Image
     from skimage import data
@@ -182,7 +171,9 @@ def running_stack(bin_dir: Path, directory: Path, *, real_node: bool = False) ->
             )
         else:
             progress(f"local GPU node {NODE_NAME} (runs worker pods as processes)")
-            node = stack.enter_context(worker_nodes.local_node(plane, directory, avatar_store))
+            node = stack.enter_context(
+                worker_nodes.local_node(plane, directory, avatar_store, python_env)
+            )
         progress(f"worker pools: {', '.join(pools.pool_name(t) for t in pools.POOL_TIERS)}")
         with plane.api_client() as api:
             for tier in pools.POOL_TIERS:
@@ -246,9 +237,10 @@ def running_stack(bin_dir: Path, directory: Path, *, real_node: bool = False) ->
 
         result = Stack(directory, plane, livekit, api_url, avatar_store, node)
         progress(f"demo tenant '{TENANT}' and API key (python -m api_shim.admin)")
-        _admin(plane.kubeconfig, "create-tenant", TENANT, "--max-concurrent", "4",
-               "--qualities", "mock,lite")  # fmt: skip
-        result.api_key = _admin(plane.kubeconfig, "create-key", TENANT).splitlines()[-1]
+        installer = plane.kubeconfig
+        admin_cli(installer, NAMESPACE, "create-tenant", TENANT, "--max-concurrent", "4",
+                  "--qualities", "mock,lite")  # fmt: skip
+        result.api_key = admin_cli(installer, NAMESPACE, "create-key", TENANT).splitlines()[-1]
 
         progress("demo avatar: POST /v1/avatars with skimage.data.astronaut()")
         response = httpx.post(

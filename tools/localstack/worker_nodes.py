@@ -7,9 +7,8 @@ what they need to know of it."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ from kubernetes import client as k8s
 from avatar_crds import contract
 from avatar_crds.pool import ImagePullPolicy
 from testbed import images
+from testbed.binaries import REPO_ROOT
 from testbed.controlplane import ControlPlane
 from testbed.kwok import node_is_ready
 from testbed.process import ManagedProcess
@@ -27,7 +27,6 @@ from testbed.wait import wait_for
 from tools.localstack.progress import progress
 from tools.localstack.runner import NODE_NAME
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_WORKER_IMAGE = "facecast/worker:local"
 # The pool worker's own override of contract.WORKER_READY_FILE (avatar_worker.config.PoolConfig):
 # the local node tells it where its readiness probe's file is here.
@@ -48,12 +47,14 @@ class WorkerNode:
 
 
 @contextlib.contextmanager
-def local_node(plane: ControlPlane, directory: Path, avatar_store: Path) -> Iterator[WorkerNode]:
-    """runner.py as node `local-gpu-0`, with the node's own credentials."""
+def local_node(
+    plane: ControlPlane, directory: Path, avatar_store: Path, python_env: Mapping[str, str]
+) -> Iterator[WorkerNode]:
+    """runner.py as node `local-gpu-0`, with the node's own credentials; it and the workers it
+    runs as processes get the stack's `python_env`."""
     node_kubeconfig = plane.kubeconfig_for(
         "node-local-gpu-0", f"system:node:{NODE_NAME}", ("system:nodes",)
     )
-    python_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
     runner = ManagedProcess(
         "runner",
         [sys.executable, "-m", "tools.localstack.runner",
