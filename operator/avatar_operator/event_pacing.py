@@ -27,6 +27,8 @@ MAX_HELD = 10_000
 
 
 class EventPoster(Protocol):
+    """Posts a Kubernetes Event about a session (kopf's poster in production)."""
+
     def __call__(self, session: AvatarSession, kind: str, reason: str, message: str) -> None: ...
 
 
