@@ -47,17 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION, TENANT, WORKER_POOL
 from avatar_crds.meta import API_VERSION, GROUP, VERSION
-from bench.operator_throughput import CLIENT_THREADS, cpu_seconds, rss_mib
 from testbed.binaries import testenv_bin_dir
 from testbed.controlplane import running_control_plane
 from testbed.crds import install_crds, wait_until_controllers_watch
 from testbed.kwok import create_gpu_nodes
 from testbed.metrics import samples
 from testbed.operator_process import OperatorProcess
+from testbed.process import cpu_seconds, rss_mib
 from testbed.sessions import Sessions
 from testbed.wait import wait_for
 
 NAMESPACE = "bench"
+CLIENT_THREADS = 16
 RAW_NAMESPACE = "bench-raw"
 POOL = "lite"
 LIVE = ("starting", "running", "ending")

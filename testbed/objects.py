@@ -1,6 +1,6 @@
 """Manifests for tests and benchmarks: put straight into the cluster, bypassing the API, or
 handed to the operator's code in unit tests; and the few values those unit tests share (the
-session's spec, the operator's limits, a moment, a worker pod's facts)."""
+session's spec, the operator's limits, a moment, a worker pod's facts and a pool worker's pod)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from typing import Any
 from avatar_crds import contract
 from avatar_crds.ids import AVATAR_PREFIX, to_resource_name
 from avatar_crds.meta import API_VERSION
+from avatar_crds.pool import WorkerPool
 from avatar_crds.session import AvatarSessionSpec
+from avatar_operator import pool_objects
 from avatar_operator.machine import Limits
 from avatar_operator.observe import PodFacts
+from avatar_operator.settings import WorkerPodSettings
 
 
 def avatar_manifest(
@@ -105,8 +108,22 @@ def worker_pod_facts(**changes: Any) -> PodFacts:
         "phase": "Running",
         "node_name": "gpu-0",
         "deleting": False,
-        "unschedulable": None,
-        "waiting_reason": None,
         "exit_message": None,
     }
     return PodFacts(**{**base, **changes})
+
+
+def pool_worker_pod(settings: WorkerPodSettings) -> dict[str, Any]:
+    """The pod the operator would make for a worker of a plain mock pool under `settings`
+    (the operator's shared worker pieces: security, TTS, transport allow-list, network)."""
+    pool = WorkerPool.model_validate(
+        {
+            "metadata": {"name": "mock", "namespace": "fc", "uid": "pool-uid"},
+            "spec": {
+                "qualities": ["mock"],
+                "worker": {"image": "facecast/worker:test", "gpus": 0},
+                "maxWorkers": 1,
+            },
+        }
+    )
+    return pool_objects.worker_pod(pool, "mock-worker-x7k2p", settings)

@@ -95,8 +95,13 @@ class Sessions:
         return wait_for(reached, timeout=timeout, description=f"{name} {phase}")
 
     def pod(self, name: str) -> k8s.V1Pod | None:
+        """The pool worker the session is bound to (None before it is bound, or once gone)."""
+        session = self.get(name)
+        worker = session.status.pod_name if session is not None else None
+        if worker is None:
+            return None
         try:
-            return self.core.read_namespaced_pod(contract.worker_pod_name(name), self.namespace)
+            return self.core.read_namespaced_pod(worker, self.namespace)
         except k8s.ApiException as exc:
             if exc.status == 404:
                 return None

@@ -81,9 +81,9 @@ ENV_TTS_OPENAI_VOICES: Final = "FACECAST_TTS_OPENAI_VOICES"
 TTS_KEY_MOUNT_DIR: Final = "/var/run/facecast/tts"
 TTS_KEY_FILE: Final = f"{TTS_KEY_MOUNT_DIR}/api-key"
 
-# Each worker runs as its own ServiceAccount, `<session>-worker`, or a pool worker as
-# `<pool>-worker-<random>` (generateName); an admission policy keeps every such account's status
-# writes inside `status.worker`.
+# Each pool worker runs as its own ServiceAccount, `<pool>-worker-<random>` (generateName); an
+# admission policy keeps the status writes of every account named `...-worker[-<random>]`
+# inside `status.worker` (the wider match costs nothing and covers a hand-made `<x>-worker`).
 WORKER_ACCOUNT_SUFFIX: Final = "-worker"
 WORKER_ACCOUNT_PATTERN: Final = "-worker(-[a-z0-9]+)?$"
 
@@ -132,14 +132,6 @@ def tenant_selector(tenant: str) -> str:
 
 def token_secret_name(session_name: str) -> str:
     return f"{session_name}{TOKEN_SECRET_SUFFIX}"
-
-
-def worker_pod_name(session_name: str) -> str:
-    return f"{session_name}-worker"
-
-
-def worker_account_name(session_name: str) -> str:
-    return f"{session_name}{WORKER_ACCOUNT_SUFFIX}"
 
 
 def token_file(key: str = TOKEN_SECRET_KEY) -> str:

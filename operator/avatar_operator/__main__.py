@@ -48,7 +48,8 @@ def tune_garbage_collector() -> None:
     """Every watch event makes a burst of short-lived dicts. At the default threshold they
     were collected while still in use, and the survivors aged into the old generation, so
     under load a full collection came every two seconds or so. Each walked the whole cluster
-    view and stalled every reconciliation for 100-430 ms (bench/operator_throughput.py).
+    view and stalled every reconciliation for 100-430 ms (measured by an operator bench since
+    replaced by bench/pool_binding.py).
     What exists after start-up (modules, handlers) lives as long as the process: it is
     frozen out of those walks, after one last collection, since frozen garbage stays."""
     gc.collect()

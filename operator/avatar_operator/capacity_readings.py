@@ -1,96 +1,94 @@
-"""Pure readings of what the watches have seen: who is waiting, how much room there is, and
-how many slots each tenant holds.
-
-Turns raw session, pod, node and tenant bodies into the inputs of `admission.admit` (and the
-tenant counts `billing` writes). Which nodes a worker fits, and their free GPUs, are
-`capacity.py`'s.
+"""Pure readings of what the watches have seen: who is waiting, which slots are taken and how
+many slots each tenant holds (the inputs of `pool_assignment.assign`, and the counts `billing`
+writes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from avatar_crds import contract
-from avatar_crds.phases import body_holds_slot, body_is_being_deleted, body_phase, is_waiting
-from avatar_operator.admission import Capacity, Waiting
-from avatar_operator.capacity import BoundGpus, Placement, bound_gpus, free_gpus
+from avatar_crds.enums import Quality
+from avatar_crds.phases import (
+    body_holds_slot,
+    body_is_being_deleted,
+    body_phase,
+    holds_slot,
+    is_waiting,
+)
+from avatar_crds.session import Binding
 from avatar_operator.observe import Key, session_key
+from avatar_operator.pool_assignment import QueuedSession
+from avatar_operator.pool_readings import held_slot
 
 
-def waiting_sessions(
-    sessions: Iterable[dict[str, Any]], reserved: Set[Key]
-) -> list[dict[str, Any]]:
-    """Queued (or not yet queued) sessions that are not being deleted or already admitted."""
-    return [
-        body
-        for body in sessions
-        if is_waiting(body_phase(body), deleting=body_is_being_deleted(body))
-        and session_key(body) not in reserved
-    ]
+@dataclass
+class NamespaceQueue:
+    """What one pass over a namespace's sessions tells the admission pass."""
+
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    """Created or queued, not being deleted, with no slot chosen for them yet."""
+    taken: dict[str, set[int]] = field(default_factory=dict)
+    """Per worker pod, the slots its sessions hold and those chosen in memory."""
+    held_by_tenant: dict[str, int] = field(default_factory=dict)
+    """Per tenant, its slots (`avatar_crds.phases.holds_slot`) held by sessions not `waiting`."""
+    tenants: set[str] = field(default_factory=set)
+    """Every tenant with a session in the namespace: whose limits the pass reads."""
 
 
-def queue(bodies: Iterable[dict[str, Any]]) -> list[Waiting]:
-    return [
-        Waiting(name=b["metadata"]["name"], tenant=b["spec"]["tenant"], queued_at=queued_at(b))
-        for b in bodies
-    ]
-
-
-def capacity(
-    *,
-    sessions: list[dict[str, Any]],
-    pods: Iterable[dict[str, Any]],
-    nodes: Iterable[dict[str, Any]],
-    cluster_gpus: Mapping[Key, BoundGpus] | None,
-    placement: Placement,
-    tenant_limits: dict[str, int],
-    reserved: Set[Key],
-    gpu_resource: str,
-    gpus_per_session: int,
-) -> Capacity:
-    """Free GPUs on the nodes a worker fits, minus those held there by any pod (ours from
-    `pods`, everyone's from `cluster_gpus`; None until that is known: then nothing is free)
-    and by sessions admitted a moment ago whose pod the watch has not shown yet."""
-    held = dict(cluster_gpus or {})
-    with_pods: set[Key] = set()
-    for pod in pods:
-        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-        holds = bound_gpus(pod, gpu_resource)
-        if holds is None:
-            held.pop(key, None)  # finished: its GPU is free whatever a lagging watch says
+def read_queues(
+    sessions: Iterable[dict[str, Any]], chosen: Mapping[Key, Binding]
+) -> dict[str, NamespaceQueue]:
+    """Per namespace, the admission pass's inputs, in one pass over every session (it runs
+    after each burst of changes, over thousands of sessions). `chosen`: slots picked in memory
+    for sessions whose status does not record them yet; they hold their slot and tenant slot."""
+    queues: dict[str, NamespaceQueue] = {}
+    for body in sessions:
+        key = session_key(body)
+        queue = queues.get(key[0])
+        if queue is None:
+            queue = queues[key[0]] = NamespaceQueue()
+        tenant = body["spec"]["tenant"]
+        queue.tenants.add(tenant)
+        deleting = body_is_being_deleted(body)
+        phase = body_phase(body)
+        if is_waiting(phase, deleting=deleting) and key not in chosen:
+            queue.waiting.append(body)
             continue
-        held[key] = holds
-        with_pods.add((key[0], _session_label(pod)))
-    unseen = [BoundGpus(node=None, gpus=gpus_per_session)] * len(set(reserved) - with_pods)
-    free = free_gpus(nodes, [*held.values(), *unseen], placement, gpu_resource)
-    queued = {session_key(body) for body in waiting_sessions(sessions, reserved)}
-    return Capacity(
-        free_gpus=free if cluster_gpus is not None else 0,
-        gpus_per_session=gpus_per_session,  # 0 on CPU-only clusters: tenants limit alone
-        held_by_tenant=held_slots(sessions, excluding=queued),
-        max_by_tenant=tenant_limits,
-    )
+        if holds_slot(phase, deleting=deleting):
+            queue.held_by_tenant[tenant] = queue.held_by_tenant.get(tenant, 0) + 1
+        held = held_slot(body)
+        if held is not None:
+            queue.taken.setdefault(held.pod, set()).add(held.slot)
+    for (namespace, _), binding in chosen.items():
+        if namespace in queues:
+            queues[namespace].taken.setdefault(binding.pod, set()).add(binding.slot)
+    return queues
 
 
 def held_slots(
-    sessions: Iterable[dict[str, Any]], *, excluding: Set[Key] = frozenset()
+    sessions: Iterable[dict[str, Any]],
 ) -> dict[str, int]:
-    """Per tenant, the sessions holding one of its slots (`avatar_crds.phases`), but `excluding`."""
+    """Per tenant, the sessions holding one of its slots (`avatar_crds.phases`)."""
     held: dict[str, int] = {}
     for body in sessions:
-        if body_holds_slot(body) and session_key(body) not in excluding:
+        if body_holds_slot(body):
             tenant = body["spec"]["tenant"]
             held[tenant] = held.get(tenant, 0) + 1
     return held
 
 
-def queued_at(body: dict[str, Any]) -> datetime:
-    """When the session joined the queue (its creation, until the operator recorded it)."""
-    stamp = (body.get("status") or {}).get("queuedAt") or body["metadata"]["creationTimestamp"]
-    return datetime.fromisoformat(stamp)
+def queued_session(body: dict[str, Any]) -> QueuedSession:
+    """A waiting session as `pool_assignment.assign` orders it.
 
-
-def _session_label(pod: dict[str, Any]) -> str:
-    return str((pod["metadata"].get("labels") or {}).get(contract.LABEL_SESSION, ""))
+    FIFO by creation: the API server's second, then the name (`sess-<ULID>`, whose time is in
+    milliseconds). Not `queuedAt`: a session the operator had not yet written `queued` for (a
+    restart) would sort by another clock than the rest."""
+    return QueuedSession(
+        name=body["metadata"]["name"],
+        tenant=body["spec"]["tenant"],
+        quality=Quality(body["spec"]["quality"]),
+        created_at=datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
+    )

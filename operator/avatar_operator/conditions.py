@@ -49,10 +49,10 @@ def observe(status: AvatarSessionStatus) -> tuple[Observed, Observed]:
 
 def _admitted(phase: Phase, status: AvatarSessionStatus) -> Observed:
     if status.starting_at is not None:
-        return Observed(ADMITTED, "True", "GpuAdmitted", "a GPU was admitted for the worker")
+        return Observed(ADMITTED, "True", "SlotBound", "bound to a worker slot")
     if phase.is_terminal:
-        return Observed(ADMITTED, "False", "Finished", "the session finished before a GPU")
-    return Observed(ADMITTED, "False", "WaitingForGpu", "waiting in the queue for a GPU")
+        return Observed(ADMITTED, "False", "Finished", "the session finished before a slot")
+    return Observed(ADMITTED, "False", "WaitingForSlot", "waiting in the queue for a worker slot")
 
 
 def _ready(phase: Phase, status: AvatarSessionStatus) -> Observed:

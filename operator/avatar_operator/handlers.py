@@ -2,15 +2,13 @@
 
 Nothing here decides anything; see `machine.py` for the rules and `reconciler.py` for the I/O.
 kopf calls non-index handlers only after every index finished its initial listing, so after a
-restart no session is judged before all sessions, pods and nodes are known.
+restart no session is judged before all sessions, pool workers and nodes are known.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
@@ -21,7 +19,6 @@ from avatar_crds import contract
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession
 from avatar_operator import metrics, pool_readings
-from avatar_operator.cluster_gpus import ClusterGpus
 from avatar_operator.kube import Kube
 from avatar_operator.observe import Key, session_key
 from avatar_operator.reconciler import Reconciler
@@ -30,8 +27,6 @@ from avatar_operator.watch_check import WatchCheck, kopf_watches
 from avatar_operator.webhooks import WebhookSender
 
 WORKER_PODS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY, contract.LABEL_COMPONENT: "worker"}
-# A session's own worker pod carries its session's label; a pool's worker, its pool's.
-SESSION_WORKER_PODS: dict[str, Any] = {**WORKER_PODS, contract.LABEL_SESSION: kopf.PRESENT}
 POOL_WORKER_PODS: dict[str, Any] = {**WORKER_PODS, contract.LABEL_POOL: kopf.PRESENT}
 log = structlog.get_logger("avatar_operator")
 
@@ -55,15 +50,6 @@ class KopfView:
 
     def sessions(self) -> Iterable[dict[str, Any]]:
         return self._all("session_index")
-
-    def pod(self, key: Key) -> dict[str, Any] | None:
-        return self._one("pod_index", key)
-
-    def pods(self) -> Iterable[dict[str, Any]]:
-        return self._all("pod_index")
-
-    def nodes(self) -> Iterable[dict[str, Any]]:
-        return self._all("node_index")
 
     def node(self, name: str) -> dict[str, Any] | None:
         return self._one("node_index", name)
@@ -112,13 +98,6 @@ def bound_session_index(
     return {(namespace or "", held.pod): (namespace or "", name)} if held is not None else {}
 
 
-@kopf.index("", "v1", "pods", labels=SESSION_WORKER_PODS)
-def pod_index(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, Any]:
-    return {(namespace or "", labels.get(contract.LABEL_SESSION, "")): indexed_copy(body)}
-
-
 @kopf.index("", "v1", "pods", labels=POOL_WORKER_PODS)
 def pool_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
     return {(namespace or "", name): indexed_copy(body)}
@@ -163,9 +142,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     # The watched namespace is named exactly: no need to scan (and to be allowed to list)
     # every namespace and CRD in the cluster, which costs about a minute at each start.
     settings.scanning.disabled = True
-    indices = {name: kwargs[name] for name in ("session_index", "pod_index", "node_index",
-                                              "tenant_index", "pool_index",
-                                              "pool_pod_index", "bound_session_index")}  # fmt: skip
+    indices = {name: kwargs[name] for name in ("session_index", "node_index", "tenant_index",
+                                              "pool_index", "pool_pod_index",
+                                              "bound_session_index")}  # fmt: skip
     memo.reconciler = Reconciler(
         kube=Kube.connect(),
         view=KopfView(indices),
@@ -175,19 +154,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     )
     reconciler: Reconciler = memo.reconciler
     metrics.SESSIONS.sessions = reconciler.view.sessions
-    # Other workloads' pods matter only where workers take GPUs, and only where the pool is
-    # shared: on one kept for Facecast the operator needs (and has) no cluster-wide pod rights.
-    if config.worker.gpu_count and config.count_other_pods:
-        gpus = ClusterGpus(reconciler.kube, config.worker.gpu_resource_name, reconciler.poke_queued)
-        reconciler.cluster_gpus = gpus  # it runs from the first watch handler (start_background)
-    memo.background = Background()
     memo.watch_check = WatchCheck(
         reconciler.kube,
         indices,
         kopf_watches(reconciler.kube, config.namespace, WORKER_PODS),
         interval=config.watch_check_interval_seconds,
         deadline=config.watch_stale_seconds,
-        cluster_gpus=reconciler.cluster_gpus,
     )
     if config.metrics_port:
         start_http_server(config.metrics_port)
@@ -201,8 +173,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    for task in memo.background.tasks:
-        task.cancel()
     memo.watch_check.stop()
     await reconciler.close()
 
@@ -220,19 +190,6 @@ async def session_changed(
         reconciler.poke_queued()
         return
     await reconciler.reconcile((namespace or "", name))
-
-
-@kopf.on.event("", "v1", "pods", labels=SESSION_WORKER_PODS)
-async def pod_changed(
-    memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, type: str, **_: Any
-) -> None:
-    start_background(memo)
-    reconciler: Reconciler = memo.reconciler
-    session = labels.get(contract.LABEL_SESSION)
-    if session:
-        reconciler.schedule((namespace or "", session))
-    if type == "DELETED":
-        reconciler.poke_queued()
 
 
 @kopf.on.event(GROUP, VERSION, "workerpools")
@@ -277,10 +234,6 @@ async def node_changed(memo: kopf.Memo, name: str, type: str, **_: Any) -> None:
     start_background(memo)
     reconciler: Reconciler = memo.reconciler
     if type == "DELETED":
-        for pod in reconciler.view.pods():
-            if (pod.get("spec") or {}).get("nodeName") == name:
-                labels = pod["metadata"].get("labels") or {}
-                reconciler.schedule((pod["metadata"]["namespace"], labels[contract.LABEL_SESSION]))
         for pod in reconciler.view.pool_pods():
             if (pod.get("spec") or {}).get("nodeName") == name:
                 namespace = pod["metadata"]["namespace"]
@@ -293,46 +246,10 @@ async def tenant_changed(memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.poke_queued()
 
 
-async def sweep_orphans(reconciler: Reconciler) -> None:
-    """Worker pods whose session is gone (owner references normally prevent that; this catches
-    pods made by hand or orphaned on purpose). Only sessions' own pods: a pool's workers belong
-    to no session. Secrets are left to owner-reference garbage collection: the operator may not
-    list them."""
-    while True:
-        for pod in list(reconciler.view.pods()):
-            meta = pod["metadata"]
-            key = (meta["namespace"], (meta.get("labels") or {}).get(contract.LABEL_SESSION, ""))
-            if reconciler.view.session(key) is None and not meta.get("deletionTimestamp"):
-                log.info("orphan_pod_deleted", pod=meta["name"])
-                await reconciler.kube.delete("Pod", meta["namespace"], meta["name"])
-        await asyncio.sleep(reconciler.settings.sweep_interval_seconds)  # a period, not a wait
-
-
-@dataclass
-class Background:
-    """The operator's own loops, started once by the first watch handler. One object the root
-    memo holds: kopf gives each resource object a shallow copy of that memo, so an attribute set
-    on one object's memo would be unseen by the next (and each would start its own loops)."""
-
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    started: bool = False
-
-
 def start_background(memo: kopf.Memo) -> None:
-    """The orphan sweeper and the cluster's GPU count, started by the first watch handler:
-    kopf runs those only once every index is filled, so the sweeper never mistakes a
-    not-yet-listed session for a missing one. From a handler too: what their pokes start
-    (admission, then reconciliations that post Events) inherits kopf's per-handler context,
-    which kopf.event needs; a task made at startup has none of it."""
-    background: Background = memo.background
-    if not background.started:
-        background.started = True
-        loop = asyncio.get_running_loop()
-        reconciler: Reconciler = memo.reconciler
-        background.tasks.append(loop.create_task(sweep_orphans(reconciler)))
-        if reconciler.cluster_gpus is not None:
-            background.tasks.append(loop.create_task(reconciler.cluster_gpus.run()))
-    memo.watch_check.start()  # likewise: a listing taken before the indexes fill looks missed
+    """The watch check, started by the first watch handler: kopf runs those only once every
+    index is filled, and a listing taken before then would look missed."""
+    memo.watch_check.start()
 
 
 @kopf.on.probe(id="watches")

@@ -79,8 +79,8 @@ def webhook_identity(pending: PendingWebhook) -> WebhookIdentity:
 class Facts:
     """Everything the machine may look at. `pod` is None only when its absence was confirmed.
 
-    A session bound to a pool worker (`status.binding`) shares that worker's pod: `pod` is the
-    worker's, and the session never creates or deletes it (see `_pooled`)."""
+    A session runs on a slot of a pool worker (`status.binding`) and shares that worker's pod:
+    `pod` is the worker's, and the session never creates or deletes it."""
 
     spec: AvatarSessionSpec
     status: AvatarSessionStatus
@@ -88,48 +88,28 @@ class Facts:
     deleting: bool = False
     pod: PodFacts | None = None
     node_present: bool = True
-    admitted: bool = False
     minutes_exhausted: bool = False
     webhooks_enabled: bool = False
     """The tenant has a webhook endpoint: transitions queue events for it in the status."""
     webhooks_done: frozenset[WebhookIdentity] = frozenset()
     """Pending events delivered (or given up on) since: they leave the status."""
-    foreign_token_secret: str | None = None
-    """Why the Secret the session names is not its own (read once admitted): never mounted."""
     generation: int | None = None
     """The spec's `metadata.generation` these facts were read with: the status reports it."""
-    pod_name: str | None = None
-    """What the worker pod is (or will be) called; the status names it once it is created."""
     binding: Binding | None = None
     """The free pool slot chosen for this queued session (`pool_assignment.assign`): it starts
-    on it. None in a namespace without pools (a worker pod of its own, once `admitted`)."""
+    on it. None while no slot is free: it stays queued."""
 
 
 class Stage(Enum):
     """When an action runs relative to writing the decided status."""
 
     BEFORE_STATUS = "before_status"
-    """Work the new status already counts on (a worker asked for, minutes charged)."""
+    """Work the new status already counts on (minutes charged)."""
     AFTER_STATUS = "after_status"
     """Once the status (and the webhooks it lists) is out: the session may then disappear."""
 
 
 # Actions: what the handlers must do besides writing the returned status; each says when.
-@dataclass(frozen=True)
-class CreateWorker:
-    """Create the worker pod (and its per-session RBAC); already existing is fine."""
-
-    stage: ClassVar[Stage] = Stage.BEFORE_STATUS
-
-
-@dataclass(frozen=True)
-class DeleteWorker:
-    force: bool = False
-    """Delete with no grace period: the pod is stuck terminating."""
-
-    stage: ClassVar[Stage] = Stage.BEFORE_STATUS
-
-
 @dataclass(frozen=True)
 class SyncGrant:
     """The session took or left a slot of this pool worker: rewrite the worker's grant (its Role
@@ -163,7 +143,7 @@ class ChargeTenant:
     stage: ClassVar[Stage] = Stage.BEFORE_STATUS
 
 
-Action = CreateWorker | DeleteWorker | SyncGrant | RemoveFinalizer | DeleteSession | ChargeTenant
+Action = SyncGrant | RemoveFinalizer | DeleteSession | ChargeTenant
 
 
 @dataclass(frozen=True)
@@ -217,8 +197,6 @@ class _Draft:
         binding = self.status.binding
         if binding is not None:
             self.actions.append(SyncGrant(binding.pool, binding.pod))  # frees the slot
-        elif self.facts.pod is not None:
-            self.actions.append(DeleteWorker())
 
     def notify(
         self,
@@ -324,7 +302,7 @@ def _created(d: _Draft) -> None:
     if _cancel_requested(d.facts):
         d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled before it was queued")
         return
-    d.move(QUEUED, "waiting for a GPU", queued_at=d.now)
+    d.move(QUEUED, "waiting for a free worker slot", queued_at=d.now)
     d.notify(WebhookEvent.QUEUED)
     if d.facts.binding is not None:
         _queued(d)  # a pool slot is free already
@@ -335,36 +313,19 @@ def _queued(d: _Draft) -> None:
         d.finish(CANCELED, CancelReason.USER_CANCELED, "canceled while queued")
         return
     binding = d.facts.binding
-    # A pod that already exists holds its GPU: a previous step created it but crashed before
-    # it could record `starting`. Admit it, or capacity would be counted twice.
-    if not (binding is not None or d.facts.admitted or d.facts.pod is not None):
-        return
-    if d.facts.foreign_token_secret is not None:
-        d.finish(FAILED, FailureReason.TRANSPORT_AUTH_FAILED, d.facts.foreign_token_secret)
-        return
+    if binding is None:
+        return  # no free slot yet: the pool grows, and the next admission pass binds it
     start_by = d.now + d.facts.limits.start_timeout
-    if binding is not None:
-        # One conditional write takes the slot; the worker learns of it from its grant.
-        d.move(
-            STARTING,
-            f"bound to worker {binding.pod}, slot {binding.slot}",
-            starting_at=d.now,
-            deadlines=Deadlines(start_by=start_by),
-            pod_name=binding.pod,
-            binding=binding,
-        )
-        d.actions.append(SyncGrant(binding.pool, binding.pod))
-        d.notify(WebhookEvent.STARTED)
-        d.wake.append(start_by)
-        return
+    # One conditional write takes the slot; the worker learns of it from its grant.
     d.move(
         STARTING,
-        "GPU admitted, starting the worker",
+        f"bound to worker {binding.pod}, slot {binding.slot}",
         starting_at=d.now,
         deadlines=Deadlines(start_by=start_by),
-        pod_name=d.facts.pod_name,
+        pod_name=binding.pod,
+        binding=binding,
     )
-    d.actions.append(CreateWorker())
+    d.actions.append(SyncGrant(binding.pool, binding.pod))
     d.notify(WebhookEvent.STARTED)
     d.wake.append(start_by)
 
@@ -389,12 +350,8 @@ def _starting(d: _Draft) -> None:
         return
     start_by = _deadline(status).start_by
     if start_by is not None and d.now >= start_by:
-        pod = facts.pod
-        if pod is not None and pod.unschedulable:
-            d.finish(FAILED, FailureReason.UNSCHEDULABLE, pod.unschedulable)
-        else:
-            waiting = f" (worker {pod.waiting_reason})" if pod and pod.waiting_reason else ""
-            d.finish(FAILED, FailureReason.START_TIMEOUT, f"no first frame in time{waiting}")
+        message = f"no first frame in time from worker {status.pod_name}"
+        d.finish(FAILED, FailureReason.START_TIMEOUT, message)
         return
     if start_by is not None:
         d.wake.append(start_by)
@@ -414,9 +371,8 @@ def _running(d: _Draft) -> None:
         d.status = status.model_copy(update={"deadlines": deadlines, "usage": usage})
     reason = _end_reason(facts, deadlines, d.now)
     if reason is not None:
-        d.move(ENDING, f"{reason}: draining the worker", reason=reason, ending_at=d.now)
-        if not _pooled(d):  # a pool worker leaves on seeing `ending`; its pod stays
-            d.actions.append(DeleteWorker())
+        # The worker leaves the room on seeing `ending`; its pod stays for the next session.
+        d.move(ENDING, f"{reason}: the worker leaves the room", reason=reason, ending_at=d.now)
         d.wake.append(d.now + facts.limits.finalize_timeout)
         return
     _warn_of_cutoff(d)
@@ -424,33 +380,10 @@ def _running(d: _Draft) -> None:
 
 
 def _ending(d: _Draft) -> None:
+    """A session ends once its worker says it left the room (`status.worker.leftAt`), its worker
+    is gone, or the finalize timeout has passed: then its slot is free again."""
     facts, status = d.facts, d.status
     reason = status.reason if isinstance(status.reason, EndReason) else EndReason.USER_ENDED
-    if _pooled(d):
-        _leaving_pool_worker(d, reason)
-        return
-    if facts.pod is None:
-        d.finish(ENDED, reason, "")
-        return
-    force_at = (status.ending_at or d.now) + facts.limits.finalize_timeout
-    give_up_at = force_at + facts.limits.finalize_timeout
-    if d.now >= give_up_at:
-        # Even a forced delete did not remove it (a foreign finalizer, a lost node): the
-        # session is over regardless; owner-reference GC removes the pod when it can.
-        d.finish(ENDED, reason, f"worker pod {facts.pod.name} stuck terminating")
-    elif d.now >= force_at:
-        d.actions.append(DeleteWorker(force=True))
-        d.wake.append(give_up_at)
-    else:
-        if not facts.pod.deleting:
-            d.actions.append(DeleteWorker())
-        d.wake.append(force_at)
-
-
-def _leaving_pool_worker(d: _Draft, reason: EndReason) -> None:
-    """A pooled session ends once its worker says it left the room (`status.worker.leftAt`), its
-    worker is gone, or the finalize timeout has passed: then its slot is free again."""
-    facts, status = d.facts, d.status
     left = status.worker is not None and status.worker.left_at is not None
     if left or facts.pod is None or facts.pod.finished:
         d.finish(ENDED, reason, "")
@@ -470,30 +403,14 @@ def _terminal(d: _Draft) -> None:
     # A session's last events go out before it does (within the finalize timeout): its status
     # is what brings them back after a restart.
     delivering = bool(d.status.pending_webhooks)
-    if _pooled(d):
-        # The worker's pod is the pool's, not the session's: nothing to delete but the session.
-        if facts.deleting:
-            force_at = finished + facts.limits.finalize_timeout
-            if not delivering or d.now >= force_at:
-                d.actions.append(RemoveFinalizer())
-            else:
-                d.wake.append(force_at)
-            return
-        _expire(d, finished, delivering)
-        return
+    # The worker's pod is the pool's, not the session's: nothing to delete but the session.
     if facts.deleting:
         force_at = finished + facts.limits.finalize_timeout
-        if (facts.pod is None and not delivering) or d.now >= force_at:
-            if facts.pod is not None:
-                d.actions.append(DeleteWorker(force=True))
+        if not delivering or d.now >= force_at:
             d.actions.append(RemoveFinalizer())
         else:
-            if facts.pod is not None and not facts.pod.deleting:
-                d.actions.append(DeleteWorker())
             d.wake.append(force_at)
         return
-    if facts.pod is not None and not facts.pod.deleting:
-        d.actions.append(DeleteWorker())
     _expire(d, finished, delivering)
 
 
@@ -521,33 +438,24 @@ def _cancel_requested(facts: Facts) -> bool:
     return facts.deleting or facts.spec.end_requested_at is not None
 
 
-def _pooled(d: _Draft) -> bool:
-    """Bound to a slot of a pool worker (`status.binding`), rather than a pod of its own."""
-    return d.status.binding is not None
-
-
 def _worker_broke(d: _Draft) -> bool:
-    """Fail the session if its pod or node is gone, the pod failed, or the worker gave up."""
+    """Fail the session if its worker's node or pod is gone, the pod failed, or the worker gave
+    up. A pool worker serves several sessions: whatever took it, each of them lost it."""
     facts, worker = d.facts, d.status.worker
     pod = facts.pod
     if worker is not None and worker.failure is not None:
         d.finish(FAILED, worker.failure.reason, worker.failure.message)
-    elif _pooled(d) and (pod is None or pod.deleting or pod.finished):
-        # A pool worker serves several sessions: whatever took it, each of them lost it.
-        name = pod.name if pod is not None else d.status.pod_name
-        d.finish(FAILED, FailureReason.WORKER_LOST, f"pool worker {name} is gone")
-    elif worker is not None and worker.left_at is not None:
-        # Its worker left the room (the room closed on it) while nobody asked it to.
-        d.finish(FAILED, FailureReason.WORKER_LOST, f"worker {d.status.pod_name} left the room")
-    elif pod is None:
-        d.finish(FAILED, FailureReason.POD_DELETED, "the worker pod disappeared")
-    elif pod.deleting:
-        d.finish(FAILED, FailureReason.POD_DELETED, f"pod {pod.name} was deleted")
-    elif not facts.node_present:
+    elif pod is not None and not facts.node_present:
         d.finish(FAILED, FailureReason.NODE_LOST, f"node {pod.node_name} is gone")
+    elif pod is None or pod.deleting:
+        name = pod.name if pod is not None else d.status.pod_name
+        d.finish(FAILED, FailureReason.WORKER_LOST, f"worker {name} is gone")
     elif pod.finished:
         detail = pod.exit_message or f"pod {pod.phase.lower()}"
-        d.finish(FAILED, FailureReason.POD_FAILED, f"worker exited: {detail}")
+        d.finish(FAILED, FailureReason.WORKER_LOST, f"worker {pod.name} exited: {detail}")
+    elif worker is not None and worker.left_at is not None:
+        # Its worker left the room (the room closed on it) while nobody asked it to.
+        d.finish(FAILED, FailureReason.WORKER_LOST, f"worker {pod.name} left the room")
     else:
         return False
     return True

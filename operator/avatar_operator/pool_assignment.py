@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from avatar_crds.enums import Quality
-from avatar_operator.admission import Capacity, Waiting, admit
+from avatar_operator.admission import TenantRoom, Waiting, admit
 
 
 class WaitReason(StrEnum):
@@ -46,14 +46,6 @@ class PoolWorker:
     taken: frozenset[int]
     ready: bool
     draining: bool
-
-
-@dataclass(frozen=True)
-class TenantRoom:
-    held_by_tenant: Mapping[str, int]
-    """Tenant slots held by sessions not in the queue (`capacity_readings.held_slots`)."""
-    max_by_tenant: Mapping[str, int]
-    default_max: int = 1
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ def assign(
     `pools` names every pool and the tiers it serves, with workers or without (a pool scaled to
     none still serves its tiers: its sessions wait for a slot, not for a pool)."""
     queued = sorted(queue, key=lambda s: (s.created_at, s.name))
-    allowed = set(admit((_waiting(s) for s in queued), _tenant_capacity(tenants)))
+    allowed = set(admit((_waiting(s) for s in queued), tenants))
     served = frozenset(quality for tiers in pools.values() for quality in tiers)
     slots = _free_slots(pools, workers)
     bindings: list[Binding] = []
@@ -141,17 +133,6 @@ def assign(
 
 def _waiting(session: QueuedSession) -> Waiting:
     return Waiting(name=session.name, tenant=session.tenant, queued_at=session.created_at)
-
-
-def _tenant_capacity(tenants: TenantRoom) -> Capacity:
-    # No GPUs per session: admit() then applies the tenant limits alone.
-    return Capacity(
-        free_gpus=0,
-        gpus_per_session=0,
-        held_by_tenant=tenants.held_by_tenant,
-        max_by_tenant=tenants.max_by_tenant,
-        default_max=tenants.default_max,
-    )
 
 
 def _free_slots(pools: Mapping[str, frozenset[Quality]], workers: Iterable[PoolWorker]) -> _Slots:

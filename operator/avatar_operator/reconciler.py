@@ -5,9 +5,10 @@ wake-ups, admission, webhook deliveries, retries) goes through one work queue
 (`workqueue.py`), which runs one reconciliation of a session at a time, so decisions never
 interleave. The webhook outbox (`outbox.py`) and tenant charging (`billing.py`) are their own.
 
-In a namespace with WorkerPools, the admission pass binds queued sessions to free slots of
-ready pool workers (`pool_assignment.assign`) instead of admitting them to a pod of their own;
-the pool controller (`pool_controller.py`) keeps the workers and their grants.
+Sessions run on warm pool workers: the admission pass binds queued sessions to free slots of
+ready workers of a WorkerPool serving their tier (`pool_assignment.assign`), and the pool
+controller (`pool_controller.py`) keeps the workers and their grants. A session never has a pod
+of its own; a pool with no buffer and one slot per worker starts a worker per session.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import Any, Protocol, assert_never
 
 import structlog
 
-from avatar_crds import contract
-from avatar_crds.enums import Phase, Quality
+from avatar_crds.enums import Phase
 from avatar_crds.phases import (
     WAITING_PHASES,
     WORKER_PHASES,
@@ -31,20 +31,15 @@ from avatar_crds.phases import (
 )
 from avatar_crds.session import AvatarSession, Binding
 from avatar_crds.tenant import Tenant, TenantUsage, Webhook
-from avatar_crds.token_secret import foreign_token_secret
 from avatar_operator import billing, capacity_readings, metrics, pool_readings, resources, webhooks
-from avatar_operator.admission import Capacity, admit
-from avatar_operator.capacity import Placement
-from avatar_operator.cluster_gpus import ClusterGpus
+from avatar_operator.admission import TenantRoom
 from avatar_operator.event_pacing import EventPoster, PacedEvents
 from avatar_operator.kube import FINALIZER, IN_FLIGHT, Kube, KubeError
 from avatar_operator.machine import (
     Action,
     ChargeTenant,
-    CreateWorker,
     Decision,
     DeleteSession,
-    DeleteWorker,
     Facts,
     Limits,
     RemoveFinalizer,
@@ -54,7 +49,7 @@ from avatar_operator.machine import (
 )
 from avatar_operator.observe import Key, PodFacts, key_of, pod_facts, session_key
 from avatar_operator.outbox import WebhookOutbox
-from avatar_operator.pool_assignment import QueuedSession, TenantRoom, WaitReason, assign
+from avatar_operator.pool_assignment import WaitReason, assign
 from avatar_operator.pool_controller import PoolController
 from avatar_operator.settings import Settings
 from avatar_operator.workqueue import Requeue, WorkQueue
@@ -68,9 +63,6 @@ class ClusterView(Protocol):
 
     def session(self, key: Key) -> dict[str, Any] | None: ...
     def sessions(self) -> Iterable[dict[str, Any]]: ...
-    def pod(self, key: Key) -> dict[str, Any] | None: ...
-    def pods(self) -> Iterable[dict[str, Any]]: ...
-    def nodes(self) -> Iterable[dict[str, Any]]: ...
     def node(self, name: str) -> dict[str, Any] | None: ...
     def tenant(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def pools(self) -> Iterable[dict[str, Any]]: ...
@@ -92,8 +84,6 @@ class Reconciler:
     settings: Settings
     webhooks: webhooks.WebhookSender
     post_event: EventPoster
-    reserved: set[Key] = field(default_factory=set)
-    """Admitted in memory but not yet seen as `starting` by the watch."""
     bindings: dict[Key, Binding] = field(default_factory=dict)
     """Pool slots chosen in memory for queued sessions, until their status records them."""
     admission_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -106,9 +96,6 @@ class Reconciler:
     sessions passes take at most half the loop and the writes they lead to still get done."""
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The API server's answer to our own last write, until the watch shows it (or newer)."""
-    cluster_gpus: ClusterGpus | None = None
-    """GPUs held by every pod in the cluster; until it has listed them, none count as free.
-    None where other pods are not counted (settings.count_other_pods)."""
     queue: WorkQueue[Key] = field(init=False)
     outbox: WebhookOutbox = field(init=False)
     pools: PoolController = field(init=False)
@@ -178,9 +165,9 @@ class Reconciler:
         task.add_done_callback(_log_admission_failure)
 
     async def _admission_pass(self) -> None:
-        """One pass over the whole queue admits every session that fits, in FIFO order, and
-        asks each to reconcile. A burst of pokes costs one pass, not one per queued session.
-        Sessions of a namespace with pools are bound to pool slots instead."""
+        """One pass over the whole queue binds every session a free slot is found for, in FIFO
+        order, and asks each to reconcile. A burst of pokes costs one pass, not one per queued
+        session."""
         async with self.admission_lock:
             self.admission_pending = False
             done, self.admission_done = self.admission_done, None
@@ -196,49 +183,31 @@ class Reconciler:
                     done.set_result(None)
 
     def _admit_and_bind(self) -> None:
-        held = self.reserved | self.bindings.keys()
-        queued = capacity_readings.waiting_sessions(self.view.sessions(), held)
-        pooled = {p["metadata"]["namespace"] for p in self.view.pools()}  # see `_pooled`
-        own_pods = [b for b in queued if b["metadata"]["namespace"] not in pooled]
-        capacity = self._capacity() if own_pods else None
-        chosen = (
-            set(admit(capacity_readings.queue(own_pods), capacity))
-            if capacity is not None
-            else set()
-        )
-        admitted = [session_key(b) for b in own_pods if b["metadata"]["name"] in chosen]
-        self.reserved.update(admitted)
-        # Only namespaces with sessions still to bind: a pass that finds every waiting session
-        # bound already (a burst being written) reads no pool.
-        to_bind: dict[str, list[dict[str, Any]]] = {}
-        for body in queued:
-            if body["metadata"]["namespace"] in pooled:
-                to_bind.setdefault(body["metadata"]["namespace"], []).append(body)
-        bound = [
-            key
-            for namespace, waiting in sorted(to_bind.items())
-            for key in self._bind(namespace, waiting)
-        ]
-        for key in [*admitted, *bound]:
-            self.schedule(key)
+        # One pass over every session (each as watched or as we last wrote it) reads what
+        # binding needs in each namespace; only namespaces with sessions still to bind go on,
+        # so a pass that finds every waiting session bound already (a burst being written)
+        # reads no pool.
+        newest = (self._newer(seen) for seen in self.view.sessions())
+        queues = capacity_readings.read_queues(newest, self.bindings)
+        for namespace, queue in sorted(queues.items()):
+            if queue.waiting:
+                for key in self._bind(namespace, queue):
+                    self.schedule(key)
 
-    def _bind(self, namespace: str, queued: list[dict[str, Any]]) -> list[Key]:
-        """Chooses a free pool slot for each queued session of the namespace that may start
+    def _bind(self, namespace: str, queue: capacity_readings.NamespaceQueue) -> list[Key]:
+        """Chooses a free pool slot for each waiting session of the namespace that may start
         (`pool_assignment.assign`); the session's reconciliation writes it. A pool short of
         slots is asked to grow."""
-        sessions = [s for s in self._newest_sessions() if s["metadata"]["namespace"] == namespace]
         pools = [p for p in self.view.pools() if p["metadata"]["namespace"] == namespace]
         pods = self.pools.bindable_pods(namespace)
-        chosen = [b for (ns, _), b in self.bindings.items() if ns == namespace]
         serving = pool_readings.serving(pools)
-        waiting = {session_key(b) for b in queued}
         assignment = assign(
-            (_queued_session(body) for body in queued),
+            (capacity_readings.queued_session(body) for body in queue.waiting),
             serving,
-            pool_readings.pool_workers(pods, pool_readings.taken_slots(sessions, chosen)),
+            pool_readings.pool_workers(pods, queue.taken),
             TenantRoom(
-                held_by_tenant=capacity_readings.held_slots(sessions, excluding=waiting),
-                max_by_tenant=self._tenant_limits(sessions),
+                held_by_tenant=queue.held_by_tenant,
+                max_by_tenant=self._tenant_limits(namespace, queue.tenants),
             ),
         )
         keys: list[Key] = []
@@ -288,12 +257,11 @@ class Reconciler:
         bound = log.bind(session=key[1], namespace=key[0])
         phase = phase_of(session)
         if phase in WORKER_PHASES or phase.is_terminal:
-            self.reserved.discard(key)
             self.bindings.pop(key, None)
             self.events.release()
         deleting = session.metadata.deletion_timestamp is not None
         waiting = phase in WAITING_PHASES and not deleting and key not in self.bindings
-        if waiting and self._pooled(key[0]):
+        if waiting:
             if phase is Phase.CREATED:
                 # A free slot now saves the `queued` write: bound and started in one.
                 await self.next_admission_pass()
@@ -315,24 +283,12 @@ class Reconciler:
         key = key_of(session)
         chosen = self.bindings.get(key) if phase in WAITING_PHASES and not deleting else None
         binding = session.status.binding or chosen
-        if binding is not None:
-            pod = await self._pool_pod(key[0], binding.pod, phase)
-        else:
-            pod = await self._pod(key, phase)
+        pod = await self._pool_pod(key[0], binding.pod, phase) if binding is not None else None
         node_present = True
         if pod is not None and pod.node_name and phase in WORKER_PHASES:
             node = pod.node_name
             node_present = self.view.node(node) is not None or await self.kube.node_exists(node)
-        admitted = key in self.reserved
-        waits = phase in WAITING_PHASES and not deleting and not (admitted or chosen)
-        if waits and not self._pooled(key[0]):  # a pooled one had, or asked for, its pass
-            self.poke_queued()
         tenant = self._tenant(key[0], session.spec.tenant)
-        foreign = None
-        if phase is Phase.QUEUED and admitted and pod is None and not deleting:
-            # A pool worker checks the Secret itself when it reads it (`avatar_worker.pool.token`):
-            # no read here on the pooled path.
-            foreign = await self._foreign_token_secret(session)
         return Facts(
             spec=session.spec,
             status=session.status,
@@ -340,75 +296,32 @@ class Reconciler:
             deleting=deleting,
             pod=pod,
             node_present=node_present,
-            admitted=admitted,
             minutes_exhausted=billing.minutes_exhausted(session, tenant, utcnow()),
             webhooks_enabled=tenant is not None and tenant.spec.webhook is not None,
             webhooks_done=self.outbox.done(key),
-            foreign_token_secret=foreign,
             generation=session.metadata.generation,
-            pod_name=contract.worker_pod_name(key[1]),
             binding=chosen,
         )
-
-    async def _foreign_token_secret(self, session: AvatarSession) -> str | None:
-        """Read just before the worker would mount it: is the named Secret this session's?"""
-        namespace = session.metadata.namespace or ""
-        name = session.spec.token_secret_ref.name
-        secret = await self.kube.read("Secret", namespace, name)
-        metadata = secret.get("metadata") if secret is not None else None
-        return foreign_token_secret(key_of(session)[1], session.metadata.uid, metadata)
-
-    async def _pod(self, key: Key, phase: Phase) -> PodFacts | None:
-        body = self.view.pod(key)
-        if body is None and phase in (Phase.STARTING, Phase.RUNNING):
-            # The watch may lag behind a pod created a moment ago: only the API server
-            # may say that the pod is really gone before the session is failed for it.
-            body = await self.kube.read("Pod", key[0], contract.worker_pod_name(key[1]))
-        return pod_facts(body) if body is not None else None
 
     async def _pool_pod(self, namespace: str, pod: str, phase: Phase) -> PodFacts | None:
         """The pool worker a session is bound to (or about to be)."""
         body = self.view.pool_pod(namespace, pod)
         if body is None and not phase.is_terminal:
-            # As for a pod of its own: only the API server may say the worker is gone.
+            # The watch may lag behind: only the API server may say the worker is gone.
             body = await self.kube.read("Pod", namespace, pod)
         return pod_facts(body) if body is not None else None
 
-    def _pooled(self, namespace: str) -> bool:
-        """Sessions there are bound to pool slots (it has a WorkerPool), not given pods."""
-        return any(p["metadata"]["namespace"] == namespace for p in self.view.pools())
-
     def _writing_bindings(self) -> bool:
-        """Sessions chosen for a slot (or admitted) whose status does not record it yet."""
-        return bool(self.bindings or self.reserved)
+        """Sessions chosen for a slot whose status does not record it yet."""
+        return bool(self.bindings)
 
-    def _tenant_limits(self, sessions: Iterable[dict[str, Any]]) -> dict[str, int]:
+    def _tenant_limits(self, namespace: str, tenants: Iterable[str]) -> dict[str, int]:
         limits: dict[str, int] = {}
-        for body in sessions:
-            tenant = body["spec"]["tenant"]
-            if tenant not in limits:
-                parsed = self._tenant(body["metadata"]["namespace"], tenant)
-                if parsed is not None:
-                    limits[tenant] = parsed.spec.plan.max_concurrent_sessions
+        for name in tenants:
+            tenant = self._tenant(namespace, name)
+            if tenant is not None:
+                limits[name] = tenant.spec.plan.max_concurrent_sessions
         return limits
-
-    def _capacity(self) -> Capacity:
-        sessions = list(self.view.sessions())
-        limits = self._tenant_limits(sessions)
-        worker = self.settings.worker
-        return capacity_readings.capacity(
-            sessions=sessions,
-            pods=self.view.pods(),
-            nodes=self.view.nodes(),
-            # No cluster watch (CPU workers, or a GPU pool kept for Facecast: count_other_pods
-            # off): only our own pods hold GPUs, known at once from the pod index.
-            cluster_gpus=self.cluster_gpus.held if self.cluster_gpus is not None else {},
-            placement=Placement(worker.node_selector, worker.tolerations),
-            tenant_limits=limits,
-            reserved=self.reserved,
-            gpu_resource=worker.gpu_resource_name,
-            gpus_per_session=worker.gpu_count,
-        )
 
     def _tenant(self, namespace: str, name: str) -> Tenant | None:
         body = self.view.tenant(namespace, name)
@@ -447,13 +360,6 @@ class Reconciler:
     async def _carry_out(self, action: Action, session: AvatarSession, phase: Phase) -> None:
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
         match action:
-            case CreateWorker():
-                for obj in resources.worker_rbac(session):
-                    await self.kube.create(obj)
-                await self.kube.create(resources.worker_pod(session, self.settings.worker))
-            case DeleteWorker(force=force):
-                pod = contract.worker_pod_name(name)
-                await self.kube.delete("Pod", namespace, pod, force=force)
             case SyncGrant(pool=pool, pod=pod):
                 self.pools.grant_changed(namespace, pod)
                 self.pools.schedule(namespace, pool)
@@ -558,7 +464,6 @@ class Reconciler:
     def _forget(self, key: Key) -> None:
         self.written.pop(key, None)
         self.queue.forget(key)
-        self.reserved.discard(key)
         self.bindings.pop(key, None)
         self.events.release()
         self.outbox.forget(key)
@@ -575,18 +480,6 @@ def _log_count_failure(key: Key, error: Exception, retry_in: float) -> None:
 def _log_admission_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("admission_failed", error=repr(task.exception()))
-
-
-def _queued_session(body: dict[str, Any]) -> QueuedSession:
-    # FIFO by creation: the API server's second, then the name (`sess-<ULID>`, whose time is
-    # in milliseconds). Not `queuedAt`: a session the operator had not yet written `queued`
-    # for (a restart) would sort by another clock than the rest.
-    return QueuedSession(
-        name=body["metadata"]["name"],
-        tenant=body["spec"]["tenant"],
-        quality=Quality(body["spec"]["quality"]),
-        created_at=datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
-    )
 
 
 def _version(body: dict[str, Any]) -> int:

@@ -1,8 +1,7 @@
-"""Pure builders of the Kubernetes objects the operator owns. Deterministic names from the
-session name, owner references to the session, labels from the shared contract. No I/O.
+"""Pure builders: the pod spec every pool worker shares, and the session status patch. No I/O.
 
-Like KubeSpawner's `objects.py`: everything the operator ever sends to the API server about a
-worker is built here, so tests can read exactly what a pod will look like.
+Like KubeSpawner's `objects.py`: what the operator sends to the API server about a worker is
+built here and in `pool_objects.py`, so tests can read exactly what a pod will look like.
 """
 
 from __future__ import annotations
@@ -10,60 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from avatar_crds import contract
-from avatar_crds.kinds import AVATAR_SESSION
-from avatar_crds.meta import GROUP, owner_reference
-from avatar_crds.session import AvatarSession, AvatarSessionStatus
+from avatar_crds.session import AvatarSessionStatus
 from avatar_operator.settings import WorkerPodSettings
 
 WORKER_CONTAINER = "worker"
 WORKER_UID = 10001
-
-
-def session_owner(session: AvatarSession) -> dict[str, Any]:
-    """Makes the session the controller: deleting it garbage-collects everything built here."""
-    return owner_reference(AVATAR_SESSION.kind, _name(session), session.metadata.uid)
-
-
-def _metadata(session: AvatarSession, name: str, component: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": session.metadata.namespace,
-        "labels": contract.session_labels(_name(session), session.spec.tenant, component),
-        "ownerReferences": [session_owner(session)],
-    }
-
-
-def worker_pod(session: AvatarSession, settings: WorkerPodSettings) -> dict[str, Any]:
-    name = _name(session)
-    secret = session.spec.token_secret_ref
-    token_volume = {
-        "name": "transport-token",
-        "secret": {
-            "secretName": secret.name,
-            "items": [{"key": secret.key, "path": contract.TOKEN_SECRET_KEY}],
-            "defaultMode": 0o440,
-        },
-    }
-    spec = worker_pod_spec(
-        settings,
-        account=contract.worker_account_name(name),
-        env=[
-            {"name": contract.ENV_SESSION_NAME, "value": name},
-            {"name": contract.ENV_SESSION_NAMESPACE, "value": session.metadata.namespace},
-            {"name": contract.ENV_TOKEN_FILE, "value": contract.token_file()},
-            {"name": contract.ENV_AVATAR_STORE, "value": contract.AVATAR_STORE_DIR},
-        ],
-        mounts=[
-            {"name": "transport-token", "mountPath": contract.TOKEN_MOUNT_DIR, "readOnly": True}
-        ],
-        volumes=[token_volume],
-    )
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(session, contract.worker_pod_name(name), "worker"),
-        "spec": spec,
-    }
 
 
 def worker_pod_spec(
@@ -74,7 +24,7 @@ def worker_pod_spec(
     mounts: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """What every worker pod shares, a session's own or a pool's: its placement and size from
+    """What every worker pod shares: its placement and size from
     `settings`, the locked-down security context, the scratch, TTS key, avatar and model
     volumes, and the transport allow-list and TTS variables. `env`, `mounts` and `volumes` are
     the caller's own, put first."""
@@ -196,49 +146,6 @@ def _tts_env(settings: WorkerPodSettings) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in values.items() if value]
 
 
-def worker_rbac(session: AvatarSession) -> list[dict[str, Any]]:
-    """A ServiceAccount per session whose Role reaches only this session and its avatar."""
-    name = _name(session)
-    account = contract.worker_account_name(name)
-    # `watch` by name: the worker follows its session's speech and warnings. The API server
-    # allows a watch under resourceNames only with a metadata.name field selector naming it.
-    rules = [
-        {"apiGroups": [GROUP], "resources": ["avatarsessions"], "verbs": ["get", "watch"],
-         "resourceNames": [name]},
-        {"apiGroups": [GROUP], "resources": ["avatarsessions/status"], "verbs": ["get", "patch"],
-         "resourceNames": [name]},
-        {"apiGroups": [GROUP], "resources": ["avatars"], "verbs": ["get"],
-         "resourceNames": [session.spec.avatar_ref]},
-    ]  # fmt: skip
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": _metadata(session, account, "worker"),
-            "automountServiceAccountToken": True,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _metadata(session, account, "worker"),
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _metadata(session, account, "worker"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": account,
-                    "namespace": session.metadata.namespace,
-                }
-            ],
-        },
-    ]
-
-
 def status_patch(old: AvatarSessionStatus, new: AvatarSessionStatus) -> dict[str, Any] | None:
     """A JSON merge patch of the operator's status fields; None when nothing changed.
 
@@ -252,9 +159,3 @@ def status_patch(old: AvatarSessionStatus, new: AvatarSessionStatus) -> dict[str
     patch: dict[str, Any] = {key: value for key, value in after.items() if before.get(key) != value}
     patch.update({key: None for key in before if key not in after})
     return {"status": patch} if patch else None
-
-
-def _name(session: AvatarSession) -> str:
-    if not session.metadata.name or not session.metadata.namespace:
-        raise ValueError("a session needs metadata.name and metadata.namespace to own objects")
-    return session.metadata.name

@@ -89,7 +89,6 @@ class Settings(BaseModel):
     terminal_ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0
     ending_soon_seconds: Annotated[float, Field(ge=0)] = 10.0
     """How long before an idle or max-duration cutoff `session.ending_soon` warns; 0: never."""
-    sweep_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9090
     webhook_max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     webhook_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
@@ -98,10 +97,6 @@ class Settings(BaseModel):
     watch_stale_seconds: Annotated[float, Field(gt=0)] = 90.0
     """A watch that has not caught up with a listing this long fails the liveness probe.
     Longer than kopf's own 70 s reconnection of a silent stream, which may mend it first."""
-    count_other_pods: bool = True
-    """Count GPUs held by every pod in the cluster (a cluster-wide pod watch, which needs
-    `list`/`watch` on all pods). False on a GPU pool kept for Facecast alone: only our own
-    worker pods are counted, and the operator needs no cluster-wide pod rights."""
 
 
 # Environment variable -> dotted settings path; JSON for structured values.
@@ -112,13 +107,11 @@ _ENV_FIELDS = {
     "FINALIZE_TIMEOUT_SECONDS": "finalize_timeout_seconds",
     "TERMINAL_TTL_SECONDS": "terminal_ttl_seconds",
     "ENDING_SOON_SECONDS": "ending_soon_seconds",
-    "SWEEP_INTERVAL_SECONDS": "sweep_interval_seconds",
     "METRICS_PORT": "metrics_port",
     "WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
     "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "WATCH_CHECK_INTERVAL_SECONDS": "watch_check_interval_seconds",
     "WATCH_STALE_SECONDS": "watch_stale_seconds",
-    "COUNT_OTHER_PODS": "count_other_pods",
     "WORKER_IMAGE": "worker.image",
     "WORKER_IMAGE_PULL_POLICY": "worker.image_pull_policy",
     "WORKER_GPU_RESOURCE_NAME": "worker.gpu_resource_name",

@@ -19,7 +19,6 @@ import structlog
 from avatar_crds import contract
 from avatar_crds.kinds import WORKER_POOL
 from avatar_crds.meta import GROUP, VERSION
-from avatar_operator.cluster_gpus import SILENT_LIMIT_SECONDS, ClusterGpus
 from avatar_operator.kube import Kube, KubeError, UnreachableError
 from avatar_operator.liveness import Freshness, Listing, ObjectKey
 from facecast_kube import paths
@@ -48,14 +47,12 @@ class WatchCheck:
         *,
         interval: float,
         deadline: float,
-        cluster_gpus: ClusterGpus | None,
     ) -> None:
         self.kube = kube
         self.indices = indices
         self.watched = list(watched)
         self.interval = interval
         self.freshness = {w.index: Freshness(deadline) for w in self.watched}
-        self.cluster_gpus = cluster_gpus
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -91,10 +88,6 @@ class WatchCheck:
         ]
         if self.task is not None and self.task.done() and not self.task.cancelled():
             found.append(f"the watch check stopped: {self.task.exception()!r}")
-        if self.cluster_gpus is not None:
-            silent = self.cluster_gpus.silent_for()
-            if silent > SILENT_LIMIT_SECONDS:
-                found.append(f"the cluster pod watch has been silent for {silent:.0f} s")
         return found
 
     async def _list(self, watched: Watched) -> dict[ObjectKey, int]:
@@ -129,8 +122,6 @@ def kopf_watches(kube: Kube, namespace: str, worker_labels: Mapping[str, str]) -
     pools = paths.custom(GROUP, VERSION, WORKER_POOL.plural)
     return [
         Watched("session_index", kube.path("AvatarSession", namespace)),
-        # Sessions' own worker pods and pools' worker pods, told apart by the label they carry.
-        Watched("pod_index", kube.path("Pod", namespace), f"{workers},{contract.LABEL_SESSION}"),
         Watched("pool_pod_index", kube.path("Pod", namespace), f"{workers},{contract.LABEL_POOL}"),
         Watched("node_index", "/api/v1/nodes"),
         Watched("tenant_index", kube.path("Tenant", namespace)),

@@ -12,12 +12,15 @@ from avatar_crds.enums import CancelReason, EndReason, FailureReason, Phase
 from avatar_crds.session import (
     CONDITION_REASON,
     AvatarSessionStatus,
+    Binding,
     Condition,
     WorkerStatus,
 )
 from avatar_operator.conditions import ADMITTED, READY, Observed, camel_case, merge, observe
 from avatar_operator.machine import Facts, step
 from testbed.objects import LIMITS, SPEC, T0, worker_pod_facts
+
+SLOT = Binding(pool="p", pod="s-worker", slot=0)
 
 LATER = T0 + timedelta(minutes=5)
 POD = worker_pod_facts()
@@ -34,25 +37,25 @@ def status_of(phase: Phase, **fields: Any) -> AvatarSessionStatus:
 @pytest.mark.parametrize(
     ("status", "admitted", "ready"),
     [
-        (status_of(Phase.QUEUED), ("False", "WaitingForGpu"), ("False", "NotAdmitted")),
+        (status_of(Phase.QUEUED), ("False", "WaitingForSlot"), ("False", "NotAdmitted")),
         (
             status_of(Phase.STARTING, startingAt=T0),
-            ("True", "GpuAdmitted"),
+            ("True", "SlotBound"),
             ("False", "WaitingForFirstFrame"),
         ),
         (
             status_of(Phase.RUNNING, startingAt=T0),
-            ("True", "GpuAdmitted"),
+            ("True", "SlotBound"),
             ("True", "FirstFramePublished"),
         ),
         (
             status_of(Phase.ENDING, startingAt=T0, reason="idle_timeout"),
-            ("True", "GpuAdmitted"),
+            ("True", "SlotBound"),
             ("False", "IdleTimeout"),
         ),
         (
             status_of(Phase.FAILED, startingAt=T0, reason="worker_lost", message="no heartbeat"),
-            ("True", "GpuAdmitted"),
+            ("True", "SlotBound"),
             ("False", "WorkerLost"),
         ),
         (
@@ -122,7 +125,7 @@ def test_the_machine_writes_conditions_and_generation_with_each_transition() -> 
 
     starting = step(
         Phase.QUEUED,
-        facts(queued.status, generation=1, admitted=True, pod_name="s-worker"),
+        facts(queued.status, generation=1, binding=SLOT, pod=worker_pod_facts()),
         LATER,
     )
     assert starting.status.pod_name == "s-worker"

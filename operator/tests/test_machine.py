@@ -1,4 +1,6 @@
-"""The state machine, exhaustively: every legal transition, every illegal one, every branch."""
+"""The state machine, exhaustively: every legal transition, every illegal one, every branch.
+Sessions run on a pool worker's slot; `test_machine_pooled.py` has what is particular to
+sharing the worker (the binding write, leaving, the shared pod never deleted)."""
 
 from __future__ import annotations
 
@@ -19,10 +21,8 @@ from avatar_crds.session import (
 from avatar_operator.machine import (
     LEGAL_TRANSITIONS,
     ChargeTenant,
-    CreateWorker,
     Decision,
     DeleteSession,
-    DeleteWorker,
     Facts,
     IllegalTransitionError,
     RemoveFinalizer,
@@ -36,6 +36,7 @@ from testbed.objects import LIMITS, T0
 from testbed.objects import worker_pod_facts as pod
 
 SPEC = objects.SPEC.model_copy(update={"idle_timeout_seconds": 30, "max_duration_seconds": 600})
+SLOT = Binding(pool="p", pod="s-worker", slot=0)  # `pod()` is that worker
 
 
 def facts(status: dict[str, Any] | None = None, **changes: Any) -> Facts:
@@ -56,11 +57,15 @@ def announced(decision: Decision) -> list[WebhookEvent]:
 
 STARTING = {
     "phase": "starting",
+    "podName": SLOT.pod,
+    "binding": SLOT.model_dump(by_alias=True),
     "startingAt": T0,
     "deadlines": {"startBy": T0 + timedelta(seconds=60)},
 }
 RUNNING = {
     "phase": "running",
+    "podName": SLOT.pod,
+    "binding": SLOT.model_dump(by_alias=True),
     "runningAt": T0,
     "deadlines": {"maxDurationAt": T0 + timedelta(seconds=600)},
     "worker": {"heartbeatAt": T0, "firstFrameAt": T0},
@@ -93,8 +98,8 @@ def test_every_legal_transition_is_reachable_by_the_machine() -> None:
     scenarios = [
         (None, facts()),
         (None, facts(deleting=True)),
-        (None, facts(binding=Binding(pool="p", pod="p-x7k2p", slot=0), pod=pod())),
-        (Phase.QUEUED, facts({"phase": "queued"}, admitted=True)),
+        (None, facts(binding=SLOT, pod=pod())),
+        (Phase.QUEUED, facts({"phase": "queued"}, binding=SLOT, pod=pod())),
         (Phase.QUEUED, facts({"phase": "queued"}, deleting=True)),
         (Phase.STARTING, facts({**STARTING, "worker": {"firstFrameAt": T0}}, pod=pod())),
         (Phase.STARTING, facts(STARTING, pod=pod(), deleting=True)),
@@ -106,7 +111,7 @@ def test_every_legal_transition_is_reachable_by_the_machine() -> None:
     for phase, f in scenarios:
         seen.add((phase or Phase.CREATED, step(phase, f, T0).phase))
     legal = {(old, new) for old, targets in LEGAL_TRANSITIONS.items() for new in targets}
-    missing = legal - seen - {(Phase.QUEUED, Phase.FAILED)}  # reserved for admission failures
+    missing = legal - seen - {(Phase.QUEUED, Phase.FAILED)}  # reserved for binding failures
     assert not missing, missing
 
 
@@ -122,25 +127,19 @@ def test_new_session_is_queued_and_announced() -> None:
     assert d.event[1] == "Queued"
 
 
-def test_queued_waits_without_a_wakeup_until_admitted() -> None:
+def test_queued_waits_without_a_wakeup_until_a_slot_is_chosen() -> None:
     d = step(Phase.QUEUED, facts({"phase": "queued"}), T0)
     assert d.phase is Phase.QUEUED
     assert d.actions == ()
     assert d.wake_at is None
 
 
-def test_admission_starts_the_worker_with_a_start_deadline() -> None:
-    d = step(Phase.QUEUED, facts({"phase": "queued"}, admitted=True), T0)
+def test_a_chosen_slot_starts_the_session_with_a_start_deadline() -> None:
+    d = step(Phase.QUEUED, facts({"phase": "queued"}, binding=SLOT, pod=pod()), T0)
     assert d.phase is Phase.STARTING
-    assert CreateWorker() in d.actions
     assert d.status.deadlines is not None
     assert d.status.deadlines.start_by == T0 + LIMITS.start_timeout
     assert d.wake_at == T0 + LIMITS.start_timeout
-
-
-def test_an_existing_pod_counts_as_admitted_after_a_crash() -> None:
-    d = step(Phase.QUEUED, facts({"phase": "queued"}, pod=pod(phase="Pending")), T0)
-    assert d.phase is Phase.STARTING
 
 
 @pytest.mark.parametrize("how", ["deleting", "end_request"])
@@ -171,10 +170,11 @@ def test_first_frame_makes_it_running_with_absolute_deadlines() -> None:
 @pytest.mark.parametrize(
     ("pod_facts", "node_present", "worker", "reason"),
     [
-        (None, True, None, FailureReason.POD_DELETED),
-        (pod(deleting=True), True, None, FailureReason.POD_DELETED),
+        (None, True, None, FailureReason.WORKER_LOST),
+        (pod(deleting=True), True, None, FailureReason.WORKER_LOST),
         (pod(), False, None, FailureReason.NODE_LOST),
-        (pod(phase="Failed", exit_message="boom"), True, None, FailureReason.POD_FAILED),
+        (pod(deleting=True), False, None, FailureReason.NODE_LOST),
+        (pod(phase="Failed", exit_message="boom"), True, None, FailureReason.WORKER_LOST),
         (pod(), True, {"failure": {"reason": "transport_auth_failed"}}, "transport_auth_failed"),
     ],
 )
@@ -190,22 +190,12 @@ def test_worker_breakage_fails_the_session(
     assert d.event[0] == "Warning"
 
 
-def test_unschedulable_past_the_start_deadline() -> None:
+def test_no_first_frame_before_the_start_deadline_times_out_naming_the_worker() -> None:
     late = T0 + timedelta(seconds=61)
-    stuck = pod(phase="Pending", node_name=None, unschedulable="0/3 nodes: Insufficient gpu")
-    d = step(Phase.STARTING, facts(STARTING, pod=stuck), late)
-    assert d.phase is Phase.FAILED
-    assert d.status.reason == FailureReason.UNSCHEDULABLE
-    assert d.status.message is not None
-    assert "Insufficient" in d.status.message
-
-
-def test_image_that_never_starts_times_out() -> None:
-    late = T0 + timedelta(seconds=61)
-    d = step(Phase.STARTING, facts(STARTING, pod=pod(waiting_reason="ErrImagePull")), late)
+    d = step(Phase.STARTING, facts(STARTING, pod=pod()), late)
     assert d.status.reason == FailureReason.START_TIMEOUT
     assert d.status.message is not None
-    assert "ErrImagePull" in d.status.message
+    assert SLOT.pod in d.status.message
 
 
 # --- messages: redacted, and short enough for the CRD -----------------------------------------
@@ -225,25 +215,13 @@ LOG_TAIL = (
         (Phase.RUNNING, RUNNING, {"pod": pod(phase="Failed", exit_message=LOG_TAIL)}, T0),
         (Phase.STARTING, STARTING, {"pod": pod(phase="Failed", exit_message=LOG_TAIL)}, T0),
         (
-            Phase.STARTING,
-            STARTING,
-            {"pod": pod(phase="Pending", unschedulable=f"0/3 nodes: {LOG_TAIL}")},
-            T0 + timedelta(seconds=61),
-        ),
-        (
-            Phase.STARTING,
-            STARTING,
-            {"pod": pod(phase="Pending", waiting_reason=LOG_TAIL)},
-            T0 + timedelta(seconds=61),
-        ),
-        (
             Phase.RUNNING,
             {**RUNNING, "worker": {"failure": {"reason": "room_unreachable", "message": TOKEN}}},
             {"pod": pod()},
             T0,
         ),
     ],
-    ids=["running_pod_failed", "starting_pod_failed", "unschedulable", "waiting", "worker_report"],
+    ids=["running_pod_failed", "starting_pod_failed", "worker_report"],
 )
 def test_a_failure_message_is_redacted_and_fits_the_crd(
     phase: Phase, status: dict[str, Any], changes: dict[str, Any], now: datetime
@@ -267,13 +245,13 @@ def test_a_clipped_message_keeps_what_failed_and_how_it_ended() -> None:
     message = d.status.message
     assert message is not None
     assert len(message) == MESSAGE_MAX_LENGTH
-    assert message.startswith("worker exited: Traceback")
+    assert message.startswith(f"worker {SLOT.pod} exited: Traceback")
     assert message.endswith(f'401 invalid token {REDACTED}"}}\nRuntimeError: worker died')
 
 
 def test_a_short_message_is_kept_as_it_is() -> None:
     d = step(Phase.RUNNING, facts(RUNNING, pod=pod(phase="Failed", exit_message="OOMKilled")), T0)
-    assert d.status.message == "worker exited: OOMKilled"
+    assert d.status.message == f"worker {SLOT.pod} exited: OOMKilled"
 
 
 def test_starting_before_the_deadline_just_waits_for_it() -> None:
@@ -300,7 +278,7 @@ def test_running_ends_for_each_reason(seconds: int, changes: Any, reason: EndRea
     d = step(Phase.RUNNING, facts(status, pod=pod(), **changes), now)
     assert d.phase is Phase.ENDING
     assert d.status.reason == reason
-    assert DeleteWorker() in d.actions
+    assert d.actions == ()  # the worker leaves on seeing `ending`; its pod is the pool's
 
 
 def test_max_duration() -> None:
@@ -359,50 +337,20 @@ def test_ending_becomes_ended_when_the_pod_is_gone_and_charges_once() -> None:
     assert announced(d) == [WebhookEvent.ENDED]
 
 
-def test_ending_forces_a_stuck_pod_after_the_finalize_timeout() -> None:
-    stuck = pod(deleting=True)
-    assert DeleteWorker(force=True) not in step(Phase.ENDING, facts(ENDING, pod=stuck), T0).actions
-    late = T0 + LIMITS.finalize_timeout
-    assert DeleteWorker(force=True) in step(Phase.ENDING, facts(ENDING, pod=stuck), late).actions
-
-
-def test_ending_gives_up_on_a_pod_that_even_force_cannot_remove() -> None:
-    stuck = pod(deleting=True)
-    d = step(Phase.ENDING, facts(ENDING, pod=stuck), T0 + 2 * LIMITS.finalize_timeout)
-    assert d.phase is Phase.ENDED
-    assert d.status.reason == EndReason.IDLE_TIMEOUT
-    assert d.status.message is not None
-    assert "stuck" in d.status.message
-
-
-FAILED = {"phase": "failed", "reason": "pod_failed", "finishedAt": T0}
-
-
-def test_deleting_a_terminal_session_releases_the_finalizer_in_bounded_time() -> None:
-    stuck = pod(deleting=True)
-    early = step(Phase.FAILED, facts(FAILED, deleting=True, pod=stuck), T0)
-    assert RemoveFinalizer() not in early.actions
-    assert early.wake_at == T0 + LIMITS.finalize_timeout
-    late = step(Phase.FAILED, facts(FAILED, deleting=True, pod=stuck), T0 + timedelta(seconds=31))
-    assert late.actions == (DeleteWorker(force=True), RemoveFinalizer())
-    gone = step(Phase.FAILED, facts(FAILED, deleting=True), T0)
-    assert gone.actions == (RemoveFinalizer(),)
+FAILED = {"phase": "failed", "reason": "worker_lost", "finishedAt": T0}
 
 
 def test_the_session_is_let_go_only_after_its_status_is_written() -> None:
-    """The worker goes and minutes are charged before the status write; the finalizer and the
-    session itself only after it, so the final status and its webhooks are never lost."""
-    stuck = pod(deleting=True)
-    late = step(Phase.FAILED, facts(FAILED, deleting=True, pod=stuck), T0 + timedelta(seconds=31))
-    assert late.actions_at(Stage.BEFORE_STATUS) == (DeleteWorker(force=True),)
-    assert late.actions_at(Stage.AFTER_STATUS) == (RemoveFinalizer(),)
+    """Minutes are charged before the status write; the finalizer and the session itself only
+    after it, so the final status and its webhooks are never lost."""
+    deleted = step(Phase.FAILED, facts(FAILED, deleting=True), T0)
+    assert deleted.actions_at(Stage.BEFORE_STATUS) == ()
+    assert deleted.actions_at(Stage.AFTER_STATUS) == (RemoveFinalizer(),)
     expired = step(Phase.FAILED, facts(FAILED), T0 + LIMITS.terminal_ttl)
     assert expired.actions_at(Stage.AFTER_STATUS) == (DeleteSession(),)
     billed = {**ENDING, "worker": {"billableSeconds": 42.0}}
     charged = step(Phase.ENDING, facts(billed, pod=None), T0 + timedelta(seconds=2))
     assert charged.actions_at(Stage.BEFORE_STATUS) == (ChargeTenant(42.0),)
-    admitted = step(Phase.QUEUED, facts({"phase": "queued"}, admitted=True), T0)
-    assert admitted.actions_at(Stage.BEFORE_STATUS) == (CreateWorker(),)
 
 
 def test_terminal_sessions_expire_after_the_ttl() -> None:
@@ -434,7 +382,7 @@ def test_worker_status_is_never_changed_by_the_machine() -> None:
 
 def test_a_transition_queues_its_webhook_with_the_phase_and_the_time() -> None:
     now = T0 + timedelta(seconds=2)
-    d = step(Phase.QUEUED, facts({"phase": "queued", "queuedAt": T0}, admitted=True), now)
+    d = step(Phase.QUEUED, facts({"phase": "queued", "queuedAt": T0}, binding=SLOT, pod=pod()), now)
     assert d.phase is Phase.STARTING
     [pending] = d.status.pending_webhooks
     assert (pending.event, pending.phase, pending.occurred_at) == (
@@ -446,7 +394,7 @@ def test_a_transition_queues_its_webhook_with_the_phase_and_the_time() -> None:
 
 def test_webhooks_stay_in_the_status_until_delivered() -> None:
     queued = step(None, facts(), T0)
-    started = step(Phase.QUEUED, facts(queued.status.to_k8s(), admitted=True), T0)
+    started = step(Phase.QUEUED, facts(queued.status.to_k8s(), binding=SLOT, pod=pod()), T0)
     assert announced(started) == [WebhookEvent.QUEUED, WebhookEvent.STARTED]
     done = frozenset({(WebhookEvent.QUEUED, "", "")})
     later = step(Phase.STARTING, facts(started.status.to_k8s(), pod=pod(), webhooks_done=done), T0)

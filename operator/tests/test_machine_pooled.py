@@ -11,8 +11,6 @@ from avatar_crds.enums import EndReason, FailureReason, Phase
 from avatar_crds.session import AvatarSessionStatus, Binding
 from avatar_operator.machine import (
     ChargeTenant,
-    CreateWorker,
-    DeleteWorker,
     Facts,
     RemoveFinalizer,
     Stage,
@@ -79,18 +77,6 @@ def test_without_a_slot_a_queued_session_in_a_pool_namespace_waits() -> None:
     assert decision.actions == ()
 
 
-def test_a_foreign_token_secret_fails_the_session_before_any_worker_is_told() -> None:
-    why = "token Secret s-token is not owned by this session; refusing to mount it"
-    decision = step(
-        Phase.QUEUED,
-        facts({"phase": "queued"}, binding=SLOT, pod=worker(), foreign_token_secret=why),
-        T0,
-    )
-    assert decision.phase is Phase.FAILED
-    assert decision.status.binding is None
-    assert not any(isinstance(a, (SyncGrant, CreateWorker)) for a in decision.actions)
-
-
 def test_ending_does_not_delete_the_shared_pod_and_waits_for_the_worker_to_leave() -> None:
     decision = step(Phase.ENDING, facts(ENDING, pod=worker()), T0 + timedelta(seconds=1))
     assert decision.phase is Phase.ENDING
@@ -103,7 +89,7 @@ def test_running_to_ending_leaves_the_pod_alone() -> None:
     decision = step(Phase.RUNNING, facts(status, pod=worker()), T0 + timedelta(seconds=1))
     assert decision.phase is Phase.ENDING
     assert decision.status.reason is EndReason.MAX_DURATION_REACHED
-    assert not any(isinstance(a, DeleteWorker) for a in decision.actions)
+    assert decision.actions == ()  # no action on a pod exists: the pod is the pool's
 
 
 def test_the_worker_leaving_ends_the_session_and_frees_the_slot() -> None:
@@ -112,7 +98,6 @@ def test_the_worker_leaving_ends_the_session_and_frees_the_slot() -> None:
     assert decision.phase is Phase.ENDED
     assert decision.status.reason is EndReason.IDLE_TIMEOUT
     assert SyncGrant(SLOT.pool, SLOT.pod) in decision.actions
-    assert not any(isinstance(a, DeleteWorker) for a in decision.actions)
     assert any(isinstance(a, ChargeTenant) for a in decision.actions)
 
 
@@ -130,7 +115,6 @@ def test_a_gone_worker_fails_each_of_its_sessions_worker_lost() -> None:
         assert decision.phase is Phase.FAILED
         assert decision.status.reason is FailureReason.WORKER_LOST
         assert SLOT.pod in (decision.status.message or "")
-        assert not any(isinstance(a, DeleteWorker) for a in decision.actions)
 
 
 def test_a_gone_node_fails_the_session_node_lost() -> None:

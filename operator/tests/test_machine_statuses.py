@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from avatar_crds.enums import REASONS_BY_PHASE, EndReason, FailureReason, Phase, WebhookEvent
 from avatar_crds.generate import REPO_ROOT
-from avatar_crds.session import MESSAGE_MAX_LENGTH, AvatarSessionStatus
+from avatar_crds.session import MESSAGE_MAX_LENGTH, AvatarSessionStatus, Binding
 from avatar_crds.speech import SPEECH_TASKS_MAX, SpeechState
 from avatar_operator.machine import Facts, step
 from avatar_operator.observe import PodFacts
@@ -81,8 +81,6 @@ def pods(draw: st.DrawFn) -> PodFacts:
         phase=draw(st.sampled_from(["Pending", "Running", "Succeeded", "Failed", "Failed"])),
         node_name=draw(st.none() | st.sampled_from(["gpu-0", "n" * 253])),
         deleting=draw(rarely),
-        unschedulable=draw(messages),
-        waiting_reason=draw(messages),
         exit_message=draw(messages),
     )
 
@@ -154,7 +152,7 @@ def situations(draw: st.DrawFn) -> tuple[Phase | None, Facts, datetime]:
         deleting=draw(rarely),
         pod=draw(st.one_of(st.none(), pods(), pods(), pods())),
         node_present=not draw(rarely),
-        admitted=draw(st.booleans()),
+        binding=draw(st.none() | st.just(Binding(pool="p", pod="s-worker", slot=0))),
         minutes_exhausted=draw(st.booleans()),
         webhooks_enabled=draw(st.booleans()),
         webhooks_done=frozenset(
@@ -186,9 +184,9 @@ def test_every_produced_status_validates_against_the_crd(
 
 @st.composite
 def broken_workers(draw: st.DrawFn) -> tuple[Phase, Facts, datetime]:
-    """A worker whose pod failed, cannot be scheduled or pulled (past the start deadline), or
-    which reported a failure, with arbitrary text in what its pod or report says."""
-    how = draw(st.sampled_from(["exited", "unschedulable", "not_pulled", "reported"]))
+    """A worker whose pod failed, or which reported a failure, with arbitrary text in what its
+    pod or report says."""
+    how = draw(st.sampled_from(["exited", "reported"]))
     running = how in ("exited", "reported") and draw(st.booleans())
     text = draw(messages)
     status: dict[str, Any] = {
@@ -211,8 +209,6 @@ def broken_workers(draw: st.DrawFn) -> tuple[Phase, Facts, datetime]:
         phase="Failed" if how == "exited" else "Pending",
         node_name="gpu-0",
         deleting=False,
-        unschedulable=text if how == "unschedulable" else None,
-        waiting_reason=text if how == "not_pulled" else None,
         exit_message=text if how == "exited" else None,
     )
     facts = Facts(

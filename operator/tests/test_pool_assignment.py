@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avatar_crds.enums import Quality
+from avatar_operator.admission import TenantRoom
 from avatar_operator.pool_assignment import (
     Assignment,
     Binding,
     PoolWorker,
     QueuedSession,
-    TenantRoom,
     WaitReason,
     assign,
 )

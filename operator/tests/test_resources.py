@@ -1,4 +1,5 @@
-"""What the operator sends to the API server, read straight from the pure builders."""
+"""What the operator sends to the API server about every worker (its shared pod pieces) and
+about a session (its status patch), read straight from the pure builders; and its settings."""
 
 from __future__ import annotations
 
@@ -8,55 +9,14 @@ import pytest
 
 from avatar_crds import contract
 from avatar_crds.enums import Phase
-from avatar_crds.session import AvatarSession, AvatarSessionStatus
-from avatar_operator.resources import status_patch, worker_pod, worker_rbac
+from avatar_crds.session import AvatarSessionStatus
+from avatar_operator.resources import status_patch
 from avatar_operator.settings import Settings, SettingsError, WorkerPodSettings, load_settings
-from testbed.objects import SAMPLE_SESSION, session_manifest
-
-SESSION = AvatarSession.model_validate(session_manifest(uid="u-1"))
+from testbed.objects import pool_worker_pod
 
 
 def build(**settings: Any) -> dict[str, Any]:
-    return worker_pod(SESSION, WorkerPodSettings(**settings))
-
-
-def test_pod_is_named_owned_and_labelled_from_the_session() -> None:
-    pod = build()
-    meta = pod["metadata"]
-    assert meta["name"] == "sess-01jcz3v7m4q8r2t6w9x0y1z2a3-worker"
-    assert meta["ownerReferences"][0]["uid"] == "u-1"
-    assert meta["ownerReferences"][0]["controller"] is True
-    assert meta["labels"][contract.LABEL_SESSION] == SAMPLE_SESSION
-    assert meta["labels"][contract.LABEL_TENANT] == "acme"
-    assert build() == pod  # deterministic
-
-
-def test_gpu_placement_comes_from_settings() -> None:
-    pod = build(
-        gpu_resource_name="amd.com/gpu",
-        gpu_count=2,
-        node_selector={"gpu": "a100"},
-        runtime_class_name="nvidia",
-        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "avatars"}],
-    )
-    spec = pod["spec"]
-    container = spec["containers"][0]
-    assert container["resources"]["limits"]["amd.com/gpu"] == "2"
-    assert container["resources"]["requests"]["amd.com/gpu"] == "2"
-    assert spec["nodeSelector"] == {"gpu": "a100"}
-    assert spec["runtimeClassName"] == "nvidia"
-    assert spec["tolerations"][0]["key"] == "dedicated"
-
-
-def test_token_is_mounted_as_a_file_never_as_env() -> None:
-    pod = build()
-    spec = pod["spec"]
-    container = spec["containers"][0]
-    token = next(v for v in spec["volumes"] if v["name"] == "transport-token")
-    assert token["secret"]["secretName"] == SESSION.spec.token_secret_ref.name
-    env = {e["name"]: e for e in container["env"]}
-    assert env[contract.ENV_TOKEN_FILE]["value"] == contract.token_file()
-    assert all("valueFrom" not in e for e in container["env"])
+    return pool_worker_pod(WorkerPodSettings(**settings))
 
 
 def test_pod_is_locked_down() -> None:
@@ -67,19 +27,6 @@ def test_pod_is_locked_down() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert spec["restartPolicy"] == "Never"
-
-
-def test_worker_role_reaches_only_its_own_session_and_avatar() -> None:
-    account, role, binding = worker_rbac(SESSION)
-    names = {n for rule in role["rules"] for n in rule["resourceNames"]}
-    assert names == {SESSION.metadata.name, SESSION.spec.avatar_ref}
-    status_rule = next(r for r in role["rules"] if r["resources"] == ["avatarsessions/status"])
-    assert "patch" in status_rule["verbs"]
-    session_rule = next(r for r in role["rules"] if r["resources"] == ["avatarsessions"])
-    assert session_rule["verbs"] == ["get", "watch"]  # by name only: never `list`
-    assert session_rule["resourceNames"] == [SESSION.metadata.name]
-    assert binding["subjects"][0]["name"] == account["metadata"]["name"]
-    assert all(obj["metadata"]["ownerReferences"][0]["uid"] == "u-1" for obj in (account, role))
 
 
 def test_status_patch_touches_only_changed_operator_fields() -> None:
@@ -123,7 +70,7 @@ def test_tts_server_settings_reach_the_worker_and_its_key_only_as_a_file() -> No
     )
     spec = pod["spec"]
     container = spec["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env[contract.ENV_TTS_OPENAI_BASE_URL] == "http://tts.platform.svc:8000/v1"
     assert env[contract.ENV_TTS_OPENAI_VOICES] == VOICES
     assert env[contract.ENV_TTS_OPENAI_API_KEY_FILE] == contract.TTS_KEY_FILE
@@ -133,7 +80,7 @@ def test_tts_server_settings_reach_the_worker_and_its_key_only_as_a_file() -> No
     mount = next(m for m in container["volumeMounts"] if m["name"] == "tts-key")
     assert f"{mount['mountPath']}/api-key" == contract.TTS_KEY_FILE
     assert mount["readOnly"] is True
-    assert all("valueFrom" not in e for e in container["env"])
+    assert all("secretKeyRef" not in e.get("valueFrom", {}) for e in container["env"])
 
 
 def test_without_a_tts_server_the_worker_gets_none_of_its_settings() -> None:
@@ -178,7 +125,7 @@ def test_node_network_and_api_server_address_reach_the_worker_from_environment()
             "FACECAST_KUBERNETES_API_PORT": "6443",
         }
     )
-    pod = worker_pod(SESSION, settings.worker)
+    pod = pool_worker_pod(settings.worker)
     assert pod["spec"]["hostNetwork"] is True
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"

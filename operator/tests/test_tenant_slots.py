@@ -1,5 +1,5 @@
 """One tenant-slot rule (`avatar_crds.phases.holds_slot`) read three ways: the API's count at
-create (`policy.active_count`), the operator's admission, and the Tenant's
+create (`policy.active_count`), the operator's binding to slots, and the Tenant's
 `status.usage.activeSessions`. A session holds a slot from create until it is terminal or being
 deleted, queued included, so all three agree on the same tenant."""
 
@@ -12,15 +12,15 @@ from typing import Any, cast
 import pytest
 
 from api_shim import policy
-from avatar_crds.enums import Phase
+from avatar_crds.enums import Phase, Quality
 from avatar_crds.phases import holds_slot, is_waiting
 from avatar_crds.session import AvatarSession
 from avatar_operator import capacity_readings
-from avatar_operator.admission import Capacity, admit
-from avatar_operator.capacity import Placement
+from avatar_operator.admission import TenantRoom
 from avatar_operator.event_pacing import EventPoster
 from avatar_operator.kube import Kube
 from avatar_operator.observe import Key
+from avatar_operator.pool_assignment import PoolWorker, assign
 from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import Settings
 from avatar_operator.webhooks import WebhookSender
@@ -57,19 +57,20 @@ SESSIONS = [
 HOLDERS = 4  # q, cc, ccc, cccc
 
 
-def at_acme_limit(sessions: list[dict[str, Any]]) -> Capacity:
-    """The operator's reading for admission, with acme's plan allowing exactly `HOLDERS`."""
-    return capacity_readings.capacity(
-        sessions=sessions,
-        pods=[],
-        nodes=[],
-        cluster_gpus={},
-        placement=Placement(node_selector={}, tolerations=[]),
-        tenant_limits={"acme": HOLDERS},
-        reserved=set(),
-        gpu_resource="nvidia.com/gpu",
-        gpus_per_session=0,  # no GPUs in play: only the tenant's limit decides
-    )
+def room_at_acme_limit(sessions: list[dict[str, Any]]) -> TenantRoom:
+    """The operator's reading for binding, with acme's plan allowing exactly `HOLDERS`."""
+    queue = capacity_readings.read_queues(sessions, {})["fc"]
+    return TenantRoom(held_by_tenant=queue.held_by_tenant, max_by_tenant={"acme": HOLDERS})
+
+
+def bound(sessions: list[dict[str, Any]]) -> list[str]:
+    """Who gets a slot of a roomy pool serving every tier: only the tenant's limit decides."""
+    waiting = capacity_readings.read_queues(sessions, {})["fc"].waiting
+    queue = [capacity_readings.queued_session(b) for b in waiting]
+    worker = PoolWorker("any", "any-x", slots=64, taken=frozenset(), ready=True, draining=False)
+    pools = {"any": frozenset(Quality)}
+    assignment = assign(queue, pools, [worker], room_at_acme_limit(sessions))
+    return sorted(binding.session for binding in assignment.bindings)
 
 
 class View:
@@ -109,10 +110,9 @@ def test_api_count_operator_admission_and_active_sessions_agree() -> None:
     typed = [AvatarSession.model_validate(b) for b in SESSIONS if b["spec"]["tenant"] == "acme"]
     api_count = policy.active_count(typed)
 
-    waiting = capacity_readings.waiting_sessions(SESSIONS, reserved=set())
-    capacity = at_acme_limit(SESSIONS)
+    waiting = capacity_readings.read_queues(SESSIONS, {})["fc"].waiting
     waiting_for_acme = sum(1 for b in waiting if b["spec"]["tenant"] == "acme")
-    admission_count = capacity.held_by_tenant["acme"] + waiting_for_acme
+    binding_count = room_at_acme_limit(SESSIONS).held_by_tenant["acme"] + waiting_for_acme
 
     reconciler = Reconciler(
         kube=cast(Kube, None),  # never called: counting reads only the watched view
@@ -126,17 +126,14 @@ def test_api_count_operator_admission_and_active_sessions_agree() -> None:
         "fc", "acme", own, holds_slot("queued", deleting=False)
     )
 
-    assert api_count == admission_count == active_sessions == HOLDERS
+    assert api_count == binding_count == active_sessions == HOLDERS
     # At exactly its limit, the tenant's waiting sessions (already counted) all start.
-    assert sorted(admit(capacity_readings.queue(waiting), capacity)) == ["cc", "q"]
+    assert bound(SESSIONS) == ["cc", "q"]
 
 
 def test_a_session_beyond_the_limit_waits_even_when_it_got_past_the_api() -> None:
     """Two API replicas may both accept a create at the limit; the operator's count is the
-    final word: the newest waiting session over the limit is not admitted."""
+    final word: the newest waiting session over the limit is not bound."""
     late = body("late", Phase.QUEUED)
-    late["status"]["queuedAt"] = datetime(2026, 11, 21, 11, tzinfo=UTC).isoformat()
-    sessions = [*SESSIONS, late]
-    waiting = capacity_readings.waiting_sessions(sessions, reserved=set())
-    capacity = at_acme_limit(sessions)
-    assert sorted(admit(capacity_readings.queue(waiting), capacity)) == ["cc", "q"]
+    late["metadata"]["creationTimestamp"] = datetime(2026, 11, 21, 11, tzinfo=UTC).isoformat()
+    assert bound([*SESSIONS, late]) == ["cc", "q"]

@@ -6,17 +6,13 @@ from __future__ import annotations
 import pytest
 
 from avatar_crds import contract
-from avatar_crds.session import AvatarSession
-from avatar_operator.resources import worker_pod
 from avatar_operator.settings import SettingsError, load_settings
-from testbed.objects import session_manifest
-
-SESSION = AvatarSession.model_validate(session_manifest(uid="u-1"))
+from testbed.objects import pool_worker_pod
 
 
 def worker_env(environ: dict[str, str]) -> dict[str, str]:
-    pod = worker_pod(SESSION, load_settings(environ).worker)
-    return {item["name"]: item["value"] for item in pod["spec"]["containers"][0]["env"]}
+    pod = pool_worker_pod(load_settings(environ).worker)
+    return {item["name"]: item.get("value", "") for item in pod["spec"]["containers"][0]["env"]}
 
 
 def test_the_allow_list_reaches_the_worker_pod() -> None:

@@ -10,6 +10,9 @@ from typing import Any
 
 import yaml
 
+from avatar_crds.pool import WorkerPool
+from avatar_operator import pool_objects
+from avatar_operator.settings import load_settings
 from testbed.binaries import REPO_ROOT
 from testbed.helm import Helm
 
@@ -99,6 +102,37 @@ def literal_env(container_spec: dict[str, Any]) -> dict[str, str]:
     for entry in container_spec.get("env", []):
         assert set(entry) == {"name", "value"}, f"not a literal env entry: {entry}"
         env[entry["name"]] = entry["value"]
+    return env
+
+
+def worker_pods(docs: Sequence[Manifest]) -> list[Manifest]:
+    """A worker of every WorkerPool the chart renders, as the operator's pool controller would
+    make it (`pool_objects.worker_pod`) under the settings the rendered operator env gives:
+    every kind of worker pod the install runs."""
+    settings = load_settings(literal_env(container(one(docs, "Deployment", OPERATOR)))).worker
+    pods: list[Manifest] = []
+    for doc in of_kind(docs, "WorkerPool"):
+        name = doc["metadata"]["name"]
+        pool = WorkerPool.model_validate(
+            {**doc, "metadata": {**doc["metadata"], "uid": f"uid-{name}"}}
+        )
+        pods.append(pool_objects.worker_pod(pool, f"{name}-worker-x7k2p", settings))
+    assert pods, "the chart renders no WorkerPool"
+    return pods
+
+
+def worker_env(pod: Manifest) -> dict[str, str]:
+    """The worker container's environment as the kubelet gives it: the literal values, and the
+    pod's own name (which the API server makes from its generateName) where an entry asks for
+    it. Any other reference fails: the worker could not be run from the env alone."""
+    name = f"{pod['metadata']['generateName']}abcde"
+    env: dict[str, str] = {}
+    for entry in pod["spec"]["containers"][0]["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            assert entry["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, entry
+            env[entry["name"]] = name
     return env
 
 

@@ -275,14 +275,8 @@ def plain(api_client: k8s.ApiClient, obj: object) -> dict[str, Any]:
     return result
 
 
-# With operator.gpuAccounting.countOtherPods=false the operator has no cluster-wide pod rights:
-# it must still admit and place sessions, counting only its own workers.
-@pytest.mark.parametrize(
-    "release",
-    [[], ["operator.gpuAccounting.countOtherPods=false"]],
-    indirect=True,
-    ids=["shared_gpu_pool", "dedicated_gpu_pool"],
-)
+# The operator has no rights on pods outside its namespace (test_rbac.py): it admits and places
+# sessions on its pools' workers all the same, and is refused nothing (the end of the test).
 def test_the_installed_operator_and_api_take_a_session_through_its_life(
     stack: Stack,
     release: Release,
@@ -357,14 +351,23 @@ def test_the_installed_operator_and_api_take_a_session_through_its_life(
 
         # The chart's warm mock pool takes it: a slot of a worker already up, nothing of its
         # own (no pod, ServiceAccount or Role).
-        binding = sessions.wait_phase(name, "starting", timeout=60).status.binding
+        starting = sessions.wait_phase(name, "starting", timeout=60).status
+        binding = starting.binding
         assert binding is not None
         assert binding.pool == f"{FULLNAME}-mock"
+        assert starting.pod_name == binding.pod
         pod = plain(api_client, core.read_namespaced_pod(binding.pod, namespace))
         assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
+        labels = pod["metadata"]["labels"]
+        assert contract.pool_worker_labels(binding.pool).items() <= labels.items()
         account = pod["spec"]["serviceAccountName"]
         assert account.startswith(contract.pool_worker_account_generate_name(binding.pool))
-        assert sessions.pod(name) is None
+        # The testbed's view of the session's pod is that worker; no pod is the session's own.
+        bound = sessions.pod(name)
+        assert bound is not None
+        assert plain(api_client, bound)["metadata"]["uid"] == pod["metadata"]["uid"]
+        own = core.list_namespaced_pod(namespace, label_selector=f"{contract.LABEL_SESSION}={name}")
+        assert not own.items
         accounts = plain(api_client, core.list_namespaced_service_account(namespace))["items"]
         assert f"{name}-worker" not in {a["metadata"]["name"] for a in accounts}
         # The token Secret was created by the API's account; the worker reads it by name.

@@ -1,45 +1,16 @@
 """`hostNetwork` and `kubernetesApi` (for a node with no pod network to LiveKit and the API
 server, and no kube-proxy) reach the operator's and the API's pods and, through the operator's
-settings, every worker pod it makes, a pool's or a session's own; by default none of it."""
+settings, the worker pod of every pool it runs; by default none of it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from avatar_crds.pool import WorkerPool
-from avatar_crds.session import AvatarSession
-from avatar_operator import pool_objects, resources
-from avatar_operator.settings import load_settings
 from testbed.helm import Helm
-from testbed.objects import session_manifest
-from tests.chart.rendering import (
-    API,
-    OPERATOR,
-    Manifest,
-    container,
-    literal_env,
-    of_kind,
-    one,
-    render,
-)
+from tests.chart.rendering import API, OPERATOR, one, render, worker_pods
 
 NODE_NETWORK = ("hostNetwork=true", "kubernetesApi.host=127.0.0.1", "kubernetesApi.port=6443")
 API_SERVER_ENV = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
-
-
-def worker_pods(docs: list[Manifest]) -> list[dict[str, Any]]:
-    """A session's own worker pod and a worker of the chart's first pool, as the operator
-    would make them from its rendered settings."""
-    settings = load_settings(literal_env(container(one(docs, "Deployment", OPERATOR)))).worker
-    session = AvatarSession.model_validate(session_manifest(uid="u-1"))
-    pool = WorkerPool.model_validate(
-        {**of_kind(docs, "WorkerPool")[0], "metadata": {
-            **of_kind(docs, "WorkerPool")[0]["metadata"], "uid": "u-2"}}
-    )  # fmt: skip
-    return [
-        resources.worker_pod(session, settings),
-        pool_objects.worker_pod(pool, "worker-account", settings),
-    ]
 
 
 def api_server_env(spec: dict[str, Any]) -> dict[str, str]:

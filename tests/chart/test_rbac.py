@@ -44,8 +44,6 @@ OPERATOR_MAY: list[Check] = [
     ("create", "", "events", ""),
     *[(v, "kopf.dev", "kopfpeerings", "") for v in ("get", "list", "watch", "patch")],
     *[(v, "", "nodes", "cluster") for v in ("get", "list", "watch")],
-    # Other workloads' pods hold GPUs too: read-only, to count what is free (cluster_gpus.py).
-    *[(v, "", "pods", "cluster") for v in ("list", "watch")],
 ]
 OPERATOR_MAY_NOT: list[Check] = [
     *[(v, "", "secrets", "") for v in ("list", "watch", "create", "update", "patch", "delete")],
@@ -62,9 +60,10 @@ OPERATOR_MAY_NOT: list[Check] = [
     ("create", "rbac.authorization.k8s.io", "clusterroles", "cluster"),
     ("patch", "", "nodes", "cluster"),
     ("list", "", "configmaps", ""),
-    # Another namespace: nothing at all (but listing pods, granted cluster-wide above).
+    # Another namespace: nothing at all. Nor pods cluster-wide: the scheduler places workers.
     *[(v, GROUP, "avatarsessions", OTHER) for v in ("get", "list", "patch", "delete")],
-    *[(v, "", "pods", OTHER) for v in ("get", "create", "delete", "patch")],
+    *[(v, "", "pods", OTHER) for v in ("get", "list", "watch", "create", "delete", "patch")],
+    *[(v, "", "pods", "cluster") for v in ("get", "list", "watch")],
     ("get", "", "secrets", OTHER),
     ("create", "", "events", OTHER),
     ("create", "", "serviceaccounts", OTHER),
@@ -137,27 +136,6 @@ def test_service_account_rights(
     assert not granted, f"{account} may: {_describe(granted)}"
 
 
-DEDICATED_GPU_POOL = ["operator.gpuAccounting.countOtherPods=false"]
-
-
-@pytest.mark.parametrize("release", [DEDICATED_GPU_POOL], indirect=True, ids=["dedicated"])
-def test_a_dedicated_gpu_pool_gives_the_operator_no_cluster_wide_pod_rights(
-    release: Release, api_client: k8s.ApiClient, as_account: Any
-) -> None:
-    def may(check: Check) -> bool:
-        return allowed(api_client, release.namespace, OPERATOR, check)
-
-    assert not may(("list", "", "pods", "cluster"))
-    assert not may(("watch", "", "pods", "cluster"))
-    assert not may(("list", "", "pods", OTHER))
-    # Its own worker pods and the nodes are still watched: capacity is still counted.
-    assert all(may((verb, "", "pods", "")) for verb in ("list", "watch"))
-    assert all(may((verb, "", "nodes", "cluster")) for verb in ("list", "watch"))
-    operator = k8s.CoreV1Api(as_account(OPERATOR))
-    assert status_of(operator.list_pod_for_all_namespaces) == 403
-    assert status_of(operator.list_namespaced_pod, release.namespace) == 200
-
-
 @pytest.fixture
 def as_account(control_plane: ControlPlane, release: Release) -> Iterator[Any]:
     clients: list[k8s.ApiClient] = []
@@ -197,8 +175,9 @@ def test_real_calls_with_the_accounts_tokens(
     assert status_of(operator.list_namespaced_secret, namespace) == 403
     assert status_of(operator.list_secret_for_all_namespaces) == 403
     assert status_of(operator.list_namespaced_pod, namespace) == 200
-    # Pods of every namespace are listed (GPUs held by other workloads), never read or changed.
-    assert status_of(operator.list_pod_for_all_namespaces) == 200
+    # Pods of other namespaces are neither listed, read nor changed: no GPU accounting.
+    assert status_of(operator.list_pod_for_all_namespaces) == 403
+    assert status_of(operator.list_namespaced_pod, OTHER) == 403
     assert status_of(operator.read_namespaced_pod, "anything", OTHER) == 403
     assert status_of(operator.delete_namespaced_pod, "anything", OTHER) == 403
     assert status_of(operator.read_namespaced_secret, "anything", OTHER) == 403

@@ -13,12 +13,9 @@ import yaml
 
 from api_shim.settings import Settings as ApiSettings
 from avatar_crds import contract
-from avatar_crds.session import AvatarSession
-from avatar_operator import resources
 from avatar_operator.settings import load_settings
 from testbed.controlplane import ControlPlane
 from testbed.helm import Helm
-from testbed.sessions import AVATAR
 from tests.chart.rendering import (
     API,
     CHART,
@@ -35,6 +32,7 @@ from tests.chart.rendering import (
     pod_templates,
     render,
     template_args,
+    worker_pods,
 )
 
 EXAMPLES = list(VALUES_EXAMPLES)
@@ -140,27 +138,10 @@ def test_pods_stay_off_gpu_nodes_by_default(helm: Helm) -> None:
         assert all(t.get("key") != "nvidia.com/gpu" for t in tolerations)
 
 
-def _session(namespace: str) -> AvatarSession:
-    return AvatarSession.model_validate(
-        {
-            "metadata": {"name": "sess-01", "namespace": namespace, "uid": "u-1"},
-            "spec": {
-                "tenant": "acme",
-                "avatarRef": AVATAR,
-                "quality": "mock",
-                "transport": {
-                    "type": "livekit",
-                    "livekit": {"url": "wss://rtc.example.com", "roomName": "r"},
-                },
-                "tokenSecretRef": {"name": contract.token_secret_name("sess-01")},
-            },
-        }
-    )
-
-
 def test_operator_settings_come_from_the_values(helm: Helm, example: str) -> None:
     """The operator reads the rendered env with its own settings loader, and the worker pods
-    it would build from them carry what the values say, and pass restricted Pod Security."""
+    it would build from them for every rendered pool carry what the values say, and pass
+    restricted Pod Security."""
     docs = rendered(helm, example)
     deployment = one(docs, "Deployment", OPERATOR)
     env = literal_env(container(deployment))
@@ -182,8 +163,9 @@ def test_operator_settings_come_from_the_values(helm: Helm, example: str) -> Non
     image = worker["image"]
     assert settings.worker.image == f"{image['repository']}:{image['tag'] or '0.1.0'}"
 
-    pod = resources.worker_pod(_session("facecast"), settings.worker)
-    _assert_restricted("worker", pod["spec"])
+    pods = worker_pods(docs)
+    for pod in pods:
+        _assert_restricted(pod["metadata"]["generateName"], pod["spec"])
     # Workers read the avatar store the API writes: the same claim, at the same path.
     api_pod = one(docs, "Deployment", API)["spec"]["template"]["spec"]
     (api_store,) = [v for v in api_pod["volumes"] if v["name"] == "avatars"]
@@ -195,12 +177,14 @@ def test_operator_settings_come_from_the_values(helm: Helm, example: str) -> Non
         assert "emptyDir" in api_store
     else:
         assert api_store["persistentVolumeClaim"] == {"claimName": claim}
-        (worker_store,) = [v for v in pod["spec"]["volumes"] if v["name"] == "avatars"]
-        assert worker_store["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+        for pod in pods:
+            (worker_store,) = [v for v in pod["spec"]["volumes"] if v["name"] == "avatars"]
+            assert worker_store["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
     # The worker NetworkPolicy selects exactly these pods.
     policy = one(docs, "NetworkPolicy", f"{FULLNAME}-worker")
     selector = policy["spec"]["podSelector"]["matchLabels"]
-    assert selector.items() <= pod["metadata"]["labels"].items()
+    for pod in pods:
+        assert selector.items() <= pod["metadata"]["labels"].items()
 
 
 def test_operator_deployment_shape(helm: Helm) -> None:
@@ -349,29 +333,36 @@ def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards(helm: Helm, ex
                 assert not {"list", "watch"} & set(rule["verbs"]), role["metadata"]["name"]
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
     (cluster_role,) = of_kind(docs, "ClusterRole")
+    # Read-only nodes, to notice a lost one; no pods anywhere: GPUs are the scheduler's to place.
     assert cluster_role["rules"] == [
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
-        # other workloads' pods hold GPUs too (operator/avatar_operator/cluster_gpus.py)
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     ]
 
 
-@pytest.mark.parametrize("count_other_pods", [True, False])
-def test_other_pods_are_counted_unless_the_gpu_pool_is_dedicated(
-    helm: Helm, count_other_pods: bool
-) -> None:
-    sets = [] if count_other_pods else ["operator.gpuAccounting.countOtherPods=false"]
-    docs = render(helm, sets=sets)
-    pod_rules = [
-        rule
-        for role in of_kind(docs, "ClusterRole")
-        for rule in role["rules"]
-        if "pods" in rule["resources"]
-    ]
-    assert bool(pod_rules) is count_other_pods
-    env = literal_env(container(one(docs, "Deployment", OPERATOR)))
-    assert env["FACECAST_COUNT_OTHER_PODS"] == str(count_other_pods).lower()
-    assert load_settings(env).count_other_pods is count_other_pods  # the operator reads it
+def test_the_operator_is_given_no_gpu_accounting_or_pod_sweep(helm: Helm, example: str) -> None:
+    """The scheduler places pool workers and the pool controller removes them: the operator
+    gets neither the setting to count other workloads' GPUs nor an orphan sweep interval (and
+    its ClusterRole no pods, above)."""
+    env = literal_env(container(one(rendered(helm, example), "Deployment", OPERATOR)))
+    assert "FACECAST_COUNT_OTHER_PODS" not in env
+    assert "FACECAST_SWEEP_INTERVAL_SECONDS" not in env
+    assert "FACECAST_WORKER_IMAGE" in env  # the env read is the operator's, worker settings and all
+
+
+@pytest.mark.parametrize(
+    ("removed", "refusal"),
+    [
+        ("operator.gpuAccounting.countOtherPods=false", "'gpuAccounting' not allowed"),
+        ("operator.timeouts.sweepIntervalSeconds=60", "'sweepIntervalSeconds' not allowed"),
+    ],
+    ids=["gpu_accounting", "sweep_interval"],
+)
+def test_removed_operator_values_are_refused(helm: Helm, removed: str, refusal: str) -> None:
+    """An install that still sets them fails, rather than silently losing what they meant."""
+    failed = helm.run(*template_args("facecast", sets=[removed]), check=False)
+    assert failed.returncode != 0
+    assert "values don't meet the specifications of the schema" in failed.stderr
+    assert refusal in failed.stderr, failed.stderr
 
 
 def test_tenant_admin_can_be_taken_off_the_api(helm: Helm) -> None:

@@ -1,6 +1,6 @@
-"""`tts.openai` reaches the API (its voices) and, through the operator, every worker pod (the
-server's URL, its voices, its key as a mounted file, never a variable's value), read back by
-each component's own settings loader; workers may reach the server only where the values say.
+"""`tts.openai` reaches the API (its voices) and, through the operator, every pool's worker pod
+(the server's URL, its voices, its key as a mounted file, never a variable's value), read back
+by each component's own settings loader; workers may reach the server only where the values say.
 `operator.endingSoonSeconds` reaches the operator."""
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from typing import Any
 
 from api_shim.settings import Settings as ApiSettings
 from avatar_crds import contract
-from avatar_crds.session import AvatarSession
-from avatar_operator import resources
 from avatar_operator.settings import load_settings
+from avatar_worker.config import PoolConfig
 from testbed.helm import Helm
-from testbed.objects import session_manifest
 from tests.chart.rendering import (
     API,
     FULLNAME,
@@ -24,6 +22,8 @@ from tests.chart.rendering import (
     literal_env,
     one,
     render,
+    worker_env,
+    worker_pods,
 )
 
 VOICES = [
@@ -42,12 +42,6 @@ TTS_JSON = (
 )
 
 
-def worker_pod(docs: list[Manifest]) -> dict[str, Any]:
-    operator_env = literal_env(container(one(docs, "Deployment", OPERATOR)))
-    session = AvatarSession.model_validate(session_manifest(uid="u-1"))
-    return resources.worker_pod(session, load_settings(operator_env).worker)
-
-
 def worker_egress(docs: list[Manifest]) -> list[dict[str, Any]]:
     policy = one(docs, "NetworkPolicy", f"{FULLNAME}-worker")
     rules: list[dict[str, Any]] = policy["spec"]["egress"]
@@ -62,15 +56,20 @@ def test_the_tts_server_reaches_the_api_and_every_worker_with_its_key_as_a_file(
     offered = {voice.id for voice in api.voice_catalogue().voices}
     assert {"openai:alloy", "openai:nova"} <= offered
 
-    pod = worker_pod(docs)
-    worker = pod["spec"]["containers"][0]
-    env = {item["name"]: item["value"] for item in worker["env"]}
-    assert env[contract.ENV_TTS_OPENAI_BASE_URL] == BASE_URL
-    assert json.loads(env[contract.ENV_TTS_OPENAI_VOICES]) == VOICES
-    assert env[contract.ENV_TTS_OPENAI_API_KEY_FILE] == contract.TTS_KEY_FILE
-    (key,) = [v for v in pod["spec"]["volumes"] if v["name"] == "tts-key"]
-    assert key["secret"]["secretName"] == "tts-credentials"
-    assert key["secret"]["items"] == [{"key": "openai", "path": "api-key"}]
+    for pod in worker_pods(docs):
+        worker = pod["spec"]["containers"][0]
+        # The pool worker's own loader, on the env the kubelet would give it.
+        tts = PoolConfig.from_env(worker["args"][1:], worker_env(pod)).worker.tts
+        assert tts.openai_base_url == BASE_URL
+        assert json.loads(tts.openai_voices) == VOICES
+        assert {voice.id for voice in tts.catalogue().voices} == offered  # what the API offers
+        assert tts.openai_api_key_file == contract.TTS_KEY_FILE
+        (key,) = [v for v in pod["spec"]["volumes"] if v["name"] == "tts-key"]
+        assert key["secret"]["secretName"] == "tts-credentials"
+        assert key["secret"]["items"] == [{"key": "openai", "path": "api-key"}]
+        (mount,) = [m for m in worker["volumeMounts"] if m["name"] == "tts-key"]
+        assert mount["readOnly"] is True
+        assert f"{mount['mountPath']}/api-key" == contract.TTS_KEY_FILE
     # The operator names the Secret; nobody's env holds the key (every entry is a literal).
     literal_env(container(one(docs, "Deployment", OPERATOR)))
 
@@ -84,10 +83,10 @@ def test_without_a_tts_server_nobody_gets_its_settings_or_a_way_out(helm: Helm) 
     docs = render(helm, set_jsons=TTS_JSON[1:])  # a rule's values, but no server configured
     api_env = literal_env(container(one(docs, "Deployment", API)))
     assert contract.ENV_TTS_OPENAI_VOICES not in api_env
-    pod = worker_pod(docs)
-    names = {item["name"] for item in pod["spec"]["containers"][0]["env"]}
-    assert not any(name.startswith("FACECAST_TTS_") for name in names)
-    assert all(v["name"] != "tts-key" for v in pod["spec"]["volumes"])
+    for pod in worker_pods(docs):
+        names = {item["name"] for item in pod["spec"]["containers"][0]["env"]}
+        assert not any(name.startswith("FACECAST_TTS_") for name in names)
+        assert all(v["name"] != "tts-key" for v in pod["spec"]["volumes"])
     assert len(worker_egress(docs)) == 3  # DNS, the API server and LiveKit only
 
 

@@ -1,7 +1,7 @@
 """The chart's warm pools: one WorkerPool per tier the install serves (exactly the tiers the API is
-told), every worker shaped by the `worker` values as the operator's per-session workers are, and
-sized by `pools`. Each rendered pool is read with the contract's own model; the API server takes
-them, CEL rules included."""
+told), always (sessions run only on pool workers), every worker shaped by the `worker` values as
+the operator reads them, and sized by `pools`. Each rendered pool is read with the contract's own
+model; the API server takes them, CEL rules included."""
 
 from __future__ import annotations
 
@@ -153,36 +153,52 @@ def test_defaults_and_each_tiers_own_sizing_apply(helm: Helm) -> None:
     }
 
 
-def test_no_pools_when_disabled(helm: Helm) -> None:
-    docs = render(helm, sets=[MODEL_VOLUME, "pools.enabled=false"])
-    assert not of_kind(docs, "WorkerPool")
-    assert api_served(docs) == set(Quality)  # the tiers are still served, a pod per session
+def test_pools_cannot_be_turned_off(helm: Helm) -> None:
+    """There is no worker pod per session any more: a served tier without a pool could never
+    start a session, so the old switch is refused rather than ignored."""
+    failed = helm.run(
+        *template_args("facecast", sets=[MODEL_VOLUME, "pools.enabled=false"]), check=False
+    )
+    assert failed.returncode != 0
+    assert "values don't meet the specifications of the schema" in failed.stderr
+    assert "'enabled' not allowed" in failed.stderr, failed.stderr
 
 
 @pytest.mark.parametrize(
-    ("sets", "message"),
+    ("sets", "message", "unaffected"),
     [
         (
             ["pools.tiers.lite.minWorkers=5", "pools.tiers.lite.maxWorkers=2"],
             "pools: the lite pool's minWorkers (5) is greater than its maxWorkers (2)",
+            # lite not served: no lite pool is made from its sizing.
+            ["api.servedQualities={mock,standard,pro}"],
         ),
         (
             ["worker.resources.limits.nvidia\\.com/gpu=1"],
             "worker.resources.limits: nvidia.com/gpu is set by worker.gpu.count",
+            # Another GPU resource: nvidia.com/gpu is then a resource like any other.
+            ["worker.gpu.resourceName=amd.com/gpu"],
         ),
-        (["pools.defaults.maxWorkers=null"], "pools: the mock pool has no maxWorkers"),
+        (
+            ["pools.defaults.maxWorkers=null"],
+            "pools: the mock pool has no maxWorkers",
+            # Every served tier says its own.
+            [f"pools.tiers.{q.value}.maxWorkers=3" for q in Quality],
+        ),
     ],
     ids=["min_above_max", "gpus_in_resources", "no_max"],
 )
 def test_a_pool_the_api_server_would_refuse_fails_the_render(
-    helm: Helm, sets: list[str], message: str
+    helm: Helm, sets: list[str], message: str, unaffected: list[str]
 ) -> None:
     args = template_args("facecast", sets=[MODEL_VOLUME, *sets])
     failed = helm.run(*args, check=False)
     assert failed.returncode != 0
     assert message in failed.stderr, failed.stderr
-    # The same values with pools off still render: the checks are the pools' own.
-    helm.run(*template_args("facecast", sets=[MODEL_VOLUME, *sets, "pools.enabled=false"]))
+    # The same values render where no pool would be refused for them, a pool for each served
+    # tier: the checks are the rendered pools' own, not a blanket ban on the values.
+    docs = render(helm, sets=[MODEL_VOLUME, *sets, *unaffected])
+    assert set(pools_by_tier(docs)) == api_served(docs)
 
 
 @pytest.mark.parametrize(

@@ -8,30 +8,21 @@ from typing import Any
 import pytest
 
 from avatar_crds import contract
-from avatar_crds.session import AvatarSession
-from avatar_operator.resources import worker_pod
 from avatar_operator.settings import WorkerPodSettings
+from testbed.objects import pool_worker_pod
 from tools.localstack.kubelet_status import termination_message
 from tools.localstack.pod_launch import LaunchPlan, UnsupportedPodError, plan_launch
 
 
 def _pod() -> dict[str, Any]:
-    session = AvatarSession.model_validate(
-        {
-            "metadata": {"name": "sess-01abc", "namespace": "facecast", "uid": "u-1"},
-            "spec": {
-                "tenant": "demo",
-                "avatarRef": "av-01jcz3v7m4q8r2t6w9x0y1z2a3",
-                "quality": "lite",
-                "transport": {
-                    "type": "livekit",
-                    "livekit": {"url": "ws://127.0.0.1:7880", "roomName": "r"},
-                },
-                "tokenSecretRef": {"name": "sess-01abc-token"},
-            },
-        }
+    """The operator's own pool worker pod (with a TTS key Secret volume), as the API server
+    returns it: named from its generateName, with the service account's token volume."""
+    settings = WorkerPodSettings(
+        tts_openai_base_url="http://127.0.0.1:8000/v1", tts_openai_api_key_secret="tts-key"
     )
-    pod = worker_pod(session, WorkerPodSettings(image="facecast/worker:local"))
+    pod = pool_worker_pod(settings)
+    pod["metadata"]["name"] = "mock-x7k2p"
+    pod["spec"]["containers"][0]["image"] = "facecast/worker:local"
     # What the ServiceAccount admission plugin adds to every pod.
     pod["spec"]["volumes"].append({"name": "kube-api-access-x", "projected": {"sources": []}})
     pod["spec"]["containers"][0]["volumeMounts"].append(
@@ -40,29 +31,27 @@ def _pod() -> dict[str, Any]:
     return pod
 
 
+def _unprobed(pod: dict[str, Any]) -> dict[str, Any]:
+    del pod["spec"]["containers"][0]["readinessProbe"]
+    return pod
+
+
 def test_the_operators_worker_pod_maps_to_the_worker_process(tmp_path: Path) -> None:
-    plan = plan_launch(
-        _pod(),
-        tmp_path,
-        images={"facecast/worker:local": ["python", "-m", "avatar_worker"]},
-        default_command=["false"],
-        host_paths={contract.AVATAR_STORE_DIR: "/srv/avatars"},
-        kubeconfig=tmp_path / "sa.kubeconfig",
-        base_env={"PATH": "/usr/bin"},
-    )
-    assert plan.argv == ["python", "-m", "avatar_worker"]
-    token_dir = str(tmp_path / "volumes" / "transport-token")
-    assert plan.env[contract.ENV_TOKEN_FILE] == f"{token_dir}/{contract.TOKEN_SECRET_KEY}"
+    plan = _plan(_pod(), tmp_path)
+    ready = str(tmp_path / "volumes" / "tmp" / "facecast-ready")
+    assert plan.argv == ["python", "-m", "avatar_worker", "pool", READY_ARG, ready]
+    key_dir = str(tmp_path / "volumes" / "tts-key")
+    assert plan.env[contract.ENV_TTS_OPENAI_API_KEY_FILE] == f"{key_dir}/api-key"
     assert plan.env[contract.ENV_AVATAR_STORE] == "/srv/avatars"
-    assert plan.env[contract.ENV_SESSION_NAME] == "sess-01abc"
+    assert plan.env[contract.ENV_POD_NAME] == "mock-x7k2p"
     assert plan.env["KUBECONFIG"] == str(tmp_path / "sa.kubeconfig")
     assert plan.env["TMPDIR"] == str(tmp_path / "volumes" / "tmp")
-    assert plan.secret_dirs == {"sess-01abc-token": token_dir}
-    assert plan.secret_items["sess-01abc-token"] == [("token", "token", 0o440)]
+    assert plan.secret_dirs == {"tts-key": key_dir}
+    assert plan.secret_items["tts-key"] == [("api-key", "api-key", 0o440)]
 
 
-def test_a_per_session_pod_without_a_probe_is_ready_on_start(tmp_path: Path) -> None:
-    plan = _plan(_pod(), tmp_path)
+def test_a_pod_without_a_probe_is_ready_on_start(tmp_path: Path) -> None:
+    plan = _plan(_unprobed(_pod()), tmp_path)
     assert plan.readiness is None
     assert plan.directories == [str(tmp_path / "volumes" / "tmp")]
 
@@ -179,7 +168,7 @@ def test_without_a_tmp_volume_the_pod_gets_a_private_tmp(tmp_path: Path) -> None
 
 
 def test_the_ready_file_option_is_given_only_to_a_probed_pod(tmp_path: Path) -> None:
-    assert READY_ARG not in _plan(_pod(), tmp_path).argv
+    assert READY_ARG not in _plan(_unprobed(_pod()), tmp_path).argv
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from kubernetes import client as k8s
 
 from testbed.controlplane import ControlPlane
 from testbed.operator_process import OperatorProcess
+from testbed.pools import one_worker_per_session
 from testbed.sessions import Sessions
 from testbed.webhook_receiver import WebhookReceiver, running_webhook_receiver
 
@@ -18,6 +19,14 @@ from testbed.webhook_receiver import WebhookReceiver, running_webhook_receiver
 @pytest.fixture
 def sessions(crds: None, api_client: k8s.ApiClient, namespace: str) -> Sessions:
     return Sessions(api_client, namespace)
+
+
+@pytest.fixture
+def worker_per_session(crds: None, api_client: k8s.ApiClient, namespace: str) -> None:
+    """Sessions run on pool workers only: this pool gives each one a cold worker of its own
+    (`testbed.pools.one_worker_per_session`). Modules that test something else than pools
+    use it, so each session has a worker pod to look at, as before pools."""
+    one_worker_per_session(api_client, namespace)
 
 
 @pytest.fixture

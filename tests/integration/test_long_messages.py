@@ -1,13 +1,14 @@
-"""A worker that dies with a long log tail quoting secrets: the session still fails and goes.
+"""A worker that dies with a long log tail quoting secrets: its session still fails and goes.
 
 The worker container's `terminationMessagePolicy: FallbackToLogsOnError` makes the kubelet copy
 the last lines of its log into the termination message (up to 2,048 bytes of log, and a
 container may write up to 4,096 bytes of message itself). The operator turns that message into
-the session's `status.message`, its `Failed` Event and, through the API, the customer's
-`failure.message`. A message over the CRD's limit made every status write fail with 422: the
-session stayed `running` forever, could not be deleted (its finalizer waits for a terminal
-phase) and was charged again on every retry. Redaction is checked on the same path: the tail
-quotes the worker token and an API key, as a crashing SDK or a careless log line would.
+the `status.message` of every session on that pool worker, their `Failed` Events and, through
+the API, the customer's `failure.message`. A message over the CRD's limit made every status
+write fail with 422: the session stayed `running` forever, could not be deleted (its finalizer
+waits for a terminal phase) and was charged again on every retry. Redaction is checked on the
+same path: the tail quotes the worker token and an API key, as a crashing SDK or a careless log
+line would.
 
 kwok runs no kubelet that could write a termination message, so the test writes the pod status
 a kubelet would write, through the real API server.
@@ -69,6 +70,7 @@ def crash(core: k8s.CoreV1Api, namespace: str, pod: str, message: str) -> None:
     core.patch_namespaced_pod_status(pod, namespace, body)
 
 
+@pytest.mark.usefixtures("worker_per_session")
 def test_a_crash_with_a_3000_character_message_fails_redacted_and_deletes(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
     api_client: k8s.ApiClient,
@@ -86,11 +88,11 @@ def test_a_crash_with_a_3000_character_message_fails_redacted_and_deletes(
     crash(sessions.core, sessions.namespace, pod.metadata.name, message)
 
     failed = sessions.wait_phase(name, "failed")
-    assert failed.status.reason == "pod_failed"
+    assert failed.status.reason == "worker_lost"
     shown = failed.status.message
     assert shown is not None
     assert len(shown) <= MESSAGE_MAX_LENGTH
-    assert shown.startswith("worker exited: ")
+    assert shown.startswith(f"worker {pod.metadata.name} exited: ")
     assert shown.endswith(f"RuntimeError: room refused Authorization: {REDACTED}")
     failure = to_public_session(failed).failure
     assert failure is not None
@@ -117,7 +119,7 @@ def test_the_api_server_counts_the_limit_in_characters(sessions: Sessions) -> No
     name = sessions.create()
 
     def write_message(message: str) -> None:
-        status = {"phase": "failed", "reason": "pod_failed", "message": message}
+        status = {"phase": "failed", "reason": "worker_lost", "message": message}
         sessions.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, sessions.namespace, AVATAR_SESSION.plural, name, {"status": status}
         )

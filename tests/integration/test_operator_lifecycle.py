@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from kubernetes import client as k8s
 
 from testbed.kwok import GpuNodeFactory
@@ -11,6 +12,8 @@ from testbed.operator_process import OperatorProcess
 from testbed.sessions import Sessions
 from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
+
+pytestmark = pytest.mark.usefixtures("worker_per_session")
 
 
 def test_full_lifecycle(

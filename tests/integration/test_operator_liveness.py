@@ -66,7 +66,7 @@ def test_liveness_fails_while_a_watch_is_stalled_and_recovers_after(
     url = proxied_operator.health_url
     sessions.create_tenant()
     first = sessions.create()
-    sessions.wait_phase(first, "queued")  # no GPU nodes: it waits, watched
+    sessions.wait_phase(first, "queued")  # no WorkerPool: it waits, watched
 
     # Healthy: changes keep coming and the watches keep up, for longer than the deadline
     # plus kopf's cache of a good answer.

@@ -1,8 +1,10 @@
 """Speech and cutoff warnings through the real operator and control plane: the worker's speech
 reports (written through the status subresource, as the worker writes them) become
 speak.started / speak.finished webhooks once each, across an operator restart; a session
-warned of its idle cutoff is kept alive and does not end at the old deadline; and a worker's
-own token may watch its session, and no other."""
+warned of its idle cutoff is kept alive and does not end at the old deadline; and a pool
+worker's own token (the grant the operator writes when it binds a session to the worker) may
+watch the session bound to it, and no other. Each session gets a cold pool worker of its own
+(the `worker_per_session` fixture)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
-from avatar_crds import contract
 from avatar_crds.kinds import AVATAR_SESSION
 from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.speech import SpeakTaskReport, SpeechState
@@ -33,6 +34,8 @@ SPOKEN = "spk_01JCZ3V7M4Q8R2T6W9X0Y1Z2A3"
 CUT_BEFORE_START = "spk_01JCZ3V7M4Q8R2T6W9X0Y1Z2B4"
 WARNING_SECONDS = 4
 IDLE_SECONDS = 8
+
+pytestmark = pytest.mark.usefixtures("worker_per_session")
 
 
 def speak_events(receiver: WebhookReceiver) -> Counter[tuple[str, str, str]]:
@@ -88,6 +91,8 @@ def test_speech_reports_fire_each_speak_webhook_once_across_a_restart(
     )
     # Whatever was still to come is queued by now: ending the session delivers it first.
     sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    sessions.wait_phase(name, "ending")
+    worker.left()
     sessions.wait_phase(name, "ended")
     wait_for(lambda: "session.ended" in receiver.types(), timeout=30, description="ended")
     assert speak_events(receiver) == Counter({started: 1, finished: 1, interrupted: 1})
@@ -143,12 +148,19 @@ def test_a_warned_session_kept_alive_outlives_its_old_cutoff(
 
 
 @pytest.fixture
-def worker_custom_api(control_plane: ControlPlane, namespace: str) -> Iterator[Any]:
-    """A client holding a fresh token of a session's worker ServiceAccount (TokenRequest)."""
+def worker_custom_api(
+    control_plane: ControlPlane, namespace: str, sessions: Sessions
+) -> Iterator[Any]:
+    """A client holding a fresh token (TokenRequest) of the ServiceAccount of the pool worker
+    a session is bound to."""
     clients: list[k8s.ApiClient] = []
 
     def make(session: str) -> k8s.CustomObjectsApi:
-        account = contract.worker_account_name(session)
+        pod = sessions.pod(session)
+        assert pod is not None
+        assert pod.spec is not None
+        account = pod.spec.service_account_name
+        assert account is not None
         path = control_plane.kubeconfig_for_service_account(namespace, account)
         api: k8s.ApiClient = k8s_config.new_client_from_config(config_file=str(path))
         clients.append(api)
@@ -178,13 +190,22 @@ def test_a_worker_may_watch_its_own_session_and_no_other(
     operator: OperatorProcess, sessions: Sessions, gpu_nodes: GpuNodeFactory,
     worker_custom_api: Any,
 ) -> None:  # fmt: skip
-    gpu_nodes(1)
+    gpu_nodes(2)
     sessions.create_tenant()
     name = sessions.create()
-    other = sessions.create()
-    sessions.wait_pod_running(name)  # its worker account exists by now
+    other = sessions.create()  # bound to a worker of its own
+    mine = sessions.wait_pod_running(name)
+    theirs = sessions.wait_pod_running(other)
+    assert mine.metadata is not None
+    assert theirs.metadata is not None
+    assert mine.metadata.name != theirs.metadata.name
     worker = worker_custom_api(name)
     namespace = sessions.namespace
-    assert _watch_status(worker, namespace, f"metadata.name={name}") == name
+    # The operator writes the worker's grant just after the binding: watch once it has.
+    wait_for(
+        lambda: _watch_status(worker, namespace, f"metadata.name={name}") == name,
+        timeout=30,
+        description="the worker's watch of its own session",
+    )
     assert _watch_status(worker, namespace, f"metadata.name={other}") == 403
     assert _watch_status(worker, namespace, None) == 403

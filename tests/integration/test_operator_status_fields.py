@@ -1,12 +1,15 @@
 """The status fields the operator writes besides the phase, on the real control plane: a
-session's conditions, observedGeneration and podName, and its tenant's active-session count
-(every session holding a slot: waiting ones included) and billing period."""
+session's conditions, observedGeneration, binding and podName (the pool worker it is bound to),
+and its tenant's active-session count (every session holding a slot: waiting ones included)
+and billing period. Each session gets a cold pool worker of its own (the `worker_per_session`
+fixture)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 
 from avatar_crds import billing, contract
@@ -15,9 +18,12 @@ from avatar_crds.meta import GROUP, VERSION
 from avatar_crds.session import AvatarSession, Condition
 from testbed.kwok import GpuNodeFactory
 from testbed.operator_process import OperatorProcess
+from testbed.pools import POOL
 from testbed.sessions import Sessions
 from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
+
+pytestmark = pytest.mark.usefixtures("worker_per_session")
 
 
 def condition(session: AvatarSession, kind: str) -> Condition:
@@ -47,10 +53,17 @@ def test_conditions_generation_and_pod_name_follow_the_session(
     name = sessions.create()
 
     starting = sessions.wait_phase(name, "starting")
-    assert starting.status.pod_name == contract.worker_pod_name(name)
+    binding = starting.status.binding
+    assert binding is not None
+    assert (binding.pool, binding.slot) == (POOL, 0)
+    assert starting.status.pod_name == binding.pod
+    worker_pod = k8s.CoreV1Api(api_client).read_namespaced_pod(binding.pod, sessions.namespace)
+    assert worker_pod.metadata is not None
+    assert worker_pod.metadata.labels is not None
+    assert contract.pool_worker_labels(POOL).items() <= worker_pod.metadata.labels.items()
     assert starting.status.observed_generation == starting.metadata.generation
     admitted = condition(starting, "Admitted")
-    assert (admitted.status, admitted.reason) == ("True", "GpuAdmitted")
+    assert (admitted.status, admitted.reason) == ("True", "SlotBound")
     assert admitted.last_transition_time is not None
     ready = condition(starting, "Ready")
     assert (ready.status, ready.reason) == ("False", "WaitingForFirstFrame")
@@ -77,6 +90,9 @@ def test_conditions_generation_and_pod_name_follow_the_session(
     wait_for(caught_up, timeout=30, description="observedGeneration after a keep-alive")
 
     sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    ending = sessions.wait_phase(name, "ending")
+    assert condition(ending, "Ready").status == "False"
+    worker.left()
     ended = sessions.wait_phase(name, "ended")
     ready = condition(ended, "Ready")
     assert (ready.status, ready.reason) == ("False", "UserEnded")
@@ -86,11 +102,16 @@ def test_conditions_generation_and_pod_name_follow_the_session(
 def test_a_queued_session_holds_its_tenants_slot_until_canceled(
     operator: OperatorProcess, sessions: Sessions
 ) -> None:
-    """No GPU anywhere: the session waits, and counts from create, as the API counts it
-    against the plan's maxConcurrentSessions (avatar_crds.phases.holds_slot)."""
+    """No GPU anywhere, so the pool's worker for it never schedules: the session waits, and
+    counts from create, as the API counts it against the plan's maxConcurrentSessions
+    (avatar_crds.phases.holds_slot)."""
     sessions.create_tenant()
     name = sessions.create()
-    sessions.wait_phase(name, "queued")
+    queued = sessions.wait_phase(name, "queued")
+    assert queued.status.binding is None
+    assert queued.status.pod_name is None
+    admitted = condition(queued, "Admitted")
+    assert (admitted.status, admitted.reason) == ("False", "WaitingForSlot")
     wait_active(sessions, 1)
 
     sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
@@ -119,6 +140,8 @@ def test_a_charge_after_the_billing_period_ended_starts_a_new_one(
     sessions.wait_phase(name, "running")
     worker.heartbeat(billable_seconds=12.0)
     sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    sessions.wait_phase(name, "ending")
+    worker.left()
     ended = sessions.wait_phase(name, "ended")
     assert ended.status.reason == "user_ended"
 

@@ -1,4 +1,5 @@
-"""Signed, retried webhooks to a real HTTP endpoint, and the operator's Prometheus metrics."""
+"""Signed, retried webhooks to a real HTTP endpoint, and the operator's Prometheus metrics.
+Each session gets a cold pool worker of its own (the `worker_per_session` fixture)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from testbed.webhook_receiver import WebhookReceiver
 from tests.integration.worker_standin import WorkerStandIn
 
 SIGNING_KEY = "whsec-test-3b1f0c"
+
+pytestmark = pytest.mark.usefixtures("worker_per_session")
 
 
 @pytest.fixture
@@ -57,9 +60,12 @@ def test_webhooks_are_signed_retried_and_echo_metadata(
     create_tenant_with_webhook(sessions, receiver)
     name = sessions.create(metadata={"order": 42, "channel": "support"})
     sessions.wait_pod_running(name)
-    WorkerStandIn(api_client, sessions.namespace, name).first_frame()
+    worker = WorkerStandIn(api_client, sessions.namespace, name)
+    worker.first_frame()
     sessions.wait_phase(name, "running")
     sessions.patch_spec(name, endRequestedAt=datetime.now(UTC).isoformat())
+    sessions.wait_phase(name, "ending")
+    worker.left()
     sessions.wait_phase(name, "ended")
 
     expected = ["session.queued", "session.started", "session.first_frame", "session.ended"]
@@ -92,7 +98,7 @@ def test_a_restarted_operator_delivers_what_the_last_one_could_not(
 ) -> None:
     receiver.down = True
     create_tenant_with_webhook(sessions, receiver)
-    name = sessions.create()  # no GPU node: it stays queued
+    name = sessions.create()  # no GPU node for its worker: it stays queued
     sessions.wait_phase(name, "queued")
     wait_for(lambda: receiver.refused >= 2, timeout=30, description="a delivery retried")
 

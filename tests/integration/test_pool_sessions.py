@@ -17,16 +17,14 @@ import pytest
 from kubernetes import client as k8s
 
 from avatar_crds import contract
-from avatar_crds.kinds import WORKER_POOL
-from avatar_crds.meta import API_VERSION, GROUP, VERSION
 from avatar_crds.session import Binding
 from testbed.kwok import GpuNodeFactory
 from testbed.operator_process import OperatorProcess
+from testbed.pools import POOL, create_pool, ready_workers
 from testbed.sessions import Sessions
 from testbed.wait import wait_for
 from tests.integration.worker_standin import WorkerStandIn
 
-POOL = "mock-pool"
 SLOTS = 2
 
 
@@ -40,37 +38,6 @@ def pool(
     wait_for(lambda: len(ready_workers(api_client, namespace)) == 1, timeout=60,
              description="the pool's first worker ready")  # fmt: skip
     return POOL
-
-
-def create_pool(api_client: k8s.ApiClient, namespace: str, **spec: Any) -> None:
-    """The mock tier's pool, one GPU a worker, no buffer, idle workers removed at once."""
-    body = {
-        "apiVersion": API_VERSION,
-        "kind": WORKER_POOL.kind,
-        "metadata": {"name": POOL},
-        "spec": {
-            "qualities": ["mock"],
-            "worker": {"image": "facecast/worker:test", "gpus": 1},
-            "buffer": 0,
-            "scaleDownDelaySeconds": 0,
-            **spec,
-        },
-    }
-    custom = k8s.CustomObjectsApi(api_client)
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, WORKER_POOL.plural, body)
-
-
-def ready_workers(api_client: k8s.ApiClient, namespace: str) -> list[Any]:
-    """The pool's ready worker pods (kubernetes client models, typed loosely)."""
-    pods: Any = k8s.CoreV1Api(api_client).list_namespaced_pod(
-        namespace, label_selector=contract.pool_selector(POOL)
-    )
-    return [
-        pod
-        for pod in pods.items
-        if pod.metadata.deletion_timestamp is None
-        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-    ]
 
 
 def granted(api_client: k8s.ApiClient, namespace: str, pod: str) -> set[str]:
