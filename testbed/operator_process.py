@@ -16,8 +16,6 @@ FAST_TIMEOUTS = {
     "FACECAST_HEARTBEAT_TIMEOUT_SECONDS": "15",
     "FACECAST_FINALIZE_TIMEOUT_SECONDS": "5",
     "FACECAST_METRICS_PORT": "0",
-    "FACECAST_WORKER_IMAGE": "facecast/worker:test",
-    "FACECAST_WORKER_RESOURCES": '{"requests": {"cpu": "100m", "memory": "128Mi"}}',
 }
 
 

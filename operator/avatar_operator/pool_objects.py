@@ -18,7 +18,7 @@ from avatar_crds import contract
 from avatar_crds.kinds import WORKER_POOL
 from avatar_crds.meta import GROUP, owner_reference
 from avatar_crds.pool import WorkerPool, WorkerTemplate
-from avatar_operator.resources import worker_pod_spec
+from avatar_operator.resources import WorkerShape, worker_pod_spec
 from avatar_operator.settings import WorkerPodSettings
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -113,10 +113,8 @@ def worker_role_binding(pool: WorkerPool, account: str) -> dict[str, Any]:
     }
 
 
-def worker_settings(template: WorkerTemplate, settings: WorkerPodSettings) -> WorkerPodSettings:
-    """The operator's worker settings with the pool's shape in place of its own: image, size,
-    GPUs and placement come from the pool; volumes, TTS, the transport allow-list, priority,
-    grace period and the node network's settings from the operator."""
+def worker_shape(template: WorkerTemplate) -> WorkerShape:
+    """The pool's image, size, GPUs and placement for its workers' pods."""
     tolerations = [t.to_k8s() for t in template.tolerations]
     if template.gpus and not any(_tolerates(t, template.gpu_resource_name) for t in tolerations):
         # GPU nodes are tainted with their GPU resource's name; a pod asking for that resource
@@ -132,17 +130,15 @@ def worker_settings(template: WorkerTemplate, settings: WorkerPodSettings) -> Wo
         )
         if values
     }
-    return settings.model_copy(
-        update={
-            "image": template.image,
-            "image_pull_policy": template.image_pull_policy,
-            "gpu_resource_name": template.gpu_resource_name,
-            "gpu_count": template.gpus,
-            "node_selector": dict(template.node_selector),
-            "tolerations": tolerations,
-            "runtime_class_name": template.runtime_class_name,
-            "resources": resources,
-        }
+    return WorkerShape(
+        image=template.image,
+        image_pull_policy=template.image_pull_policy,
+        gpu_resource_name=template.gpu_resource_name,
+        gpu_count=template.gpus,
+        node_selector=dict(template.node_selector),
+        tolerations=tolerations,
+        runtime_class_name=template.runtime_class_name,
+        resources=resources,
     )
 
 
@@ -174,7 +170,8 @@ def worker_pod(pool: WorkerPool, account: str, settings: WorkerPodSettings) -> d
         env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
     # No token volume: the worker reads each session's token Secret through its grant.
     spec = worker_pod_spec(
-        worker_settings(pool.spec.worker, settings),
+        settings,
+        worker_shape(pool.spec.worker),
         account=account,
         env=env,
         mounts=[],

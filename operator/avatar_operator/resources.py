@@ -1,4 +1,5 @@
-"""Pure builders: the pod spec every pool worker shares, and the session status patch. No I/O.
+"""Pure builders: a worker's pod spec (its pool's shape, the operator's shared pieces), and the
+session status patch. No I/O.
 
 Like KubeSpawner's `objects.py`: what the operator sends to the API server about a worker is
 built here and in `pool_objects.py`, so tests can read exactly what a pod will look like.
@@ -6,6 +7,8 @@ built here and in `pool_objects.py`, so tests can read exactly what a pod will l
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from avatar_crds import contract
@@ -16,25 +19,40 @@ WORKER_CONTAINER = "worker"
 WORKER_UID = 10001
 
 
+@dataclass(frozen=True)
+class WorkerShape:
+    """What a worker's pool decides about its pod: image, size, GPUs and placement."""
+
+    image: str
+    image_pull_policy: str
+    gpu_resource_name: str
+    gpu_count: int
+    node_selector: Mapping[str, str]
+    tolerations: Sequence[Mapping[str, Any]]
+    runtime_class_name: str | None
+    resources: Mapping[str, Mapping[str, str]]
+
+
 def worker_pod_spec(
     settings: WorkerPodSettings,
+    shape: WorkerShape,
     *,
     account: str,
     env: list[dict[str, Any]],
     mounts: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """What every worker pod shares: its placement and size from
-    `settings`, the locked-down security context, the scratch, TTS key, avatar and model
-    volumes, and the transport allow-list and TTS variables. `env`, `mounts` and `volumes` are
-    the caller's own, put first."""
+    """A worker pod's spec: its placement and size from its pool's `shape`; from the
+    operator's `settings`, the scratch, TTS key, avatar and model volumes, the transport
+    allow-list and TTS variables, priority, grace period and network; and the locked-down
+    security context. `env`, `mounts` and `volumes` are the caller's own, put first."""
     resources: dict[str, dict[str, str]] = {
-        kind: dict(values) for kind, values in settings.resources.items()
+        kind: dict(values) for kind, values in shape.resources.items()
     }
-    if settings.gpu_count:
-        gpus = str(settings.gpu_count)
-        resources.setdefault("limits", {})[settings.gpu_resource_name] = gpus
-        resources.setdefault("requests", {})[settings.gpu_resource_name] = gpus
+    if shape.gpu_count:
+        gpus = str(shape.gpu_count)
+        resources.setdefault("limits", {})[shape.gpu_resource_name] = gpus
+        resources.setdefault("requests", {})[shape.gpu_resource_name] = gpus
     mounts = [*mounts, {"name": "tmp", "mountPath": "/tmp"}]
     volumes = [*volumes, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     if settings.tts_openai_api_key_secret:
@@ -71,8 +89,8 @@ def worker_pod_spec(
         "serviceAccountName": account,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
-        "nodeSelector": dict(settings.node_selector),
-        "tolerations": [dict(t) for t in settings.tolerations],
+        "nodeSelector": dict(shape.node_selector),
+        "tolerations": [dict(t) for t in shape.tolerations],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": WORKER_UID,
@@ -83,8 +101,8 @@ def worker_pod_spec(
         "containers": [
             {
                 "name": WORKER_CONTAINER,
-                "image": settings.image,
-                "imagePullPolicy": settings.image_pull_policy,
+                "image": shape.image,
+                "imagePullPolicy": shape.image_pull_policy,
                 "env": [
                     *env,
                     *_transport_allow_env(settings),
@@ -105,8 +123,8 @@ def worker_pod_spec(
     }
     if settings.host_network:
         spec["hostNetwork"] = True
-    if settings.runtime_class_name:
-        spec["runtimeClassName"] = settings.runtime_class_name
+    if shape.runtime_class_name:
+        spec["runtimeClassName"] = shape.runtime_class_name
     if settings.priority_class_name:
         spec["priorityClassName"] = settings.priority_class_name
     return spec

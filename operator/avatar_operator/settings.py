@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Annotated, Any
 
@@ -19,27 +18,12 @@ class SettingsError(ValueError):
 
 
 class WorkerPodSettings(BaseModel):
-    """How worker pods are placed and shaped on the GPU cluster."""
+    """What every worker pod gets from the operator, whichever pool it belongs to: volumes,
+    priority, grace period, network and the servers it may reach. Its image, size, GPUs and
+    placement are its pool's (`resources.WorkerShape`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: str = "ghcr.io/facecast/worker:0.1.0"
-    image_pull_policy: str = "IfNotPresent"
-    gpu_resource_name: str = "nvidia.com/gpu"
-    gpu_count: Annotated[int, Field(ge=0, le=8)] = 1
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(
-        default_factory=lambda: [
-            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-        ]
-    )
-    runtime_class_name: str | None = None
-    resources: dict[str, dict[str, str]] = Field(
-        default_factory=lambda: {
-            "requests": {"cpu": "2", "memory": "4Gi"},
-            "limits": {"memory": "8Gi"},
-        }
-    )
     priority_class_name: str | None = None
     termination_grace_seconds: Annotated[int, Field(ge=1, le=600)] = 30
     avatar_store_claim: str | None = Field(
@@ -99,7 +83,7 @@ class Settings(BaseModel):
     Longer than kopf's own 70 s reconnection of a silent stream, which may mend it first."""
 
 
-# Environment variable -> dotted settings path; JSON for structured values.
+# Environment variable -> dotted settings path.
 _ENV_FIELDS = {
     "NAMESPACE": "namespace",
     "START_TIMEOUT_SECONDS": "start_timeout_seconds",
@@ -112,14 +96,6 @@ _ENV_FIELDS = {
     "WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "WATCH_CHECK_INTERVAL_SECONDS": "watch_check_interval_seconds",
     "WATCH_STALE_SECONDS": "watch_stale_seconds",
-    "WORKER_IMAGE": "worker.image",
-    "WORKER_IMAGE_PULL_POLICY": "worker.image_pull_policy",
-    "WORKER_GPU_RESOURCE_NAME": "worker.gpu_resource_name",
-    "WORKER_GPU_COUNT": "worker.gpu_count",
-    "WORKER_NODE_SELECTOR": "worker.node_selector",
-    "WORKER_TOLERATIONS": "worker.tolerations",
-    "WORKER_RUNTIME_CLASS_NAME": "worker.runtime_class_name",
-    "WORKER_RESOURCES": "worker.resources",
     "WORKER_PRIORITY_CLASS_NAME": "worker.priority_class_name",
     "WORKER_TERMINATION_GRACE_SECONDS": "worker.termination_grace_seconds",
     "WORKER_AVATAR_STORE_CLAIM": "worker.avatar_store_claim",
@@ -134,7 +110,6 @@ _ENV_FIELDS = {
     "TTS_OPENAI_API_KEY_SECRET": "worker.tts_openai_api_key_secret",
     "TTS_OPENAI_API_KEY_SECRET_KEY": "worker.tts_openai_api_key_secret_key",
 }
-_JSON_FIELDS = {"worker.node_selector", "worker.tolerations", "worker.resources"}
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -144,12 +119,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         name = ENV_PREFIX + suffix
         if name not in env or env[name] == "":
             continue
-        value: Any = env[name]
-        if path in _JSON_FIELDS:
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise SettingsError(f"{name} is not valid JSON: {exc}") from exc
+        value = env[name]
         head, _, leaf = path.rpartition(".")
         (data.setdefault(head, {}) if head else data)[leaf] = value
     try:

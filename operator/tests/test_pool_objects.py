@@ -140,7 +140,7 @@ def test_the_worker_pod_has_its_environment_and_no_token_volume() -> None:
     assert env[contract.ENV_AVATAR_STORE]["value"] == contract.AVATAR_STORE_DIR
     assert env[contract.ENV_SERVED_QUALITIES]["value"] == "lite"
     assert "NVIDIA_VISIBLE_DEVICES" not in env  # its GPUs are the ones it asked for
-    # The same shared pieces as a session's own worker:
+    # The operator's shared pieces:
     assert env[contract.ENV_TRANSPORT_ALLOWED_HOSTS]["value"] == "livekit.facecast.svc"
     assert env[contract.ENV_TTS_OPENAI_API_KEY_FILE]["value"] == contract.TTS_KEY_FILE
     assert contract.ENV_SESSION_NAME not in env
@@ -151,11 +151,8 @@ def test_the_worker_pod_has_its_environment_and_no_token_volume() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def test_the_pools_shape_replaces_the_operators() -> None:
+def test_the_pool_shapes_its_workers_and_the_operator_adds_its_own_pieces() -> None:
     settings = WorkerPodSettings(
-        image="ghcr.io/facecast/worker:1",
-        node_selector={"pool": "default"},
-        runtime_class_name="other",
         priority_class_name="avatars",
         termination_grace_seconds=45,
         host_network=True,

@@ -40,18 +40,16 @@ def test_settings_from_environment() -> None:
     settings = load_settings(
         {
             "FACECAST_NAMESPACE": "avatars",
-            "FACECAST_WORKER_GPU_COUNT": "2",
-            "FACECAST_WORKER_NODE_SELECTOR": '{"pool": "gpu"}',
+            "FACECAST_WORKER_TERMINATION_GRACE_SECONDS": "45",
+            "FACECAST_WORKER_PRIORITY_CLASS_NAME": "avatars",
         }
     )
     assert settings.namespace == "avatars"
-    assert settings.worker.gpu_count == 2
-    assert settings.worker.node_selector == {"pool": "gpu"}
+    assert settings.worker.termination_grace_seconds == 45
+    assert settings.worker.priority_class_name == "avatars"
     assert load_settings({}) == Settings()
-    with pytest.raises(SettingsError, match="FACECAST_WORKER_TOLERATIONS"):
-        load_settings({"FACECAST_WORKER_TOLERATIONS": "[not json"})
-    with pytest.raises(SettingsError, match="gpu_count"):
-        load_settings({"FACECAST_WORKER_GPU_COUNT": "-1"})
+    with pytest.raises(SettingsError, match="termination_grace_seconds"):
+        load_settings({"FACECAST_WORKER_TERMINATION_GRACE_SECONDS": "0"})
 
 
 def test_webhook_timeout_is_configurable() -> None:

@@ -148,20 +148,13 @@ def test_operator_settings_come_from_the_values(helm: Helm, example: str) -> Non
     settings = load_settings(env)
     assert settings.namespace == "facecast"
 
+    # The worker's image, size and placement are its pool's (test_worker_pools.py); what the
+    # operator adds to every worker comes from its own settings.
     worker = merged_values(example)["worker"]
-    assert settings.worker.gpu_count == worker["gpu"]["count"]
-    assert settings.worker.node_selector == worker["nodeSelector"]
-    assert settings.worker.tolerations == worker["tolerations"]
-    assert settings.worker.resources == {
-        kind: {name: str(q) for name, q in quantities.items()}
-        for kind, quantities in worker["resources"].items()
-    }
-    assert settings.worker.runtime_class_name == (worker.get("runtimeClassName") or None)
+    assert settings.worker.termination_grace_seconds == worker["terminationGracePeriodSeconds"]
     assert settings.worker.model_volume_claim == (worker.get("modelVolumeClaim") or None)
     claim = merged_values(example)["avatarStore"]["claimName"] or None
     assert settings.worker.avatar_store_claim == claim
-    image = worker["image"]
-    assert settings.worker.image == f"{image['repository']}:{image['tag'] or '0.1.0'}"
 
     pods = worker_pods(docs)
     for pod in pods:
@@ -339,14 +332,24 @@ def test_rbac_never_lists_or_watches_secrets_and_has_no_wildcards(helm: Helm, ex
     ]
 
 
-def test_the_operator_is_given_no_gpu_accounting_or_pod_sweep(helm: Helm, example: str) -> None:
+def test_the_operator_is_given_no_gpu_accounting_pod_sweep_or_worker_shape(
+    helm: Helm, example: str
+) -> None:
     """The scheduler places pool workers and the pool controller removes them: the operator
     gets neither the setting to count other workloads' GPUs nor an orphan sweep interval (and
-    its ClusterRole no pods, above)."""
+    its ClusterRole no pods, above), nor a worker image or size of its own."""
     env = literal_env(container(one(rendered(helm, example), "Deployment", OPERATOR)))
     assert "FACECAST_COUNT_OTHER_PODS" not in env
     assert "FACECAST_SWEEP_INTERVAL_SECONDS" not in env
-    assert "FACECAST_WORKER_IMAGE" in env  # the env read is the operator's, worker settings and all
+    assert "FACECAST_NAMESPACE" in env  # the env read is the operator's
+    # The worker's shape is its pool's alone: the operator is not given one of its own.
+    assert not env.keys() & {
+        "FACECAST_WORKER_IMAGE",
+        "FACECAST_WORKER_GPU_COUNT",
+        "FACECAST_WORKER_NODE_SELECTOR",
+        "FACECAST_WORKER_TOLERATIONS",
+        "FACECAST_WORKER_RESOURCES",
+    }
 
 
 @pytest.mark.parametrize(
@@ -405,8 +408,9 @@ def test_images_and_digests(helm: Helm) -> None:
     docs = render(helm, sets=[f"operator.image.digest={digest}", "worker.image.tag=1.2.3"])
     image = container(one(docs, "Deployment", OPERATOR))["image"]
     assert image == f"ghcr.io/facecast/operator@{digest}"
-    env = literal_env(container(one(docs, "Deployment", OPERATOR)))
-    assert env["FACECAST_WORKER_IMAGE"] == "ghcr.io/facecast/worker:1.2.3"
+    assert {pool["spec"]["worker"]["image"] for pool in of_kind(docs, "WorkerPool")} == {
+        "ghcr.io/facecast/worker:1.2.3"
+    }
     assert container(one(docs, "Deployment", API))["image"] == "ghcr.io/facecast/api:0.1.0"
 
 

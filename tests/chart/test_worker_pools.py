@@ -15,14 +15,12 @@ import yaml
 from api_shim.settings import Settings as ApiSettings
 from avatar_crds.enums import Quality
 from avatar_crds.pool import BUFFER_PERCENT, MAX_BUFFER_SLOTS, WorkerPool
-from avatar_operator.settings import load_settings
 from testbed.controlplane import ControlPlane
 from testbed.helm import Helm
 from tests.chart.rendering import (
     API,
     CHART,
     FULLNAME,
-    OPERATOR,
     VALUES_EXAMPLES,
     Manifest,
     container,
@@ -71,21 +69,23 @@ def test_every_example_has_one_pool_per_served_tier_shaped_like_the_workers(
     assert set(pools) == api_served(docs)
     expected = set(Quality) if example == "production" else {Quality.MOCK, Quality.LITE}
     assert set(pools) == expected
-    # The operator's own reading of the worker values: pool workers get the same shape.
-    worker = load_settings(literal_env(container(one(docs, "Deployment", OPERATOR)))).worker
-    gpu_count = merged_values(example)["worker"]["gpu"]["count"]
+    # The worker values shape every pool's workers (the operator has no worker shape of its own).
+    worker = merged_values(example)["worker"]
+    gpu_count = worker["gpu"]["count"]
+    image = worker["image"]
     for tier, pool in pools.items():
         assert pool.metadata.name == f"{FULLNAME}-{tier.value}"
         assert pool.metadata.namespace == "facecast"
         template = pool.spec.worker
-        assert template.image == worker.image
-        assert template.image_pull_policy == worker.image_pull_policy
-        assert template.gpu_resource_name == worker.gpu_resource_name
-        assert template.node_selector == worker.node_selector
-        assert [t.model_dump(by_alias=True) for t in template.tolerations] == worker.tolerations
-        assert template.runtime_class_name == worker.runtime_class_name
+        assert template.image == f"{image['repository']}:{image['tag'] or '0.1.0'}"
+        assert template.image_pull_policy == image["pullPolicy"]
+        assert template.gpu_resource_name == worker["gpu"]["resourceName"]
+        assert template.node_selector == worker["nodeSelector"]
+        assert [t.model_dump(by_alias=True) for t in template.tolerations] == worker["tolerations"]
+        assert template.runtime_class_name == (worker.get("runtimeClassName") or None)
         assert template.resources.model_dump() == {
-            kind: worker.resources.get(kind, {}) for kind in ("requests", "limits")
+            kind: {name: str(q) for name, q in worker["resources"].get(kind, {}).items()}
+            for kind in ("requests", "limits")
         }
         slots, gpus = DEFAULT_SHAPE[tier]
         assert pool.spec.slots_per_worker == slots

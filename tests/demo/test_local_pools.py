@@ -46,7 +46,7 @@ def test_warm_once_every_pool_has_a_ready_worker() -> None:
 
 
 def test_the_operators_pool_worker_runs_on_the_local_node(tmp_path: Path) -> None:
-    pod = worker_pod(_pool(Quality.LITE), ACCOUNT, WorkerPodSettings(image=LOCAL_WORKER_IMAGE))
+    pod = worker_pod(_pool(Quality.LITE), ACCOUNT, WorkerPodSettings())
     # What the API server does on create: a name from generateName, a uid.
     pod["metadata"]["name"] = pod["metadata"]["generateName"] + "x7k2p"
     pod["metadata"]["uid"] = "u-3"

@@ -192,7 +192,6 @@ def running_stack(bin_dir: Path, directory: Path, *, real_node: bool = False) ->
                 "FACECAST_HEARTBEAT_TIMEOUT_SECONDS": "30",
                 "FACECAST_FINALIZE_TIMEOUT_SECONDS": "30",
                 **node.operator_env,
-                "FACECAST_WORKER_RESOURCES": '{"requests": {"cpu": "1", "memory": "1Gi"}}',
                 "FACECAST_WORKER_TERMINATION_GRACE_SECONDS": "15",
                 **LOCAL_LIVEKIT_ALLOWED,
             },

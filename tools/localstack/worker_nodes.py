@@ -77,7 +77,7 @@ def local_node(
             name=NODE_NAME,
             image=LOCAL_WORKER_IMAGE,
             image_pull_policy="IfNotPresent",
-            operator_env={"FACECAST_WORKER_IMAGE": LOCAL_WORKER_IMAGE},
+            operator_env={},
             worker_logs=str(directory / "pods"),
             check_alive=runner.check_alive,
         )
@@ -121,8 +121,6 @@ def real_node(
             image=image,
             image_pull_policy="Never",
             operator_env={
-                "FACECAST_WORKER_IMAGE": image,
-                "FACECAST_WORKER_IMAGE_PULL_POLICY": "Never",
                 "FACECAST_WORKER_HOST_NETWORK": "true",
                 "FACECAST_KUBERNETES_API_HOST": str(api_server.hostname),
                 "FACECAST_KUBERNETES_API_PORT": str(api_server.port),

@@ -159,7 +159,7 @@ hostNetwork: true
     {{- end }}
 {{- end -}}
 
-{{/* Quantities as strings, as the operator's FACECAST_WORKER_RESOURCES expects. */}}
+{{/* The worker's requests and limits, quantities as strings, for each WorkerPool's worker. */}}
 {{- define "facecast.workerResourcesJson" -}}
 {{- $out := dict -}}
 {{- range $kind, $values := .Values.worker.resources -}}
