@@ -114,6 +114,19 @@ class Sessions:
 
         return wait_for(running, timeout=timeout, description=f"{name} worker pod Running")
 
+    def assert_left_queued(self, name: str) -> str:
+        """Assert that an admission pass ran and left `name` queued, unbound and without a
+        worker: a witness session created later is queued only once a pass has seen it (and
+        `name`, older). Returns the witness, which waits behind `name`."""
+        witness = self.create(idleTimeoutSeconds=None)
+        self.wait_phase(witness, "queued")
+        waiting = self.get(name)
+        assert waiting is not None
+        assert waiting.status.phase == "queued"
+        assert waiting.status.binding is None
+        assert self.pod(name) is None
+        return witness
+
     def tenant_usage(self, name: str = "acme") -> dict[str, Any]:
         tenant = cast(
             dict[str, Any],

@@ -167,14 +167,7 @@ def test_a_worker_that_never_becomes_ready_leaves_the_session_queued(
         return next((p for p in pool_pods(sessions) if is_stuck(p)), None)
 
     broken = wait_for(stuck_worker, timeout=30, description=f"the session's worker stuck: {stuck}")
-    # A witness created later: once it is queued, admission has run with the worker stuck.
-    witness = sessions.create(idleTimeoutSeconds=None)
-    sessions.wait_phase(witness, "queued")
-    waiting = sessions.get(name)
-    assert waiting is not None
-    assert waiting.status.phase == "queued"
-    assert waiting.status.binding is None
-    assert sessions.pod(name) is None
+    sessions.assert_left_queued(name)
 
     # Repair the pool, then replace its stuck workers: the session starts on a ready one.
     custom = k8s.CustomObjectsApi(api_client)

@@ -123,14 +123,7 @@ def test_a_session_stays_queued_when_the_free_gpu_is_on_a_node_the_worker_cannot
     sessions.wait_phase(second, "queued")
     wait_for(lambda: unschedulable_workers(sessions), timeout=30,
              description="the second session's worker found no node")  # fmt: skip
-    # A witness created later: once it is queued, admission has run with `second` waiting.
-    witness = sessions.create(idleTimeoutSeconds=None)
-    sessions.wait_phase(witness, "queued")
-    waiting = sessions.get(second)
-    assert waiting is not None
-    assert waiting.status.phase == "queued"
-    assert waiting.status.binding is None
-    assert sessions.pod(second) is None
+    witness = sessions.assert_left_queued(second)
 
     take_away(core, sessions.namespace, blocked)
     sessions.wait_phase(second, "starting", timeout=60)
@@ -162,12 +155,7 @@ def test_a_session_waits_for_a_gpu_and_starts_once_one_is_freed(
     sessions.wait_phase(second, "queued")
     wait_for(lambda: unschedulable_workers(sessions), timeout=30,
              description="the second session's worker found no GPU")  # fmt: skip
-    witness = sessions.create(idleTimeoutSeconds=None)
-    sessions.wait_phase(witness, "queued")
-    waiting = sessions.get(second)
-    assert waiting is not None
-    assert waiting.status.phase == "queued"
-    assert waiting.status.binding is None
+    witness = sessions.assert_left_queued(second)
 
     sessions.patch_spec(first, endRequestedAt=datetime.now(UTC).isoformat())
     sessions.wait_phase(first, "ending")
