@@ -44,6 +44,7 @@ SIGNING_KEY = "whsec-speech-test-5c2e"
 WEBHOOK_SECRET = "demo-webhook-speech-test"
 SPEECH_RMS = 0.02  # of full scale, per received 10 ms frame: speech energy (espeak-ng: 0.1-0.3)
 INTERRUPT_BOUND_MS = 200
+RESUMED_WINDOW_S = (0.6, 2.0)  # after the interrupting task ended: see interrupt_true_cut_ms
 CUT_ATTEMPTS = 2  # see test_interrupt_true_and_post_interrupt_each_cut_within_200_ms
 IDLE_TIMEOUT_S = 15  # the operator warns 10 s before (its default): the warning comes at 5 s idle
 # About 7 s of espeak-ng: enough speech for the lip-sync measure (at least three 1.28 s segments).
@@ -324,13 +325,15 @@ async def interrupt_true_cut_ms(live: Live) -> float:
     )
     assert loud_at(viewer, urgent_at), "the interrupting task is not heard"
     # A new task quick to start bounds the measure above by itself: the old speech must
-    # also not go on under it, nor come back after it.
+    # also not come back after it. The window starts late enough that the new task's own
+    # tail, held up by a stall of this loaded machine, is not taken for it (seen in CI: a
+    # burst received 310 ms after the end), and is long enough that resumed speech, which
+    # would go on for seconds, is always loud somewhere in it.
     assert said.finished_at is not None
-    said_end = live.monotonic(said.finished_at)
-    await wait_until(
-        lambda: viewer.audio[-1].at > said_end + 0.6, timeout=10, what="audio after the task"
-    )
-    assert not loud_at(viewer, said_end + INTERRUPT_BOUND_MS / 1000), "the old speech goes on"
+    after = live.monotonic(said.finished_at) + RESUMED_WINDOW_S[0]
+    until = live.monotonic(said.finished_at) + RESUMED_WINDOW_S[1]
+    await wait_until(lambda: viewer.audio[-1].at > until, timeout=10, what="audio after the task")
+    assert not loud_at(viewer, after, until), "the old speech comes back after the new task"
     return stop_ms
 
 
