@@ -330,8 +330,8 @@ async def interrupt_true_cut_ms(live: Live) -> float:
     # burst received 310 ms after the end), and is long enough that resumed speech, which
     # would go on for seconds, is always loud somewhere in it.
     assert said.finished_at is not None
-    after = live.monotonic(said.finished_at) + RESUMED_WINDOW_S[0]
-    until = live.monotonic(said.finished_at) + RESUMED_WINDOW_S[1]
+    said_end = live.monotonic(said.finished_at)
+    after, until = (said_end + offset for offset in RESUMED_WINDOW_S)
     await wait_until(lambda: viewer.audio[-1].at > until, timeout=10, what="audio after the task")
     assert not loud_at(viewer, after, until), "the old speech comes back after the new task"
     return stop_ms
