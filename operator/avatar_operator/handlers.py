@@ -24,6 +24,7 @@ from avatar_operator.observe import Key, session_key
 from avatar_operator.reconciler import Reconciler
 from avatar_operator.settings import load_settings
 from avatar_operator.watch_check import WatchCheck, kopf_watches
+from avatar_operator.watched_sessions import WatchedSession, watched_session
 from avatar_operator.webhooks import WebhookSender
 
 WORKER_PODS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY, contract.LABEL_COMPONENT: "worker"}
@@ -46,9 +47,11 @@ class KopfView:
         return [body for key in list(store) for body in store[key]]
 
     def session(self, key: Key) -> dict[str, Any] | None:
-        return self._one("session_index", key)
+        kept = self._one("session_index", key)
+        return cast(WatchedSession, kept).whole() if kept is not None else None
 
     def sessions(self) -> Iterable[dict[str, Any]]:
+        """Their summaries (`watched_sessions`)."""
         return self._all("session_index")
 
     def node(self, name: str) -> dict[str, Any] | None:
@@ -102,7 +105,7 @@ def post_kopf_event(session: AvatarSession, kind: str, reason: str, message: str
 
 @kopf.index(GROUP, VERSION, "avatarsessions")
 def session_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
-    return {(namespace or "", name): indexed_copy(body)}
+    return {(namespace or "", name): watched_session(indexed_copy(body))}
 
 
 @kopf.index(GROUP, VERSION, "avatarsessions")
