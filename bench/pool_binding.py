@@ -11,6 +11,9 @@ rate nor the workers' start. Reports:
   does not watch);
 - the API server requests per session while binding (its own `apiserver_request_total`, by
   verb and resource), the operator's RSS and CPU;
+- the CPU one plain patch and one binding cost each process (API server, etcd, the operator,
+  this bench's clients and watch): the rates swing with this machine's load from run to run,
+  what each binding costs, and who pays it, much less;
 - with `--chaos`: `--queued` more sessions than slots wait; the operator is killed (SIGKILL)
   and restarted; then as many bound sessions are deleted as are queued. Checked: no session
   lost, none bound twice, no slot leaked, the queued ones bound in FIFO order; then the pool is
@@ -92,6 +95,8 @@ class Bindings:
         self.created_at: dict[str, str] = {}
         """`metadata.creationTimestamp` (whole seconds): FIFO is by it, then by name."""
         self.phase: dict[str, str] = {}
+        self.version: str | None = None
+        """The resourceVersion seen last: each watch request goes on from it."""
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._follow, daemon=True)
 
@@ -105,13 +110,21 @@ class Bindings:
                 # version" (or 410 Gone) to a resumed watch: list afresh and go on.
                 print(f"bench watch restarted after {error.status} {error.reason}", flush=True)
                 stream = watch.Watch()
+                self.version = None
 
     def _follow_from(self, stream: watch.Watch) -> None:
+        # Each request ends after 2 s (to see `stop`) and the next goes on from the last
+        # version seen: one without a version replays every session as ADDED, which at 1,000
+        # sessions kept the API server 20 % busy, and at 10,000 never caught up. The events
+        # are parsed once, as plain JSON (the client's default parses each object three times).
+        resume = {"resource_version": self.version} if self.version else {}
         for event in stream.stream(
             self.custom.list_namespaced_custom_object,
-            GROUP, VERSION, NAMESPACE, AVATAR_SESSION.plural, timeout_seconds=2,
+            GROUP, VERSION, NAMESPACE, AVATAR_SESSION.plural,
+            timeout_seconds=2, deserialize=False, **resume,
         ):  # fmt: skip
             body = event["object"]
+            self.version = body["metadata"]["resourceVersion"]
             name = body["metadata"]["name"]
             status = body.get("status") or {}
             self.phase[name] = status.get("phase") or "created"
@@ -144,8 +157,40 @@ def apiserver_requests(api: k8s.ApiClient) -> Counter[str]:
     return counts
 
 
-def plain_status_patch_rate(api: k8s.ApiClient, count: int) -> float:
-    """The API server's own rate for `count` status patches of sessions nobody watches."""
+class CpuMeter:
+    """CPU seconds used by each control-plane component, the operator and this bench (its
+    clients and watch) between two readings: what one binding costs the machine, by who
+    pays it, which a loaded machine's rates alone do not tell."""
+
+    def __init__(self, plane: Any) -> None:
+        self.plane = plane
+        self.operator_pid: int | None = None
+
+    def read(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for process in self.plane.processes:
+            used[process.name] = cpu_seconds(process.popen.pid)
+        if self.operator_pid is not None:
+            used["operator"] = cpu_seconds(self.operator_pid)
+        used["bench"] = cpu_seconds(os.getpid())
+        return used
+
+    @staticmethod
+    def per_operation(before: dict[str, float], after: dict[str, float], count: int) -> str:
+        spent = {name: (after[name] - before[name]) * 1000 / count for name in after}
+        ranked = sorted(spent.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{name} {ms:.1f}" for name, ms in ranked if ms >= 0.05)
+        return f"{sum(spent.values()):.1f} ms ({shown})"
+
+
+def queued_events(core: k8s.CoreV1Api) -> int:
+    listed = core.list_namespaced_event(NAMESPACE, field_selector="reason=Queued")
+    return len(listed.items)
+
+
+def plain_status_patch_rate(api: k8s.ApiClient, count: int, meter: CpuMeter) -> tuple[float, str]:
+    """The API server's own rate for `count` status patches of sessions nobody watches, and
+    the CPU each took."""
     raw = Sessions(api, RAW_NAMESPACE)
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
         names = list(pool.map(lambda _: raw.create(idleTimeoutSeconds=None), range(count)))
@@ -157,10 +202,12 @@ def plain_status_patch_rate(api: k8s.ApiClient, count: int) -> float:
             GROUP, VERSION, RAW_NAMESPACE, AVATAR_SESSION.plural, name, body
         )
 
+    cpu_before = meter.read()
     started = time.monotonic()
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
         list(pool.map(patch, names))
-    return count / (time.monotonic() - started)
+    rate = count / (time.monotonic() - started)
+    return rate, CpuMeter.per_operation(cpu_before, meter.read(), count)
 
 
 def create_sessions(sessions: Sessions, count: int) -> dict[str, float]:
@@ -175,8 +222,10 @@ def create_sessions(sessions: Sessions, count: int) -> dict[str, float]:
     return created
 
 
-def wait(condition: Callable[[], bool], description: str, timeout: float = 900) -> None:
-    wait_for(condition, timeout=timeout, interval=0.5, description=description)
+def wait(
+    condition: Callable[[], bool], description: str, timeout: float = 900, interval: float = 0.5
+) -> None:
+    wait_for(condition, timeout=timeout, interval=interval, description=description)
 
 
 def main() -> int:
@@ -205,7 +254,8 @@ def main() -> int:
         create_gpu_nodes(api, nodes, gpus=gpus_per_node)
 
         print(f"API server alone: {args.sessions} plain status patches ...", flush=True)
-        raw_rate = plain_status_patch_rate(api, args.sessions)
+        meter = CpuMeter(plane)
+        raw_rate, raw_cpu = plain_status_patch_rate(api, args.sessions, meter)
         print(f"API server alone: {raw_rate:.0f} status patches/s", flush=True)
 
         operator = OperatorProcess(
@@ -213,6 +263,7 @@ def main() -> int:
         )
         operator.start()
         assert operator.process is not None
+        meter.operator_pid = operator.process.popen.pid
         sessions = Sessions(api, NAMESPACE)
         sessions.create_tenant(max_concurrent=0)  # every session waits for the plan's raise
         custom.create_namespaced_custom_object(
@@ -231,9 +282,12 @@ def main() -> int:
         print(f"creating {args.sessions} sessions; they queue ...", flush=True)
         created = create_sessions(sessions, args.sessions)
         wait(lambda: all(bindings.phase.get(n) == "queued" for n in created), "every one queued")
+        # ... and the operator done with them: their `Queued` Events, posted behind the
+        # transitions, would otherwise be posted inside the binding window and counted in it.
+        wait(lambda: queued_events(core) >= len(created), "every Queued Event posted")
 
         requests_before = apiserver_requests(api)
-        cpu_before = cpu_seconds(operator.process.popen.pid)
+        cpu_before = meter.read()
         print("raising the tenant's plan ...", flush=True)
         opened = time.monotonic()
         # Room for every session (and with --chaos, the queued ones): the CRD allows 10,000.
@@ -242,11 +296,22 @@ def main() -> int:
         custom.patch_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, TENANT.plural, "acme", {"spec": {"plan": plan}}
         )
-        wait(lambda: all(n in bindings.bound_at for n in created), "every session bound")
+        # Looked at often: what is read next (requests, CPU) should end with the last binding,
+        # not take in the Events the operator posts once the burst is over.
+        wait(
+            lambda: (
+                len(bindings.bound_at) >= len(created)
+                and all(n in bindings.bound_at for n in created)
+            ),
+            "every session bound",
+            interval=0.02,
+        )
         first = min(bindings.bound_at[n] for n in created)
         last = max(bindings.bound_at[n] for n in created)
         requests = apiserver_requests(api) - requests_before
-        cpu = cpu_seconds(operator.process.popen.pid) - cpu_before
+        cpu_after = meter.read()
+        cpu = cpu_after["operator"] - cpu_before["operator"]
+        bind_cpu = CpuMeter.per_operation(cpu_before, cpu_after, args.sessions)
         rss, peak = rss_mib(operator.process.popen.pid)
         doubled = {s: names for s, names in bindings.live_slots().items() if len(names) > 1}
         if doubled:
@@ -266,6 +331,8 @@ def main() -> int:
     print(f"sessions bound: {rate:.1f}/s; API server alone: {raw_rate:.0f} "
           f"plain status patches/s; bound / patches = {rate / raw_rate:.0%} "
           f"(goal: at least 50%)")  # fmt: skip
+    print(f"CPU per plain patch: {raw_cpu}")
+    print(f"CPU per binding:     {bind_cpu}")
     per_session = sum(requests.values()) / args.sessions
     top = ", ".join(f"{kind} {n / args.sessions:.2f}" for kind, n in requests.most_common(8))
     print(f"API server requests per session while binding (all clients): {per_session:.1f}"
