@@ -103,15 +103,20 @@ def post_kopf_event(session: AvatarSession, kind: str, reason: str, message: str
 
 
 # --- indexes ---------------------------------------------------------------------------
+# Async, though they await nothing: kopf runs a plain function in its thread pool, and the
+# hop there and back for every watch event was about 7 % of the operator's CPU while binding
+# a burst (bench/pool_binding.py); each takes microseconds, so the event loop runs them.
 
 
 @kopf.index(GROUP, VERSION, "avatarsessions")
-def session_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+async def session_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Key, Any]:
     return {(namespace or "", name): watched_session(indexed_copy(body))}
 
 
 @kopf.index(GROUP, VERSION, "avatarsessions")
-def bound_session_index(
+async def bound_session_index(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[Key, Key]:
     """The sessions holding a slot of each pool worker, by (namespace, pod), as keys: a
@@ -122,22 +127,26 @@ def bound_session_index(
 
 
 @kopf.index("", "v1", "pods", labels=POOL_WORKER_PODS)
-def pool_pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+async def pool_pod_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Key, Any]:
     return {(namespace or "", name): indexed_copy(body)}
 
 
 @kopf.index(GROUP, VERSION, "workerpools")
-def pool_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+async def pool_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
     return {(namespace or "", name): indexed_copy(body)}
 
 
 @kopf.index("", "v1", "nodes")
-def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
+async def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
     return {name: indexed_copy(body)}
 
 
 @kopf.index(GROUP, VERSION, "tenants")
-def tenant_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Any]:
+async def tenant_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Key, Any]:
     return {(namespace or "", name): indexed_copy(body)}
 
 

@@ -55,13 +55,19 @@ RETIRE_RECHECK_SECONDS = 30.0
 normally calls it back)."""
 CREATE_CONCURRENCY = 8
 GRANT_BATCH_SECONDS = 0.02
-POOL_BATCH_SECONDS = 0.1
-"""Requests to reconcile a pool within this are one pass: a burst of bindings (each one asks,
-to count its slot) is one pass over the pool's sessions, not one per binding."""
 """A grant is written this long after the first request for it, not at once: the admission
 pass binds several sessions at a time, each status written by its own reconciliation within
 milliseconds of the others, and one Role write then takes them all. Later requests do not push
 the write back, so no session waits longer than this for its grant."""
+POOL_BATCH_SECONDS = 0.25
+"""Requests to reconcile a pool within this are one pass: a burst of bindings (each one asks,
+to count its slot) is one pass over the pool's sessions, not one per binding. Nothing a pass
+does is on a session's way to its first frame (a binding is the admission pass's, a grant its
+own queue's): the pool's counts and its scaling follow within this."""
+POOL_PASS_SPACING = 3.0
+"""A pool's next pass waits this many times as long as its last one took: a pass reads every
+session of the namespace, so with thousands binding the passes take at most a quarter of the
+loop, and the bindings (each a write the API server must serve) the rest."""
 RECHECK_MARGIN_SECONDS = 0.05
 """Wake just after a scale-down delay runs out, not just before it."""
 WORKER_POOLS = paths.custom(GROUP, VERSION, WORKER_POOL.plural)
@@ -139,17 +145,18 @@ class PoolController:
         self._started: set[PoolKey] = set()
         """Pools reconciled once since the operator started (leftovers swept, grants checked)."""
         self._took: dict[PoolKey, float] = {}
-        """How long each pool's last reconciliation took (`schedule` waits as long)."""
+        """How long each pool's last reading of its sessions and workers took: the part of a
+        reconciliation that holds the event loop (`schedule` spaces passes by it)."""
 
     # --- entry points (any context on the event loop) ---------------------------------------
 
     def schedule(self, namespace: str, pool: str) -> None:
         """Reconcile the pool soon; requests made meanwhile are one reconciliation. A pool
-        reconciliation reads every session of its namespace, so requests wait at least as long
-        as the last one took: with thousands of sessions binding, it takes at most half the
-        loop."""
+        reconciliation reads every session of its namespace, so requests wait in proportion to
+        how long the last one took (POOL_PASS_SPACING)."""
         key = (namespace, pool)
-        self.pools.add_within(key, max(POOL_BATCH_SECONDS, self._took.get(key, 0.0)))
+        spacing = POOL_PASS_SPACING * self._took.get(key, 0.0)
+        self.pools.add_within(key, max(POOL_BATCH_SECONDS, spacing))
 
     def grant_changed(self, namespace: str, pod: str) -> None:
         """The sessions bound to that worker may have changed: bring its Role up to date."""
@@ -190,14 +197,6 @@ class PoolController:
     # --- one pool ---------------------------------------------------------------------------
 
     async def _reconcile(self, key: PoolKey) -> None:
-        started = time.monotonic()
-        try:
-            await self._reconcile_pool(key)
-        finally:
-            if key in self._started:  # not a pool just forgotten
-                self._took[key] = time.monotonic() - started
-
-    async def _reconcile_pool(self, key: PoolKey) -> None:
         namespace, name = key
         body = self._pool_body(key)
         if body is None or body_is_being_deleted(body):
@@ -220,6 +219,7 @@ class PoolController:
                 # Its sessions are failed worker_lost by their own reconciliation; the plan
                 # below no longer counts it, and makes up for it.
                 await self._delete_worker(namespace, pod, "finished")
+        reading = time.monotonic()
         live = [pod for pod in pods if pool_readings.is_live(pod)]
         pools = [p for p in self.view.pools() if p["metadata"]["namespace"] == namespace]
         reserved = {session: b for (_, session), b in self._reserved_in(namespace).items()}
@@ -228,6 +228,7 @@ class PoolController:
         workers = pool_readings.scaling_workers(live, readings, seen_busy, now)
         queued = readings.queued.get(name, 0)
         plan = pool_scaling.plan(workers, queued, pool_scaling.PoolShape.of(pool.spec), now)
+        self._took[key] = time.monotonic() - reading
         await self._carry_out(pool, plan, now)
         status = pool_readings.pool_status(pool, workers, plan.desired, queued, now)
         await self._write_status(key, body, status)

@@ -102,6 +102,8 @@ class Reconciler:
     sessions passes take at most half the loop and the writes they lead to still get done."""
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The API server's answer to our own last write, until the watch shows it (or newer)."""
+    tenants: dict[Key, tuple[str | None, Tenant]] = field(default_factory=dict)
+    """Each tenant parsed, with the resourceVersion it was parsed from."""
     queue: WorkQueue[Key] = field(init=False)
     outbox: WebhookOutbox = field(init=False)
     pools: PoolController = field(init=False)
@@ -260,7 +262,6 @@ class Reconciler:
     async def _reconcile(self, body: dict[str, Any]) -> None:
         session = AvatarSession.model_validate(body)
         key = session_key(body)
-        bound = log.bind(session=key[1], namespace=key[0])
         phase = phase_of(session)
         if phase in WORKER_PHASES or phase.is_terminal:
             self.bindings.pop(key, None)
@@ -282,7 +283,7 @@ class Reconciler:
                 session = AvatarSession.model_validate(updated)
         facts = await self._facts(session, phase, deleting)
         decision = step(phase, facts, utcnow())
-        await self._apply(session, decision, bound)
+        await self._apply(session, decision)
         self.outbox.written_out(key, facts.webhooks_done)
 
     async def _facts(self, session: AvatarSession, phase: Phase, deleting: bool) -> Facts:
@@ -330,12 +331,19 @@ class Reconciler:
         return limits
 
     def _tenant(self, namespace: str, name: str) -> Tenant | None:
+        """The tenant as watched, parsed once per version (every reconciliation reads it)."""
         body = self.view.tenant(namespace, name)
-        return Tenant.model_validate(body) if body else None
+        if not body:
+            return None
+        version = body["metadata"].get("resourceVersion")
+        parsed = self.tenants.get((namespace, name))
+        if parsed is None or parsed[0] != version or version is None:
+            parsed = self.tenants[(namespace, name)] = (version, Tenant.model_validate(body))
+        return parsed[1]
 
     # --- carrying out a decision ---------------------------------------------------------
 
-    async def _apply(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
+    async def _apply(self, session: AvatarSession, decision: Decision) -> None:
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
         old_phase = phase_of(session)
         for action in decision.actions_at(Stage.BEFORE_STATUS):
@@ -348,7 +356,7 @@ class Reconciler:
             if updated is not None:
                 self.written[key_of(session)] = updated
         if decision.phase != old_phase:
-            self._record_transition(session, decision, bound)
+            self._record_transition(session, decision)
         charged = any(isinstance(action, ChargeTenant) for action in decision.actions)
         if not charged and billing.slot_may_have_moved(session, decision.phase):
             # Only a count for kubectl: a burst of sessions starting is one write, made from
@@ -378,14 +386,17 @@ class Reconciler:
             case _:
                 assert_never(action)
 
-    def _record_transition(self, session: AvatarSession, decision: Decision, bound: Any) -> None:
+    def _record_transition(self, session: AvatarSession, decision: Decision) -> None:
         old = phase_of(session)
+        namespace, name = key_of(session)
         metrics.TRANSITIONS.labels(old.value, decision.phase.value).inc()
         if decision.phase is Phase.RUNNING and session.metadata.creation_timestamp:
             created = datetime.fromisoformat(session.metadata.creation_timestamp)
             metrics.TIME_TO_RUNNING.observe((utcnow() - created).total_seconds())
-        bound.info(
+        log.info(
             "session_transition",
+            session=name,
+            namespace=namespace,
             from_phase=old.value,
             to_phase=decision.phase.value,
             reason=str(decision.status.reason) if decision.status.reason else None,
@@ -439,7 +450,9 @@ class Reconciler:
         keys.update(
             key
             for key, mine in self.written.items()
-            if key[0] == namespace and (held := pool_readings.held_slot(mine)) and held.pod == pod
+            # Only the pod it names: a grant write asks, and thousands may be written unwatched.
+            if key[0] == namespace
+            and ((mine.get("status") or {}).get("binding") or {}).get("pod") == pod
         )
         newest = (self._newer(seen) for key in keys if (seen := self.view.session(key)))
         return [s for s in newest if (held := pool_readings.held_slot(s)) and held.pod == pod]
@@ -449,8 +462,8 @@ class Reconciler:
         return [self._newer(seen) for seen in self.view.sessions()]
 
     def _newer(self, seen: dict[str, Any]) -> dict[str, Any]:
-        mine = self.written.get(session_key(seen), seen)
-        return mine if _version(mine) > _version(seen) else seen
+        mine = self.written.get(session_key(seen)) if self.written else None
+        return mine if mine is not None and _version(mine) > _version(seen) else seen
 
     # --- timers and shutdown ---------------------------------------------------------------
 

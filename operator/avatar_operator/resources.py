@@ -170,6 +170,8 @@ def status_patch(old: AvatarSessionStatus, new: AvatarSessionStatus) -> dict[str
     `worker` belongs to the worker and is never written here, so the two writers cannot
     overwrite each other.
     """
+    if old == new:
+        return None  # the common case, without dumping either (each reconciliation asks)
     before = old.to_k8s()
     after = new.to_k8s()
     before.pop("worker", None)

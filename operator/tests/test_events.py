@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-import structlog
-
 from avatar_crds.session import AvatarSession, AvatarSessionStatus, Binding
 from avatar_operator.kube import Kube
 from avatar_operator.machine import Decision
@@ -48,9 +46,7 @@ def test_a_transition_posts_its_event_through_the_injected_poster() -> None:
     session = AvatarSession.model_validate(session_manifest())
     event = ("Normal", "Queued", "waiting for capacity")
 
-    reconciler_posting_to(recorder)._record_transition(
-        session, queued(event), structlog.get_logger()
-    )
+    reconciler_posting_to(recorder)._record_transition(session, queued(event))
 
     assert recorder.posted == [(session.metadata.name, *event)]
 
@@ -59,9 +55,7 @@ def test_a_transition_without_an_event_posts_nothing() -> None:
     recorder = EventRecorder()
     session = AvatarSession.model_validate(session_manifest())
 
-    reconciler_posting_to(recorder)._record_transition(
-        session, queued(None), structlog.get_logger()
-    )
+    reconciler_posting_to(recorder)._record_transition(session, queued(None))
 
     assert recorder.posted == []
 
@@ -75,7 +69,7 @@ def test_events_wait_for_the_bindings_being_written() -> None:
         session = AvatarSession.model_validate(session_manifest())
         event = ("Normal", "Queued", "waiting for capacity")
 
-        reconciler._record_transition(session, queued(event), structlog.get_logger())
+        reconciler._record_transition(session, queued(event))
         assert recorder.posted == []  # the other session's binding goes first
 
         reconciler._forget(key_of(other))
