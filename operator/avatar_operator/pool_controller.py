@@ -59,11 +59,9 @@ GRANT_BATCH_SECONDS = 0.02
 pass binds several sessions at a time, each status written by its own reconciliation within
 milliseconds of the others, and one Role write then takes them all. Later requests do not push
 the write back, so no session waits longer than this for its grant."""
-POOL_BATCH_SECONDS = 0.25
+POOL_BATCH_SECONDS = 0.1
 """Requests to reconcile a pool within this are one pass: a burst of bindings (each one asks,
-to count its slot) is one pass over the pool's sessions, not one per binding. Nothing a pass
-does is on a session's way to its first frame (a binding is the admission pass's, a grant its
-own queue's): the pool's counts and its scaling follow within this."""
+to count its slot) is one pass over the pool's sessions, not one per binding."""
 POOL_PASS_SPACING = 3.0
 """A pool's next pass waits this many times as long as its last one took: a pass reads every
 session of the namespace, so with thousands binding the passes take at most a quarter of the
